@@ -1,0 +1,386 @@
+package msgpack
+
+// The index of one run file, built on first use by one pass over the file. Small documents
+// (start, stop, descriptors, resources) are decoded and kept; events and datums are only
+// counted, with a sparse list of checkpoints per descriptor (and per resource) from which a
+// read can start without decoding what comes before. A live file that grew is indexed from
+// where the last pass stopped.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/brokerfs/brokerfs/catalog"
+)
+
+// A stream gets a checkpoint every checkpointRows rows, and at any document that follows its
+// previous one by more than checkpointGap bytes of other documents, so that a sparse stream
+// (a baseline in a long run) does not cost a walk over everything between its documents.
+const (
+	checkpointRows = 1024
+	checkpointGap  = 64 << 10
+	maxDocLogs     = 10 // per pass: a file of a million bad events must not flood the log
+)
+
+// checkpoint is where a stream's document starts and its first row there.
+type checkpoint struct {
+	off int64
+	row int64
+}
+
+// stream is the events of one descriptor, or the datums of one resource.
+type stream struct {
+	rows int64 // rows (datums) in the stream
+	end  int64 // end of its last document
+	cps  []checkpoint
+}
+
+func (s *stream) add(off, end int64, rows int) {
+	if n := len(s.cps); n == 0 || s.rows-s.cps[n-1].row >= checkpointRows || off-s.end > checkpointGap {
+		s.cps = append(s.cps, checkpoint{off: off, row: s.rows})
+	}
+	s.rows += int64(rows)
+	s.end = end
+}
+
+// segment returns the checkpoint to start reading row from and where its segment ends.
+func (s *stream) find(row int64) int {
+	i, _ := slices.BinarySearchFunc(s.cps, row, func(c checkpoint, r int64) int {
+		if c.row <= r {
+			return -1
+		}
+		return 1
+	})
+	return max(i-1, 0)
+}
+
+// index is an immutable snapshot of what one pass (or several, for a growing file) learned.
+type index struct {
+	size  int64 // file size and mtime when indexed
+	mtime time.Time
+	end   int64 // end of the last complete document: a growing file is read on from here
+	head  []byte
+	tail  []byte // the bytes just before end: they must not change for the file to have grown
+	halt  bool   // a corrupt document stopped the scan: do not read on
+
+	start     *catalog.Start
+	stop      *catalog.Stop
+	descs     []*catalog.Descriptor
+	resources []*catalog.Resource
+	events    map[string]*stream // by descriptor uid
+	datums    map[string]*stream // by resource uid
+
+	truncAt int64 // offset of the truncated document logged last, not to log it again
+}
+
+// clone copies the index for extension; the streams are copied, their checkpoint slices
+// clipped so that appending never writes into an array an older snapshot reads.
+func (ix *index) clone() *index {
+	c := *ix
+	c.descs = slices.Clip(ix.descs)
+	c.resources = slices.Clip(ix.resources)
+	c.events = cloneStreams(ix.events)
+	c.datums = cloneStreams(ix.datums)
+	return &c
+}
+
+func cloneStreams(m map[string]*stream) map[string]*stream {
+	out := make(map[string]*stream, len(m))
+	for k, s := range m {
+		c := *s
+		c.cps = slices.Clip(s.cps)
+		out[k] = &c
+	}
+	return out
+}
+
+// indexer is one pass over a file.
+type indexer struct {
+	path string
+	log  *slog.Logger
+	ix   *index
+	w    *window
+	dec  *pageDecoder // scratch for event headers
+	h    evHeader
+	logs int
+}
+
+// buildIndex indexes the file r of the given size, extending prev when it is a prefix of the
+// file (the file grew), from scratch otherwise.
+func buildIndex(path string, r io.ReaderAt, size int64, mtime time.Time, prev *index, log *slog.Logger) (*index, error) {
+	var ix *index
+	if prev != nil && !prev.halt && size >= prev.end && sameBytes(r, 0, prev.head) && sameBytes(r, prev.end-int64(len(prev.tail)), prev.tail) {
+		ix = prev.clone()
+	} else {
+		ix = &index{events: map[string]*stream{}, datums: map[string]*stream{}, truncAt: -1}
+	}
+	ix.size, ix.mtime = size, mtime
+	x := &indexer{path: path, log: log, ix: ix, dec: newPageDecoder("", []string{})}
+	x.w = newWindow(r, size, scanWindow)
+	defer x.w.release()
+	if err := x.scan(); err != nil {
+		return nil, err
+	}
+	if ix.start == nil {
+		return nil, &catalog.DocError{Source: path, Name: "start", Err: errors.New("no start document")}
+	}
+	ix.head = readBytes(r, 0, min(ix.end, 64))
+	ix.tail = readBytes(r, max(ix.end-64, 0), min(ix.end, 64))
+	return ix, nil
+}
+
+func readBytes(r io.ReaderAt, off, n int64) []byte {
+	b := make([]byte, n)
+	if _, err := r.ReadAt(b, off); err != nil {
+		return nil
+	}
+	return b
+}
+
+func sameBytes(r io.ReaderAt, off int64, want []byte) bool {
+	if off < 0 {
+		return false
+	}
+	got := readBytes(r, off, int64(len(want)))
+	return got != nil && bytes.Equal(got, want)
+}
+
+// scan reads documents from ix.end to the end of the file.
+func (x *indexer) scan() error {
+	ix := x.ix
+	pos := ix.end
+	for pos < ix.size {
+		b, err := x.w.at(pos)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", x.path, err)
+		}
+		n, err := x.doc(b, pos)
+		for errors.Is(err, errShort) {
+			if b, err = x.w.more(pos, len(b), n); err == nil {
+				n, err = x.doc(b, pos)
+			}
+		}
+		switch {
+		case errors.Is(err, errTruncated):
+			// The last document is incomplete: a writer is still at it, or the file was cut.
+			if ix.truncAt != pos {
+				x.log.Info("msgpack: ignoring incomplete last document", "file", x.path, "offset", pos, "bytes", ix.size-pos)
+				ix.truncAt = pos
+			}
+			ix.end = pos
+			return nil
+		case err != nil:
+			x.log.Warn("msgpack: stopping at corrupt document", "file", x.path, "offset", pos, "err", err)
+			ix.end, ix.halt = pos, true
+			return nil
+		}
+		pos += int64(n)
+		ix.end = pos
+	}
+	return nil
+}
+
+// doc indexes the document at the start of b (file offset off) and returns its length. On
+// errShort the length is a lower bound of the bytes needed.
+func (x *indexer) doc(b []byte, off int64) (int, error) {
+	n, p, err := arrayLen(b, 0)
+	if err == nil && n == 2 {
+		var name []byte
+		if name, p, err = str(b, p); err == nil {
+			return x.named(b, p, string(name), off)
+		}
+	}
+	end, serr := skip(b, 0)
+	if serr != nil {
+		return end, serr
+	}
+	if err != nil && !errors.Is(err, errShort) && !isCorrupt(err) {
+		err = corrupt(0, "not a [name, document] pair: "+err.Error())
+	}
+	if err == nil {
+		err = corrupt(0, fmt.Sprintf("a list of %d items, not a [name, document] pair", n))
+	}
+	return end, err
+}
+
+// named indexes a document whose name is known; the document's map is at b[p:].
+func (x *indexer) named(b []byte, p int, name string, off int64) (int, error) {
+	ix := x.ix
+	if name == "event" || name == "event_page" {
+		err := x.dec.scanEvent(b, p, name == "event", &x.h, 0)
+		if errors.Is(err, errShort) || isCorrupt(err) {
+			return x.needed(b, err)
+		}
+		if err != nil {
+			x.bad(off, name, err)
+		} else if x.h.rows > 0 {
+			s := ix.events[string(x.h.desc)]
+			if s == nil {
+				s = &stream{}
+				ix.events[string(x.h.desc)] = s
+			}
+			s.add(off, off+int64(x.h.end), x.h.rows)
+		}
+		return x.h.end, nil
+	}
+	end, err := skip(b, p)
+	if err != nil {
+		return end, err
+	}
+	doc := b[p:end]
+	switch name {
+	case "datum", "datum_page":
+		if res, rows, err := datumHeader(doc, name == "datum"); err != nil {
+			x.bad(off, name, err)
+		} else {
+			s := ix.datums[res]
+			if s == nil {
+				s = &stream{}
+				ix.datums[res] = s
+			}
+			s.add(off, off+int64(end), rows)
+		}
+	case "start", "stop", "descriptor", "resource":
+		if off == 0 && name != "start" {
+			return end, corrupt(0, "the first document is a "+name+", not a start")
+		}
+		if err := x.small(doc, name, off); err != nil {
+			x.bad(off, name, err)
+		}
+	default:
+		x.bad(off, name, errors.New("unknown document name"))
+	}
+	return end, nil
+}
+
+// needed turns a short read inside an event document into a lower bound for the next read.
+func (x *indexer) needed(b []byte, err error) (int, error) {
+	if isCorrupt(err) {
+		return 0, err
+	}
+	end, serr := skip(b, 0)
+	if serr == nil {
+		return end, corrupt(0, "event document ends early")
+	}
+	return end, serr
+}
+
+// small decodes a start, stop, descriptor or resource document.
+func (x *indexer) small(doc []byte, name string, off int64) error {
+	v, _, err := value(doc, 0, false, 0)
+	if err != nil {
+		return err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("want map, have %T", v)
+	}
+	raw, _, err := appendJSON(nil, doc, 0, 0)
+	if err != nil {
+		return err
+	}
+	ix := x.ix
+	switch name {
+	case "start":
+		if ix.start != nil {
+			return errors.New("a second start document")
+		}
+		if off != 0 {
+			return errors.New("a start document after the first document")
+		}
+		ix.start, err = catalog.ParseStart(m, raw)
+	case "stop":
+		ix.stop, err = catalog.ParseStop(m, raw)
+	case "descriptor":
+		var d *catalog.Descriptor
+		if d, err = catalog.ParseDescriptor(m, raw); err == nil {
+			ix.descs = append(ix.descs, d)
+		}
+	case "resource":
+		var r *catalog.Resource
+		if r, err = catalog.ParseResource(m, raw); err == nil {
+			ix.resources = append(ix.resources, r)
+		}
+	}
+	return err
+}
+
+// datumHeader finds the resource of a datum or datum_page document and its datum count,
+// checking what catalog.AppendDatum(Page) needs without decoding the kwargs.
+func datumHeader(doc []byte, single bool) (res string, rows int, err error) {
+	n, p, err := mapLen(doc, 0)
+	if err != nil {
+		return "", 0, err
+	}
+	resPos, idPos := -1, -1
+	for range n {
+		var k []byte
+		if k, p, err = str(doc, p); err == nil {
+			switch string(k) {
+			case "resource":
+				resPos = p
+			case "datum_id":
+				idPos = p
+			}
+		} else if p, err = skip(doc, p); err != nil {
+			return "", 0, err
+		}
+		if p, err = skip(doc, p); err != nil {
+			return "", 0, err
+		}
+	}
+	if idPos < 0 {
+		return "", 0, invalid("missing key %q", "datum_id")
+	}
+	if single {
+		id, _, err := str(doc, idPos)
+		if err != nil {
+			return "", 0, keyError("datum_id", err)
+		}
+		rows, res = 1, resourceOfDatum(string(id))
+	} else {
+		if rows, p, err = arrayLen(doc, idPos); err != nil {
+			return "", 0, keyError("datum_id", err)
+		}
+		for range rows {
+			if _, p, err = str(doc, p); err != nil {
+				return "", 0, keyError("datum_id", err)
+			}
+		}
+	}
+	if resPos >= 0 {
+		r, _, err := str(doc, resPos)
+		if err != nil {
+			return "", 0, keyError("resource", err)
+		}
+		res = string(r)
+	} else if !single {
+		return "", 0, invalid("missing key %q", "resource")
+	}
+	return res, rows, nil
+}
+
+// resourceOfDatum is the resource uid part of a datum id ("<resource uid>/<n>"); legacy ids
+// are bare and stand for themselves.
+func resourceOfDatum(id string) string {
+	if i := bytes.IndexByte([]byte(id), '/'); i >= 0 {
+		return id[:i]
+	}
+	return id
+}
+
+// bad logs a document that is skipped.
+func (x *indexer) bad(off int64, name string, err error) {
+	x.logs++
+	switch {
+	case x.logs <= maxDocLogs:
+		x.log.Warn("msgpack: skipping bad document", "file", x.path, "offset", off, "doc", name, "err", err)
+	case x.logs == maxDocLogs+1:
+		x.log.Warn("msgpack: more bad documents, not logged", "file", x.path)
+	}
+}

@@ -1,0 +1,274 @@
+package msgpack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/brokerfs/brokerfs/catalog"
+)
+
+// run is a snapshot of one run file: its index as of the call to Catalog.Run. Reads open the
+// file afresh (no descriptor is held between calls, so a Run costs nothing to drop) and never
+// look past what the index covers.
+type run struct {
+	path string
+	ix   *index
+	open func() (readerAt, error)
+}
+
+// readerAt is an open file.
+type readerAt interface {
+	io.ReaderAt
+	io.Closer
+}
+
+var _ catalog.Run = (*run)(nil)
+
+func newRun(path string, ix *index) *run {
+	return &run{path: path, ix: ix, open: func() (readerAt, error) { return openAtLeast(path, ix.end) }}
+}
+
+// openAtLeast opens a file that must still hold size bytes (it is only ever appended to).
+func openAtLeast(path string, size int64) (readerAt, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() < size {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("open %s: file shrank from %d to %d bytes since it was indexed", path, size, fi.Size())
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// Start implements catalog.Run.
+func (r *run) Start() *catalog.Start { return r.ix.start }
+
+// Stop implements catalog.Run.
+func (r *run) Stop(context.Context) (*catalog.Stop, error) {
+	if r.ix.stop == nil {
+		return nil, fmt.Errorf("stop of run %s: %w", r.ix.start.UID, catalog.ErrNotFound)
+	}
+	return r.ix.stop, nil
+}
+
+// Descriptors implements catalog.Run.
+func (r *run) Descriptors(context.Context) ([]*catalog.Descriptor, error) { return r.ix.descs, nil }
+
+// Resources implements catalog.Run.
+func (r *run) Resources(context.Context) ([]*catalog.Resource, error) { return r.ix.resources, nil }
+
+// Document statuses from pageDecoder.head.
+const (
+	docOther = iota // not an event document of the wanted descriptor
+	docBad          // an event document the index skipped (and logged)
+	docEvent        // an event document of the descriptor
+)
+
+// next reads the document at the start of b: its length and, for an event document of the
+// decoder's descriptor, its header (rows, times, seq_nums in d.page) and, when it has more
+// than skipRows rows, its body. On errShort the length is a lower bound of the bytes needed.
+func (d *pageDecoder) next(b []byte, h *evHeader, skipRows int) (n, status int, err error) {
+	count, p, err := arrayLen(b, 0)
+	if err != nil || count != 2 {
+		n, err = skip(b, 0)
+		if err == nil {
+			err = corrupt(0, "not a [name, document] pair")
+		}
+		return n, docOther, err
+	}
+	name, p, err := keyStr(b, p)
+	if err != nil || (string(name) != "event_page" && string(name) != "event") {
+		n, serr := skip(b, 0)
+		if serr != nil || err == nil {
+			return n, docOther, serr
+		}
+		return n, docOther, corrupt(0, "document name is not a string")
+	}
+	err = d.scanEvent(b, p, len(name) == len("event"), h, skipRows)
+	switch {
+	case isInvalid(err):
+		n, err = skip(b, 0)
+		return n, docBad, err
+	case err != nil:
+		n, serr := skip(b, 0)
+		if serr != nil {
+			return n, docOther, serr
+		}
+		return n, docOther, err
+	case h.other:
+		return h.end, docOther, nil
+	}
+	return h.end, docEvent, nil
+}
+
+// EventPages implements catalog.Run: one page per stored event or event_page document,
+// starting from the checkpoint at or before from.
+func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields []string, fn func(*catalog.EventPage) error) error {
+	s := r.ix.events[desc]
+	if s == nil {
+		for _, d := range r.ix.descs {
+			if d.UID == desc {
+				return nil // a descriptor without events
+			}
+		}
+		return fmt.Errorf("descriptor %s of run %s: %w", desc, r.ix.start.UID, catalog.ErrNotFound)
+	}
+	from = max(from, 0)
+	if (to >= 0 && to <= from) || int64(from) >= s.rows {
+		return nil
+	}
+	f, err := r.open()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := newWindow(f, s.end, scanWindow)
+	defer w.release()
+	d := newPageDecoder(desc, fields)
+	var h evHeader
+	docs := 0
+	for i := s.find(int64(from)); i < len(s.cps); i++ {
+		pos, row, segEnd := s.cps[i].off, s.cps[i].row, s.end
+		if i+1 < len(s.cps) {
+			segEnd = s.cps[i+1].off
+		}
+		for pos < segEnd {
+			if to >= 0 && row >= int64(to) {
+				return nil
+			}
+			if docs++; docs&1023 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			b, err := w.at(pos)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", r.path, err)
+			}
+			skipRows := int(min(max(int64(from)-row, -1), 1<<31))
+			n, status, err := d.next(b, &h, skipRows)
+			for errors.Is(err, errShort) {
+				if b, err = w.more(pos, len(b), n); err == nil {
+					n, status, err = d.next(b, &h, skipRows)
+				}
+			}
+			if err != nil {
+				return r.docError(pos, "", fmt.Errorf("the file changed since it was indexed: %w", err))
+			}
+			if status == docEvent && h.rows > 0 {
+				if h.bodyErr != nil {
+					return r.docError(pos, docName(h.single), h.bodyErr)
+				}
+				if h.body {
+					d.page.FirstRow = int(row)
+					if err := fn(&d.page); err != nil {
+						return err
+					}
+				}
+				row += int64(h.rows)
+			}
+			pos += int64(n)
+		}
+	}
+	return nil
+}
+
+func docName(single bool) string {
+	if single {
+		return "event"
+	}
+	return "event_page"
+}
+
+func (r *run) docError(pos int64, name string, err error) error {
+	return &catalog.DocError{Source: fmt.Sprintf("%s:%d", r.path, pos), Name: name, Err: err}
+}
+
+// Datums implements catalog.Run: one page per stored datum or datum_page document. Datums
+// are not a hot path: they decode into generic documents and the catalog's helpers.
+func (r *run) Datums(ctx context.Context, resource string, fn func(*catalog.DatumPage) error) error {
+	s := r.ix.datums[resource]
+	if s == nil {
+		for _, res := range r.ix.resources {
+			if res.UID == resource {
+				return nil
+			}
+		}
+		return fmt.Errorf("resource %s of run %s: %w", resource, r.ix.start.UID, catalog.ErrNotFound)
+	}
+	f, err := r.open()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := newWindow(f, s.end, scanWindow)
+	defer w.release()
+	for i := range s.cps {
+		pos, segEnd := s.cps[i].off, s.end
+		if i+1 < len(s.cps) {
+			segEnd = s.cps[i+1].off
+		}
+		for pos < segEnd {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			b, err := w.at(pos)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", r.path, err)
+			}
+			n, err := skip(b, 0)
+			for errors.Is(err, errShort) {
+				if b, err = w.more(pos, len(b), n); err == nil {
+					n, err = skip(b, 0)
+				}
+			}
+			if err != nil {
+				return r.docError(pos, "", fmt.Errorf("the file changed since it was indexed: %w", err))
+			}
+			if err := r.datum(b[:n], pos, resource, fn); err != nil {
+				return err
+			}
+			pos += int64(n)
+		}
+	}
+	return nil
+}
+
+// datum calls fn with the datums of the document b if it is a valid datum or datum_page
+// document of resource.
+func (r *run) datum(b []byte, pos int64, resource string, fn func(*catalog.DatumPage) error) error {
+	_, p, err := arrayLen(b, 0)
+	if err != nil {
+		return nil
+	}
+	name, p, err := str(b, p)
+	if err != nil || (string(name) != "datum" && string(name) != "datum_page") {
+		return nil
+	}
+	single := string(name) == "datum"
+	if res, _, err := datumHeader(b[p:], single); err != nil || res != resource {
+		return nil // another resource's, or a bad one the index logged
+	}
+	v, _, err := value(b, p, false, 0)
+	doc, _ := v.(map[string]any)
+	if err != nil || doc == nil {
+		return r.docError(pos, string(name), fmt.Errorf("want map, have %T", v))
+	}
+	page := &catalog.DatumPage{Resource: resource}
+	if single {
+		err = catalog.AppendDatum(page, doc)
+	} else {
+		err = catalog.AppendDatumPage(page, doc)
+	}
+	if err != nil {
+		return r.docError(pos, string(name), err)
+	}
+	return fn(page)
+}

@@ -1,0 +1,109 @@
+package msgpack
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Window sizes. A scan reads 1 MiB at a time: big enough that syscalls cost nothing next to
+// decoding, small enough that a 2 GB file streams in constant memory. A window grows only when
+// a single document is larger, and never past maxDocument.
+const (
+	scanWindow  = 1 << 20
+	startWindow = 64 << 10
+	maxDocument = 1 << 30
+)
+
+// errTruncated means a document runs past the end of the readable region: the last document
+// of a file that is still being written, or a cut file.
+var errTruncated = errors.New("truncated document")
+
+// window is a read buffer over the region [0, limit) of a file, refilled with ReadAt (pread),
+// so that readers never hold more of a file than its largest document and never share a file
+// offset. A window is used by one goroutine.
+type window struct {
+	r     io.ReaderAt
+	limit int64
+	buf   []byte // the buffer; data is buf[:n]
+	data  []byte // the bytes of the file at [off, off+len(data))
+	off   int64
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, scanWindow); return &b }}
+
+// newWindow returns a window over r's first limit bytes, reading size bytes at a time.
+func newWindow(r io.ReaderAt, limit int64, size int) *window {
+	w := &window{r: r, limit: limit}
+	if size == scanWindow {
+		w.buf = *bufPool.Get().(*[]byte)
+	} else {
+		w.buf = make([]byte, size)
+	}
+	return w
+}
+
+// release returns the window's buffer to the pool. Slices into it die with it.
+func (w *window) release() {
+	if cap(w.buf) == scanWindow {
+		b := w.buf[:scanWindow]
+		bufPool.Put(&b)
+	}
+	w.buf, w.data = nil, nil
+}
+
+// at returns the buffered bytes from file offset pos on (at least one byte when pos < limit).
+func (w *window) at(pos int64) ([]byte, error) {
+	if pos >= w.off && pos < w.off+int64(len(w.data)) {
+		return w.data[pos-w.off:], nil
+	}
+	return w.fill(pos, len(w.buf))
+}
+
+// more is called when a decoder ran short on the bytes at from pos (had bytes of them):
+// it returns at least need bytes from pos (need > had), growing the buffer when one document
+// is larger than it. It returns errTruncated when the region ends before need bytes.
+func (w *window) more(pos int64, had, need int) ([]byte, error) {
+	if need <= had {
+		need = had + 1
+	}
+	if int64(need) > w.limit-pos {
+		return nil, errTruncated
+	}
+	if need > maxDocument {
+		return nil, fmt.Errorf("document of more than %d bytes", maxDocument)
+	}
+	size := len(w.buf)
+	if had >= size || need > size {
+		// The document is bigger than the buffer: double it (at least to need), so that a
+		// document costs O(its size) to find however it is split.
+		size = max(2*size, need)
+		if int64(size) > w.limit-pos {
+			size = int(w.limit - pos)
+		}
+		w.release()
+		w.buf = make([]byte, size)
+	}
+	return w.fill(pos, len(w.buf))
+}
+
+// fill reads up to size bytes at pos into the buffer.
+func (w *window) fill(pos int64, size int) ([]byte, error) {
+	if pos >= w.limit {
+		return nil, io.EOF
+	}
+	n := min(int64(size), w.limit-pos)
+	w.data = w.buf[:n]
+	w.off = pos
+	got, err := w.r.ReadAt(w.data, pos)
+	if int64(got) < n {
+		w.data = w.data[:got]
+		if err == nil || err == io.EOF {
+			// The file shrank under us (it was rewritten): what we indexed is gone.
+			err = fmt.Errorf("file shorter than %d bytes: %w", w.limit, errTruncated)
+		}
+		return nil, err
+	}
+	return w.data, nil
+}

@@ -1,0 +1,376 @@
+// Command brokerfs mounts a catalog of Bluesky runs as a read-only file system.
+//
+//	brokerfs mount [flags] SOURCE MOUNTPOINT
+//	brokerfs ls [flags] SOURCE
+//	brokerfs demo [MOUNTPOINT]
+//
+// This file holds the subcommands and their flags; source.go opens catalogs, demo.go writes
+// the demo catalog.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/brokerfs/brokerfs/catalog"
+	bfs "github.com/brokerfs/brokerfs/fs"
+	"github.com/brokerfs/brokerfs/handlers"
+	"github.com/brokerfs/brokerfs/nodes"
+)
+
+const usage = `brokerfs mounts a catalog of Bluesky runs as a read-only file system.
+
+Usage:
+  brokerfs mount [flags] SOURCE MOUNTPOINT   mount in the foreground; Ctrl-C or umount to stop
+  brokerfs ls [flags] SOURCE                 list the runs without mounting
+  brokerfs demo [MOUNTPOINT]                 write a demo catalog and mount it
+  brokerfs help COMMAND                      flags of a command
+
+SOURCE is a directory, a glob or a file of suitcase msgpack (*.msgpack) or JSONL (*.jsonl)
+run files; several SOURCE globs may be joined with commas.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "mount":
+		err = cmdMount(args[1:], stdout, stderr)
+	case "ls":
+		err = cmdLs(args[1:], stdout, stderr)
+	case "demo":
+		err = cmdDemo(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		if len(args) > 1 {
+			return run([]string{args[1], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "brokerfs: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, pflag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "brokerfs %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "brokerfs %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// catalogFlags are the flags that choose and filter runs, shared by mount and ls.
+type catalogFlags struct {
+	query   string
+	include []string
+	exclude []string
+	debug   bool
+}
+
+func (c *catalogFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&c.query, "query", "", "only runs whose start document matches this Mongo-style JSON query, e.g. '{\"plan_name\": \"scan\"}'")
+	fl.StringArrayVar(&c.include, "include", nil, "only fields matching this glob (repeatable)")
+	fl.StringArrayVar(&c.exclude, "exclude", nil, "leave out fields matching this glob (repeatable)")
+	fl.BoolVar(&c.debug, "debug", false, "log debugging detail")
+}
+
+func (c *catalogFlags) logger(stderr io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if c.debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// filter parses --query into a start-document filter.
+func (c *catalogFlags) filter() (func(*catalog.Start) bool, error) {
+	if c.query == "" {
+		return nil, nil
+	}
+	var q map[string]any
+	dec := json.NewDecoder(strings.NewReader(c.query))
+	dec.UseNumber()
+	if err := dec.Decode(&q); err != nil {
+		return nil, usageError{fmt.Sprintf("--query: not a JSON object: %v", err)}
+	}
+	query, err := catalog.ParseQuery(fromJSON(q).(map[string]any))
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("--query: %v", err)}
+	}
+	return func(s *catalog.Start) bool { return query.Match(s.Doc) }, nil
+}
+
+// fromJSON turns encoding/json values (with json.Number) into catalog's generic values.
+func fromJSON(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case []any:
+		for i := range x {
+			x[i] = fromJSON(x[i])
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = fromJSON(x[k])
+		}
+	}
+	return v
+}
+
+// fieldFilter builds the --include / --exclude test on field names.
+func (c *catalogFlags) fieldFilter() (func(string) bool, error) {
+	for _, p := range append(append([]string{}, c.include...), c.exclude...) {
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, usageError{fmt.Sprintf("bad field glob %q: %v", p, err)}
+		}
+	}
+	if len(c.include) == 0 && len(c.exclude) == 0 {
+		return nil, nil
+	}
+	match := func(globs []string, name string) bool {
+		for _, g := range globs {
+			if ok, _ := path.Match(g, name); ok {
+				return true
+			}
+		}
+		return false
+	}
+	return func(name string) bool {
+		if len(c.include) > 0 && !match(c.include, name) {
+			return false
+		}
+		return !match(c.exclude, name)
+	}, nil
+}
+
+func cmdMount(args []string, stdout, stderr io.Writer) error {
+	fl := pflag.NewFlagSet("mount", pflag.ContinueOnError)
+	fl.SetOutput(stderr)
+	var cf catalogFlags
+	cf.register(fl)
+	var (
+		rootMap      []string
+		opts         []string
+		allowOther   bool
+		debugFuse    bool
+		liveTTL      time.Duration
+		listTTL      time.Duration
+		handlerCmds  []string
+		cacheBytes   int64
+		allowedRoots []string
+	)
+	fl.StringArrayVar(&rootMap, "root-map", nil, "OLD=NEW: read external files whose resource root is OLD under NEW (repeatable)")
+	fl.StringArrayVarP(&opts, "option", "o", nil, "FUSE mount option, e.g. -o allow_other (repeatable; comma lists accepted)")
+	fl.BoolVar(&allowOther, "allow-other", false, "let other users read the mount (non-root: needs user_allow_other in /etc/fuse.conf)")
+	fl.BoolVar(&debugFuse, "debug-fuse", false, "log every FUSE request")
+	fl.StringArrayVar(&handlerCmds, "handler", nil, "SPEC=COMMAND: read resources of SPEC with an external program (repeatable; see handlers/external)")
+	fl.Int64Var(&cacheBytes, "cache-size", 256<<20, "bytes of filled external data kept in memory")
+	fl.StringSliceVar(&allowedRoots, "allowed-roots", nil, "DIR,...: handlers read only files under these directories (default: any)")
+	fl.DurationVar(&liveTTL, "live-ttl", time.Second, "how long a live run's state is cached before it is re-read")
+	fl.DurationVar(&listTTL, "list-ttl", 2*time.Second, "how long the list of runs is cached before the store is asked again")
+	fl.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: brokerfs mount [flags] SOURCE MOUNTPOINT\n\nFlags:\n%s", fl.FlagUsages())
+	}
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() != 2 {
+		fl.Usage()
+		return usageError{"want SOURCE and MOUNTPOINT"}
+	}
+	source, mnt := fl.Arg(0), fl.Arg(1)
+	rm, err := handlers.ParseRootMap(rootMap)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	registry, err := newRegistry(handlerCmds)
+	if err != nil {
+		return err
+	}
+	filter, err := cf.filter()
+	if err != nil {
+		return err
+	}
+	include, err := cf.fieldFilter()
+	if err != nil {
+		return err
+	}
+	var extra []string
+	for _, o := range opts {
+		for _, p := range strings.Split(o, ",") {
+			switch p {
+			case "":
+			case "allow_other":
+				allowOther = true
+			case "rw":
+				return usageError{"-o rw: brokerfs mounts are read-only"}
+			default:
+				extra = append(extra, p)
+			}
+		}
+	}
+	log := cf.logger(stderr)
+	if err := bfs.CheckMountpoint(mnt); err != nil {
+		return err
+	}
+	src, err := openSource(source, log)
+	if err != nil {
+		return err
+	}
+	defer src.cat.Close()
+	if err := src.refuseMountInside(mnt, rm); err != nil {
+		return err
+	}
+	filler := handlers.NewFiller(handlers.FillerOptions{
+		Registry:     registry,
+		RootMap:      rm,
+		Logger:       log,
+		CacheBytes:   cacheBytes,
+		AllowedRoots: allowedRoots,
+	})
+	defer filler.Close()
+	root := nodes.NewRoot(nodes.Config{
+		Filler:       filler,
+		Catalog:      src.cat,
+		Logger:       log,
+		Filter:       filter,
+		IncludeField: include,
+		LiveTTL:      liveTTL,
+		ListTTL:      listTTL,
+	})
+	srv, err := bfs.Mount(mnt, root, bfs.Options{
+		FsName:     src.fsName,
+		AllowOther: allowOther,
+		Extra:      extra,
+		Debug:      debugFuse,
+		Logger:     log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("mounted", "source", src.fsName, "mountpoint", mnt)
+	return serve(srv, mnt, log)
+}
+
+// serve waits until the mount goes away (umount) or a signal asks to unmount it.
+func serve(srv *bfs.Server, mnt string, log *slog.Logger) error {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	done := make(chan struct{})
+	go func() { srv.Wait(); close(done) }()
+	select {
+	case <-done:
+		log.Info("unmounted", "mountpoint", mnt)
+		return nil
+	case s := <-sig:
+		log.Info("unmounting", "signal", s.String(), "mountpoint", mnt)
+		if err := srv.Unmount(); err != nil {
+			return err
+		}
+		<-done
+		return nil
+	}
+}
+
+func cmdLs(args []string, stdout, stderr io.Writer) error {
+	fl := pflag.NewFlagSet("ls", pflag.ContinueOnError)
+	fl.SetOutput(stderr)
+	var cf catalogFlags
+	cf.register(fl)
+	fl.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: brokerfs ls [flags] SOURCE\n\nFlags:\n%s", fl.FlagUsages())
+	}
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() != 1 {
+		fl.Usage()
+		return usageError{"want SOURCE"}
+	}
+	filter, err := cf.filter()
+	if err != nil {
+		return err
+	}
+	log := cf.logger(stderr)
+	src, err := openSource(fl.Arg(0), log)
+	if err != nil {
+		return err
+	}
+	defer src.cat.Close()
+	return listRuns(context.Background(), src.cat, filter, stdout)
+}
+
+// listRuns prints one line per run, oldest first.
+func listRuns(ctx context.Context, cat catalog.Catalog, filter func(*catalog.Start) bool, w io.Writer) error {
+	starts, err := cat.Runs(ctx)
+	if err != nil {
+		return err
+	}
+	sort.Slice(starts, func(i, j int) bool {
+		if starts[i].Time != starts[j].Time {
+			return starts[i].Time < starts[j].Time
+		}
+		return starts[i].UID < starts[j].UID
+	})
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "UID\tSCAN_ID\tPLAN\tSTART\tEXIT_STATUS")
+	for _, s := range starts {
+		if filter != nil && !filter(s) {
+			continue
+		}
+		scan := ""
+		if s.HasScan {
+			scan = fmt.Sprint(s.ScanID)
+		}
+		status := "live"
+		run, err := cat.Run(ctx, s.UID)
+		if err == nil {
+			var stop *catalog.Stop
+			if stop, err = run.Stop(ctx); err == nil {
+				status = stop.ExitStatus
+			}
+		}
+		if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			status = "error: " + err.Error()
+		}
+		start := time.Unix(0, int64(s.Time*1e9)).Local().Format("2006-01-02 15:04:05")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.UID, scan, s.PlanName, start, status)
+	}
+	return tw.Flush()
+}

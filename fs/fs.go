@@ -1,0 +1,189 @@
+// Package fs mounts a brokerfs node tree: go-fuse options, mountpoint checks, the server's
+// life cycle and a clean unmount. It knows no catalog or handler; cmd/brokerfs wires those.
+package fs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Options configure a mount.
+type Options struct {
+	// FsName is the source shown in /proc/mounts and df; it must not hold credentials.
+	FsName string
+	// AllowOther lets other users read the mount (needs user_allow_other in /etc/fuse.conf
+	// when not mounting as root).
+	AllowOther bool
+	// Extra are -o options passed to the kernel (ro is always added).
+	Extra []string
+	// Debug logs every FUSE request.
+	Debug bool
+	// Timeout is the default kernel cache timeout for entries and attributes; nodes set
+	// longer ones for finished runs.
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Server is a mounted file system.
+type Server struct {
+	srv *fuse.Server
+	dir string
+}
+
+// CheckMountpoint returns an error that says what to do unless dir is an existing, empty
+// directory that is not already a mount point.
+func CheckMountpoint(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, syscall.ENOTCONN):
+		return fmt.Errorf("mountpoint %s: a stale mount is left from a server that died; run `umount %s` and try again", dir, dir)
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("mountpoint %s does not exist; create it with `mkdir -p %s`", dir, dir)
+	case err != nil:
+		return fmt.Errorf("mountpoint %s: %w", dir, err)
+	case !fi.IsDir():
+		return fmt.Errorf("mountpoint %s is not a directory", dir)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", dir, err)
+	}
+	if mounted, err := isMountPoint(abs); err == nil && mounted {
+		return fmt.Errorf("mountpoint %s is already a mount point; unmount it first with `umount %s`", dir, dir)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", dir, err)
+	}
+	defer f.Close()
+	if names, _ := f.Readdirnames(1); len(names) > 0 {
+		return fmt.Errorf("mountpoint %s is not empty; mount on an empty directory", dir)
+	}
+	return nil
+}
+
+// isMountPoint reports whether abs is listed in /proc/self/mountinfo.
+func isMountPoint(abs string) (bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	return mountinfoHas(f, abs)
+}
+
+func mountinfoHas(r io.Reader, abs string) (bool, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && unescapeMountinfo(fields[4]) == abs {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for space) of /proc/self/mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range s[i+1 : i+4] {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + byte(c-'0')
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Mount mounts root read-only at dir. As root it mounts directly; other users go through
+// fusermount3 (package fuse3).
+func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
+	if o.Timeout == 0 {
+		o.Timeout = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	mo := fuse.MountOptions{
+		FsName:        o.FsName,
+		Name:          "brokerfs",
+		AllowOther:    o.AllowOther,
+		Debug:         o.Debug,
+		DirectMount:   os.Geteuid() == 0,
+		DisableXAttrs: true, // no xattrs to serve; saves a round trip per file in ls -l
+		MaxWrite:      1 << 20,
+		MaxReadAhead:  1 << 20,
+		Options:       append([]string{"ro", "default_permissions"}, o.Extra...),
+		Logger:        log.New(slogWriter{o.Logger}, "", 0),
+	}
+	neg := o.Timeout
+	srv, err := gofs.Mount(dir, root, &gofs.Options{
+		MountOptions:    mo,
+		EntryTimeout:    &o.Timeout,
+		AttrTimeout:     &o.Timeout,
+		NegativeTimeout: &neg,
+		Logger:          log.New(slogWriter{o.Logger}, "", 0),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	return &Server{srv: srv, dir: dir}, nil
+}
+
+// Wait blocks until the file system is unmounted.
+func (s *Server) Wait() { s.srv.Wait() }
+
+// Unmount unmounts the file system, retrying while it is busy for up to five seconds, then
+// detaching it lazily so that a process still inside the mount cannot keep it forever.
+func (s *Server) Unmount() error {
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = s.srv.Unmount(); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if os.Geteuid() == 0 {
+		if lerr := syscall.Unmount(s.dir, syscall.MNT_DETACH); lerr == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("unmount %s: %w", s.dir, err)
+}
+
+// slogWriter sends go-fuse's log lines to slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Info(strings.TrimRight(string(p), "\n"), "component", "fuse")
+	return len(p), nil
+}

@@ -1,0 +1,189 @@
+package nodes
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// NewRoot returns the root of the tree for cfg.Catalog.
+func NewRoot(cfg Config) gofs.InodeEmbedder {
+	return &rootDir{st: newState(cfg)}
+}
+
+// rootDir lists the runs; it also resolves unique uid prefixes, by-scan-id and latest.
+type rootDir struct {
+	gofs.Inode
+	st *state
+}
+
+var (
+	_ gofs.NodeLookuper  = (*rootDir)(nil)
+	_ gofs.NodeReaddirer = (*rootDir)(nil)
+	_ gofs.NodeGetattrer = (*rootDir)(nil)
+)
+
+const (
+	byScanName = "by-scan-id"
+	latestName = "latest"
+)
+
+func (d *rootDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.st.fillListingDir(ctx, &out.Attr)
+	out.Ino = rootIno
+	out.SetTimeout(d.st.cfg.ListTTL)
+	return 0
+}
+
+// fillListingDir sets the attributes of the root and by-scan-id: their mtime is the newest
+// run's start, so that a new run shows as a change.
+func (st *state) fillListingDir(ctx context.Context, a *fuse.Attr) {
+	var t float64
+	if l, err := st.listing(ctx); err == nil && l.latest != "" {
+		t = l.starts[l.latest].Time
+	}
+	fillDir(a, t)
+}
+
+func (d *scanDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.st.fillListingDir(ctx, &out.Attr)
+	out.SetTimeout(d.st.cfg.ListTTL)
+	return 0
+}
+
+func (d *rootDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	l, err := d.st.listing(ctx)
+	if err != nil {
+		return nil, d.st.toErrno("readdir", "/", err)
+	}
+	entries := make([]fuse.DirEntry, 0, len(l.uids)+2)
+	entries = append(entries,
+		fuse.DirEntry{Name: byScanName, Mode: modeDir, Ino: inoOf(byScanName)},
+		fuse.DirEntry{Name: latestName, Mode: modeSymlink, Ino: inoOf(latestName)})
+	for _, uid := range l.uids {
+		entries = append(entries, fuse.DirEntry{Name: uid, Mode: modeDir, Ino: inoOf(uid)})
+	}
+	return gofs.NewListDirStream(entries), 0
+}
+
+func (d *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	l, err := d.st.listing(ctx)
+	if err != nil {
+		return nil, d.st.toErrno("lookup", name, err)
+	}
+	switch name {
+	case byScanName:
+		d.st.fillListingDir(ctx, &out.Attr)
+		out.SetEntryTimeout(d.st.cfg.ListTTL)
+		out.SetAttrTimeout(d.st.cfg.ListTTL)
+		return d.NewInode(ctx, &scanDir{st: d.st}, stableAttr(byScanName, modeDir)), 0
+	case latestName:
+		if l.latest == "" {
+			return nil, syscall.ENOENT
+		}
+		link := &symlink{target: l.latest, mtime: l.starts[l.latest].Time}
+		link.fill(&out.Attr)
+		out.SetEntryTimeout(d.st.cfg.ListTTL)
+		out.SetAttrTimeout(d.st.cfg.ListTTL)
+		return d.NewInode(ctx, link, stableAttr(latestName, modeSymlink)), 0
+	}
+	uid, err := l.resolve(name)
+	if err != nil {
+		return nil, d.st.toErrno("lookup", name, err)
+	}
+	// A prefix resolves to the run's directory itself: `cd MNT/3f2a` lands in the run.
+	rd := newRunDir(d.st, uid, l.starts[uid].Time)
+	rd.fill(&out.Attr)
+	// Whether the run is live is not known until it is opened; the listing's TTL is short
+	// enough for both, and the run's own entries carry the long timeouts.
+	out.SetEntryTimeout(d.st.cfg.ListTTL)
+	out.SetAttrTimeout(d.st.cfg.ListTTL)
+	return d.NewInode(ctx, rd, stableAttr(uid, modeDir)), 0
+}
+
+// scanDir is by-scan-id/: one symlink per scan_id to the newest run with it.
+type scanDir struct {
+	gofs.Inode
+	st *state
+}
+
+var (
+	_ gofs.NodeLookuper  = (*scanDir)(nil)
+	_ gofs.NodeReaddirer = (*scanDir)(nil)
+	_ gofs.NodeGetattrer = (*scanDir)(nil)
+)
+
+func (d *scanDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	l, err := d.st.listing(ctx)
+	if err != nil {
+		return nil, d.st.toErrno("readdir", byScanName, err)
+	}
+	ids := make([]int64, 0, len(l.byScan))
+	for id := range l.byScan {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	entries := make([]fuse.DirEntry, 0, len(ids))
+	for _, id := range ids {
+		name := strconv.FormatInt(id, 10)
+		entries = append(entries, fuse.DirEntry{Name: name, Mode: modeSymlink, Ino: inoOf(byScanName + "/" + name)})
+	}
+	return gofs.NewListDirStream(entries), 0
+}
+
+func (d *scanDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	id, err := strconv.ParseInt(name, 10, 64)
+	if err != nil || strconv.FormatInt(id, 10) != name {
+		return nil, syscall.ENOENT
+	}
+	l, err := d.st.listing(ctx)
+	if err != nil {
+		return nil, d.st.toErrno("lookup", byScanName+"/"+name, err)
+	}
+	uid, ok := l.byScan[id]
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	link := &symlink{target: "../" + uid, mtime: l.starts[uid].Time}
+	link.fill(&out.Attr)
+	out.SetEntryTimeout(d.st.cfg.ListTTL)
+	out.SetAttrTimeout(d.st.cfg.ListTTL)
+	return d.NewInode(ctx, link, stableAttr(byScanName+"/"+name, modeSymlink)), 0
+}
+
+// symlink is a link whose target was fixed at lookup.
+type symlink struct {
+	gofs.Inode
+	target string
+	mtime  float64
+}
+
+var (
+	_ gofs.NodeReadlinker = (*symlink)(nil)
+	_ gofs.NodeGetattrer  = (*symlink)(nil)
+)
+
+func (l *symlink) Readlink(context.Context) ([]byte, syscall.Errno) { return []byte(l.target), 0 }
+
+func (l *symlink) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	l.fill(&out.Attr)
+	return 0
+}
+
+func (l *symlink) fill(a *fuse.Attr) {
+	a.Mode = modeSymlink | 0o777
+	a.Nlink = 1
+	a.Size = uint64(len(l.target))
+	setTime(a, l.mtime)
+}
+
+// setTime sets a, m and ctime from a Bluesky timestamp (seconds since the epoch).
+func setTime(a *fuse.Attr, t float64) {
+	tm := time.Unix(0, int64(t*1e9))
+	a.SetTimes(&tm, &tm, &tm)
+}

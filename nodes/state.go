@@ -1,0 +1,286 @@
+// Package nodes turns a catalog.Catalog into a go-fuse node tree: one unexported type per kind
+// of node (root, run directory, stream directory, document file, field file, symlink), inode
+// numbers hashed from paths, and the errno mapping. It caches what it reads from the catalog:
+// the list of runs for ListTTL, a finished run for good (bounded by MaxRuns), a live run for
+// LiveTTL.
+//
+// The layout it serves is ../shared/docs/DESIGN.md's:
+//
+//	<uid>/start.json stop.json <stream>/{descriptors.json, time.npy, time.csv, <field>.npy,
+//	<field>.csv, timestamps/<field>.npy, config/<object>.json}; by-scan-id/<n>; latest
+package nodes
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/handlers"
+)
+
+// Config is what the node tree needs. Catalog is required; the rest have defaults.
+type Config struct {
+	Catalog catalog.Catalog
+	Logger  *slog.Logger
+	Clock   catalog.Clock
+	// Filter keeps only the runs whose start document it accepts (nil: all).
+	Filter func(*catalog.Start) bool
+	// IncludeField keeps only the data keys it accepts (nil: all).
+	IncludeField func(name string) bool
+	// ListTTL is how long a listing of the runs is reused before the catalog is asked again.
+	ListTTL time.Duration
+	// LiveTTL is how long a live run (no stop document) is reused, and the kernel cache
+	// timeout of its entries.
+	LiveTTL time.Duration
+	// FinishedTTL is the kernel cache timeout for entries of finished runs, which never change.
+	FinishedTTL time.Duration
+	// MaxRuns bounds how many opened runs are kept in memory.
+	MaxRuns int
+	// Filler reads external data through the handler registry (nil: an empty registry, so
+	// external fields fail with EIO naming their spec).
+	Filler *handlers.Filler
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = catalog.SystemClock{}
+	}
+	if c.Filter == nil {
+		c.Filter = func(*catalog.Start) bool { return true }
+	}
+	if c.IncludeField == nil {
+		c.IncludeField = func(string) bool { return true }
+	}
+	if c.ListTTL == 0 {
+		c.ListTTL = 2 * time.Second
+	}
+	if c.LiveTTL == 0 {
+		c.LiveTTL = time.Second
+	}
+	if c.FinishedTTL == 0 {
+		c.FinishedTTL = time.Hour
+	}
+	if c.MaxRuns == 0 {
+		c.MaxRuns = 256
+	}
+	if c.Filler == nil {
+		c.Filler = handlers.NewFiller(handlers.FillerOptions{Logger: c.Logger, Clock: c.Clock})
+	}
+}
+
+// state is shared by every node of one mount.
+type state struct {
+	cfg   Config
+	log   *slog.Logger
+	group singleflight.Group
+
+	mu       sync.Mutex
+	list     *listing             // guarded by mu
+	listedAt time.Time            // guarded by mu
+	runs     map[string]*runState // guarded by mu
+}
+
+// listing is the set of runs at one moment, indexed for the root directory's lookups.
+type listing struct {
+	uids   []string // sorted
+	starts map[string]*catalog.Start
+	byScan map[int64]string // scan_id -> uid of the newest run with it
+	latest string           // uid of the newest run
+}
+
+// runState is an opened run: its documents and its streams.
+type runState struct {
+	uid     string
+	start   *catalog.Start
+	stop    *catalog.Stop // nil while live
+	descs   []*catalog.Descriptor
+	streams map[string]*stream
+	names   []string // stream names, sorted
+	ext     *externals
+	// hasResources: a data key is external, so the run has a files.txt. Decided from the
+	// descriptors, so that opening a run costs no extra query.
+	hasResources bool
+	loadedAt     time.Time
+	usedAt       time.Time // guarded by state.mu
+}
+
+func (r *runState) live() bool { return r.stop == nil }
+
+func newState(cfg Config) *state {
+	cfg.setDefaults()
+	return &state{cfg: cfg, log: cfg.Logger, runs: map[string]*runState{}}
+}
+
+// listing returns the runs, asking the catalog at most once per ListTTL.
+func (st *state) listing(ctx context.Context) (*listing, error) {
+	st.mu.Lock()
+	if st.list != nil && st.cfg.Clock.Now().Sub(st.listedAt) < st.cfg.ListTTL {
+		l := st.list
+		st.mu.Unlock()
+		return l, nil
+	}
+	st.mu.Unlock()
+	v, err, _ := st.group.Do("\x00list", func() (any, error) {
+		starts, err := st.cfg.Catalog.Runs(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		l := &listing{starts: make(map[string]*catalog.Start, len(starts)), byScan: map[int64]string{}}
+		var newest *catalog.Start
+		for _, s := range starts {
+			if !st.cfg.Filter(s) || !validName(s.UID) {
+				continue
+			}
+			l.starts[s.UID] = s
+			l.uids = append(l.uids, s.UID)
+			if newer(s, newest) {
+				newest = s
+			}
+			if s.HasScan {
+				if cur, ok := l.byScan[s.ScanID]; !ok || newer(s, l.starts[cur]) {
+					l.byScan[s.ScanID] = s.UID
+				}
+			}
+		}
+		sort.Strings(l.uids)
+		if newest != nil {
+			l.latest = newest.UID
+		}
+		st.mu.Lock()
+		st.list, st.listedAt = l, st.cfg.Clock.Now()
+		st.mu.Unlock()
+		return l, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*listing), nil
+}
+
+// newer orders runs by start time, then uid, so that "newest" is deterministic.
+func newer(a, b *catalog.Start) bool {
+	if b == nil {
+		return true
+	}
+	if a.Time != b.Time {
+		return a.Time > b.Time
+	}
+	return a.UID > b.UID
+}
+
+// validName reports whether s can be a file name.
+func validName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
+}
+
+// resolve turns a name in the root directory into a uid: an exact uid, else a unique prefix.
+func (l *listing) resolve(name string) (string, error) {
+	if _, ok := l.starts[name]; ok {
+		return name, nil
+	}
+	i := sort.SearchStrings(l.uids, name)
+	if i < len(l.uids) && strings.HasPrefix(l.uids[i], name) {
+		if i+1 < len(l.uids) && strings.HasPrefix(l.uids[i+1], name) {
+			return "", fmt.Errorf("uid prefix %q: %w", name, catalog.ErrAmbiguous)
+		}
+		return l.uids[i], nil
+	}
+	return "", fmt.Errorf("run %q: %w", name, catalog.ErrNotFound)
+}
+
+// run returns the opened run uid, loading it when it is not cached or is live and older than
+// LiveTTL. Concurrent loads of one run share one load.
+func (st *state) run(ctx context.Context, uid string) (*runState, error) {
+	now := st.cfg.Clock.Now()
+	st.mu.Lock()
+	if r, ok := st.runs[uid]; ok && (!r.live() || now.Sub(r.loadedAt) < st.cfg.LiveTTL) {
+		r.usedAt = now
+		st.mu.Unlock()
+		return r, nil
+	}
+	st.mu.Unlock()
+	v, err, _ := st.group.Do(uid, func() (any, error) {
+		r, err := st.load(context.WithoutCancel(ctx), uid)
+		if err != nil {
+			return nil, err
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.runs[uid] = r
+		st.evict()
+		return r, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*runState), nil
+}
+
+func (st *state) load(ctx context.Context, uid string) (*runState, error) {
+	run, err := st.cfg.Catalog.Run(ctx, uid)
+	if err != nil {
+		return nil, fmt.Errorf("open run %s: %w", uid, err)
+	}
+	now := st.cfg.Clock.Now()
+	r := &runState{uid: uid, start: run.Start(), streams: map[string]*stream{}, loadedAt: now, usedAt: now,
+		ext: &externals{run: run, filler: st.cfg.Filler}}
+	if r.stop, err = run.Stop(ctx); err != nil {
+		if !isNotFound(err) {
+			return nil, fmt.Errorf("read stop of run %s: %w", uid, err)
+		}
+		r.stop = nil
+	}
+	if r.descs, err = run.Descriptors(ctx); err != nil {
+		return nil, fmt.Errorf("read descriptors of run %s: %w", uid, err)
+	}
+	for _, d := range r.descs {
+		for _, dk := range d.DataKeys {
+			r.hasResources = r.hasResources || dk.External
+		}
+	}
+	byName := map[string][]*catalog.Descriptor{}
+	for _, d := range r.descs {
+		if !validName(d.Name) {
+			st.log.Warn("skipping stream with an unusable name", "run", uid, "stream", d.Name)
+			continue
+		}
+		byName[d.Name] = append(byName[d.Name], d)
+	}
+	for name, descs := range byName {
+		r.streams[name] = newStream(run, r.ext, name, descs, st.cfg.IncludeField)
+		r.names = append(r.names, name)
+	}
+	sort.Strings(r.names)
+	return r, nil
+}
+
+// evict drops the least recently used finished runs beyond MaxRuns. Called with mu held.
+func (st *state) evict() {
+	for len(st.runs) > st.cfg.MaxRuns {
+		var oldest *runState
+		for _, r := range st.runs {
+			if oldest == nil || r.usedAt.Before(oldest.usedAt) {
+				oldest = r
+			}
+		}
+		delete(st.runs, oldest.uid)
+	}
+}
+
+// ttl is the kernel cache timeout for the entries of a run.
+func (st *state) ttl(r *runState) time.Duration {
+	if r.live() {
+		return st.cfg.LiveTTL
+	}
+	return st.cfg.FinishedTTL
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what brokerfs needs to build, run and test on Debian/Ubuntu: FUSE 3 (fusermount3 for
+# non-root mounts), the Python reference readers the tests use (numpy, pandas, msgpack from
+# Debian's packages), and HDF5 for the handlers. Idempotent: installs only what is missing.
+set -euo pipefail
+
+pkgs=(fuse3 python3 python3-numpy python3-pandas python3-msgpack python3-h5py libhdf5-dev pkg-config gcc)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v go >/dev/null; then
+  echo "setup: Go 1.26 or newer is required (https://go.dev/dl/); /usr/local/go/bin is not on PATH" >&2
+  exit 1
+fi
