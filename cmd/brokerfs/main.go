@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -38,6 +39,8 @@ Usage:
   brokerfs mount [flags] SOURCE MOUNTPOINT   mount in the foreground; Ctrl-C or umount to stop
   brokerfs ls [flags] SOURCE                 list the runs without mounting
   brokerfs demo [MOUNTPOINT]                 write a demo catalog and mount it
+  brokerfs install-helper [DIR]              link DIR/mount.fuse.brokerfs (default /sbin) for
+                                             mount -t fuse.brokerfs and fstab
   brokerfs help COMMAND                      flags of a command
 
 SOURCE is a directory, a glob or a file of suitcase msgpack (*.msgpack) or JSONL (*.jsonl)
@@ -45,6 +48,13 @@ run files; several SOURCE globs may be joined with commas.
 `
 
 func main() {
+	if filepath.Base(os.Args[0]) == helperName {
+		if err := runHelper(os.Args[1:], os.Stderr); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", helperName, err)
+			os.Exit(1)
+		}
+		return
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -62,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdLs(args[1:], stdout, stderr)
 	case "demo":
 		err = cmdDemo(args[1:], stdout, stderr)
+	case "install-helper":
+		err = cmdInstallHelper(args[1:], stdout)
 	case "help", "-h", "--help":
 		if len(args) > 1 {
 			return run([]string{args[1], "--help"}, stdout, stderr)

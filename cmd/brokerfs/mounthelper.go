@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The mount helper: mount(8) runs /sbin/mount.fuse.brokerfs SOURCE MOUNTPOINT -o OPTIONS for
+// `mount -t fuse.brokerfs` and fstab lines of type fuse.brokerfs. Installed as a symlink to the
+// brokerfs binary (brokerfs install-helper), it translates the options to `brokerfs mount`
+// flags, starts that in the background in a session of its own, and returns once the mount is
+// up, as mount(8) expects of a helper.
+//
+// fstab:  /data/catalog  /mnt/bluesky  fuse.brokerfs  allow_other,root_map=/old=/new,nofail  0 0
+
+const helperName = "mount.fuse.brokerfs"
+
+// helperFlags maps -o keys to brokerfs mount flags; keys that take a value use key=value.
+var helperFlags = map[string]string{
+	"root_map":      "--root-map",
+	"query":         "--query",
+	"include":       "--include",
+	"exclude":       "--exclude",
+	"live_ttl":      "--live-ttl",
+	"list_ttl":      "--list-ttl",
+	"cache_size":    "--cache-size",
+	"allowed_roots": "--allowed-roots",
+	"handler":       "--handler",
+	"allow_other":   "--allow-other",
+	"debug":         "--debug",
+}
+
+// mountOnly are options for mount(8) itself or for systemd, never for the file system.
+var mountOnly = map[string]bool{
+	"defaults": true, "auto": true, "noauto": true, "user": true, "nouser": true, "users": true,
+	"nofail": true, "_netdev": true, "ro": true, "rw": true, "exec": true, "noexec": true,
+	"suid": true, "nosuid": true, "dev": true, "nodev": true, "async": true, "sync": true,
+}
+
+// helperArgs turns mount(8)'s arguments into `brokerfs mount` arguments and the log file.
+func helperArgs(args []string) (mountArgs []string, logFile string, err error) {
+	var pos, opts []string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "-o" && i+1 < len(args):
+			opts = append(opts, args[i+1])
+			i++
+		case strings.HasPrefix(a, "-o") && len(a) > 2:
+			opts = append(opts, a[2:])
+		case a == "-n" || a == "-s" || a == "-f" || a == "-v" || a == "-i":
+			// no mtab, sloppy, fake, verbose, internal-only: nothing to do
+		case strings.HasPrefix(a, "-"):
+			return nil, "", usageError{fmt.Sprintf("unknown option %s", a)}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	if len(pos) != 2 {
+		return nil, "", usageError{"usage: mount.fuse.brokerfs SOURCE MOUNTPOINT [-o OPTIONS]"}
+	}
+	var flags, extra []string
+	for _, o := range opts {
+		for _, kv := range splitOptions(o) {
+			k, v, hasValue := strings.Cut(kv, "=")
+			switch {
+			case kv == "" || mountOnly[k] || strings.HasPrefix(k, "x-") || strings.HasPrefix(k, "comment="):
+			case k == "log":
+				logFile = v
+			case helperFlags[k] != "" && hasValue:
+				flags = append(flags, helperFlags[k]+"="+v)
+			case helperFlags[k] != "":
+				flags = append(flags, helperFlags[k])
+			default:
+				extra = append(extra, kv)
+			}
+		}
+	}
+	if len(extra) > 0 {
+		flags = append(flags, "-o", strings.Join(extra, ","))
+	}
+	if logFile == "" {
+		logFile = filepath.Join(os.TempDir(), "brokerfs-"+strings.ReplaceAll(strings.Trim(pos[1], "/"), "/", "_")+".log")
+	}
+	return append(append([]string{"mount"}, flags...), pos[0], pos[1]), logFile, nil
+}
+
+// splitOptions splits a comma-separated option list; a value may hold commas inside [...] or
+// {...} (a --query JSON) .
+func splitOptions(s string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i, c := range s {
+		switch c {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			if depth == 0 {
+				out = append(out, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, s[start:])
+}
+
+// runHelper starts `brokerfs mount` detached and waits until the mount is up.
+func runHelper(args []string, stderr io.Writer) error {
+	mountArgs, logFile, err := helperArgs(args)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("open log %s: %w", logFile, err)
+	}
+	defer log.Close()
+	var early bytes.Buffer
+	cmd := exec.Command(self, mountArgs...)
+	cmd.Stdout = log
+	cmd.Stderr = io.MultiWriter(log, &limitedBuffer{b: &early, n: 4096})
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	mnt, _ := filepath.Abs(mountArgs[len(mountArgs)-1])
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("brokerfs mount exited before mounting (%v): %s", err, strings.TrimSpace(early.String()))
+		case <-deadline:
+			return fmt.Errorf("%s was not mounted within 30s; see %s", mnt, logFile)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if ok, _ := isMounted(mnt); ok {
+			fmt.Fprintf(stderr, "brokerfs: mounted %s (pid %d, log %s)\n", mnt, cmd.Process.Pid, logFile)
+			return nil
+		}
+	}
+}
+
+func isMounted(abs string) (bool, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.ReplaceAll(f[4], `\040`, " ") == abs {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// limitedBuffer keeps the first n bytes written to it.
+type limitedBuffer struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.n - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+// cmdInstallHelper links /sbin/mount.fuse.brokerfs (or DIR/mount.fuse.brokerfs) to this binary.
+func cmdInstallHelper(args []string, stdout io.Writer) error {
+	dir := "/sbin"
+	if len(args) == 1 {
+		dir = args[0]
+	} else if len(args) > 1 {
+		return usageError{"usage: brokerfs install-helper [DIR]"}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if self, err = filepath.EvalSymlinks(self); err != nil {
+		return err
+	}
+	link := filepath.Join(dir, helperName)
+	if cur, err := os.Readlink(link); err == nil && cur == self {
+		fmt.Fprintf(stdout, "%s -> %s (already installed)\n", link, self)
+		return nil
+	}
+	if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Symlink(self, link); err != nil {
+		return fmt.Errorf("install mount helper: %w (run as root)", err)
+	}
+	fmt.Fprintf(stdout, "%s -> %s\n", link, self)
+	return nil
+}
