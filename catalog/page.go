@@ -164,7 +164,7 @@ type EventPage struct {
 	Time       []float64
 	SeqNum     []int64
 	Data       map[string]*Column   // field -> values (only the fields asked for)
-	Timestamps map[string][]float64 // field -> timestamps (every field the page has)
+	Timestamps map[string][]float64 // field -> timestamps: at least the fields asked for (all when fields is nil)
 	Filled     map[string][]any     // field -> false or datum id, where the page says
 }
 

@@ -42,7 +42,7 @@ func (h *fakeFrames) Read(_ context.Context, kw map[string]any) (*catalog.NDArra
 }
 
 func (h *fakeFrames) Files(kw []map[string]any) ([]string, error) { return []string{h.path}, nil }
-func (h *fakeFrames) Close() error                                 { return nil }
+func (h *fakeFrames) Close() error                                { return nil }
 
 func externalTree(t *testing.T, fail bool) (*tree, *atomic.Int64, *[]string) {
 	reads := &atomic.Int64{}

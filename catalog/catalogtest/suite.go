@@ -148,7 +148,9 @@ type Row struct {
 	TS     map[string]float64
 }
 
-func (r Row) String() string { return fmt.Sprintf("{%d t=%v seq=%d %v}", r.Row, r.Time, r.SeqNum, r.Data) }
+func (r Row) String() string {
+	return fmt.Sprintf("{%d t=%v seq=%d %v}", r.Row, r.Time, r.SeqNum, r.Data)
+}
 
 // rows collects a descriptor's events; the slice is indexed by row number and holds zero Rows
 // before the first page returned.
