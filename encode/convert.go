@@ -23,11 +23,11 @@ import (
 func Convert(dst []byte, dt Dtype, src []byte, st Dtype) error {
 	d, err := dt.elem()
 	if err != nil {
-		return fmt.Errorf("convert to %q: %w", dt.Descr, err)
+		return fmt.Errorf("convert: %w", err)
 	}
 	s, err := st.elem()
 	if err != nil {
-		return fmt.Errorf("convert from %q: %w", st.Descr, err)
+		return fmt.Errorf("convert: %w", err)
 	}
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("convert %s to %s: "+format, append([]any{st.Descr, dt.Descr}, args...)...)

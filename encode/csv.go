@@ -27,11 +27,12 @@ const (
 // whole text. Lines end in "\n" (not RFC 4180's CRLF: it is what pandas.to_csv writes on
 // Unix and what line-oriented tools expect; every CSV reader accepts it).
 //
-// The rows are cut into blocks of up to 1024 rows. The byte offset at which each block
-// starts (a checkpoint) is learnt the first time the block is formatted, by Size or by a
-// read, and kept: a read at offset X binary-searches the checkpoints and formats only from
-// the block that holds X until its buffer is full. Reads past the last known checkpoint
-// first measure the blocks in between (formatting them without keeping the text).
+// The rows are cut into blocks of up to 1024 rows and about 64 KiB of text. The byte offset
+// at which each block starts (a checkpoint, 8 bytes per block) is learnt the first time the
+// block is formatted, by Size or by a read, and kept: a read at offset X binary-searches the
+// checkpoints and formats only from the block that holds X until its buffer is full. A read
+// past the last known checkpoint first measures the blocks in between (formats them without
+// keeping the text). A read holds one block of raw rows and 64 KiB of text at most.
 //
 // The row count is taken when NewCSV is called; the rows must not change afterwards.
 type CSV struct {

@@ -23,9 +23,10 @@ func appendFloat(dst []byte, f float64, bitSize int) []byte {
 		return append(dst, "-inf"...)
 	}
 	if a := math.Abs(f); bitSize == 64 && (a == 0 || 1e-4 <= a && a < 1e16) {
-		// The positional range, the common case, in one call: the shortest digits of x are
-		// below 1e16 exactly when x < 1e16, and at or above 1e-4 exactly when x >= 1e-4,
-		// because both are the doubles nearest to those powers of ten.
+		// The positional range, the common case, in one call. Testing f instead of its
+		// shortest digits is exact: the shortest digits of f are below 1e16 exactly when
+		// f < 1e16, and at least 1e-4 exactly when f >= 1e-4, because the two constants are
+		// the doubles nearest to those powers of ten.
 		n := len(dst)
 		dst = strconv.AppendFloat(dst, f, 'f', -1, 64)
 		if bytes.IndexByte(dst[n:], '.') < 0 {

@@ -1,6 +1,14 @@
 // Package encode writes arrays as NumPy .npy files and as CSV text, with random access: a read
 // at offset X produces only the rows that cover [X, X+len). It knows nothing of Bluesky; its
 // input is the small Array interface below. Standard library only.
+//
+// Where things are:
+//   - dtype.go: Dtype parsing (ParseDtype) and the package's sentinel error;
+//   - convert.go: element conversion between dtypes (Convert) and the Put* functions that
+//     store one document value into a row;
+//   - unicode.go: NumPy "<U{n}" strings (PutUnicode, UnicodeLen);
+//   - npy.go: the .npy header (NPYHeader) and encoding (NPY), exact size without reading;
+//   - csv.go, csvformat.go: the CSV encoding (CSV), its checkpoint index and value text.
 package encode
 
 import "context"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"weak"
 )
 
 // npyAlign is the multiple NumPy pads the whole header to, so that the data of an mmap'ed
@@ -17,9 +18,6 @@ const npyAlign = 64
 // after the dict for the first dimension to grow to 21 digits in place. Writing the same
 // spaces makes our headers byte-identical to np.save's.
 const npyGrowthDigits = 21
-
-// maxEdgeRow is the largest row NPY keeps in its one-row edge cache.
-const maxEdgeRow = 64 << 20
 
 // NPYHeader returns the header NumPy's np.save writes for an array of dtype dt and the given
 // shape in C order: the magic "\x93NUMPY", version 1.0 with a 2-byte little-endian header
@@ -79,7 +77,9 @@ func NPYHeader(dt Dtype, shape []int) []byte {
 // A read calls Array.ReadRows for the rows that cover it and no others: the whole rows go
 // straight into the caller's buffer, a row cut by either end of the read goes through a
 // one-row scratch buffer. That row is cached, so that reading a large row (a detector frame)
-// in kernel-sized pieces asks the Array for it once, not once per piece.
+// in kernel-sized pieces asks the Array for it once, not once per piece. The cache holds
+// its row weakly: the garbage collector frees it once no read is using it, so an NPY kept
+// for the life of the mount does not pin a frame.
 type NPY struct {
 	a        Array
 	header   []byte
@@ -87,18 +87,23 @@ type NPY struct {
 	rowBytes int64
 	size     int64
 
-	mu      sync.Mutex
-	edgeRow int    // guarded by mu; the row held in edge
-	edge    []byte // guarded by mu; nil or a whole row, never written after it is stored
+	mu   sync.Mutex
+	edge weak.Pointer[edgeRow] // guarded by mu
+}
+
+// edgeRow is one whole row, never written after it is stored.
+type edgeRow struct {
+	row int
+	b   []byte
 }
 
 // NewNPY returns the .npy encoding of a, with shape (a.Rows(), a.RowShape()...).
 func NewNPY(a Array) *NPY {
-	rs := a.RowShape()
+	rows, rs := a.Rows(), a.RowShape() // once: a live array may grow between two calls
 	shape := make([]int, 0, 1+len(rs))
-	shape = append(shape, a.Rows())
+	shape = append(shape, rows)
 	shape = append(shape, rs...)
-	n := &NPY{a: a, header: NPYHeader(a.Dtype(), shape), rows: a.Rows(), rowBytes: int64(RowBytes(a))}
+	n := &NPY{a: a, header: NPYHeader(a.Dtype(), shape), rows: rows, rowBytes: int64(RowBytes(a))}
 	n.size = int64(len(n.header)) + int64(n.rows)*n.rowBytes
 	return n
 }
@@ -181,22 +186,19 @@ func (n *NPY) readData(ctx context.Context, p []byte, off int64) (int, error) {
 // callers only read it.
 func (n *NPY) edgeRowBytes(ctx context.Context, r int) ([]byte, error) {
 	n.mu.Lock()
-	if n.edge != nil && n.edgeRow == r {
-		b := n.edge
-		n.mu.Unlock()
-		return b, nil
-	}
+	e := n.edge.Value()
 	n.mu.Unlock()
+	if e != nil && e.row == r {
+		return e.b, nil
+	}
 
 	// Read outside the lock: a slow row must not stall reads of other rows.
-	b := make([]byte, n.rowBytes)
-	if err := n.a.ReadRows(ctx, r, r+1, b); err != nil {
+	e = &edgeRow{row: r, b: make([]byte, n.rowBytes)}
+	if err := n.a.ReadRows(ctx, r, r+1, e.b); err != nil {
 		return nil, fmt.Errorf("read npy row %d: %w", r, err)
 	}
-	if n.rowBytes <= maxEdgeRow {
-		n.mu.Lock()
-		n.edgeRow, n.edge = r, b
-		n.mu.Unlock()
-	}
-	return b, nil
+	n.mu.Lock()
+	n.edge = weak.Make(e)
+	n.mu.Unlock()
+	return e.b, nil
 }
