@@ -8,13 +8,13 @@ import (
 // Assembled is a whole run held in memory as generic documents, sorted by kind. It is the
 // simplest Run: the in-memory backend serves it, and small-file backends may build one.
 type Assembled struct {
-	StartDoc    *Start
-	StopDoc     *Stop // nil while the run is live
-	Descs       []*Descriptor
-	Events      map[string][]Document // descriptor uid -> event and event_page documents
-	Res         []*Resource
-	DatumDocs   map[string][]Document // resource uid -> datum and datum_page documents
-	rowsPerDesc map[string]int
+	StartDoc  *Start
+	StopDoc   *Stop // nil while the run is live
+	Descs     []*Descriptor
+	Events    map[string][]Document // descriptor uid -> event and event_page documents
+	Res       []*Resource
+	DatumDocs map[string][]Document // resource uid -> datum and datum_page documents
+	all       []Document            // every valid document, in order
 }
 
 // Assemble sorts a run's documents, checking each. The first document must be the start.
@@ -24,14 +24,16 @@ func Assemble(docs []Document) (run *Assembled, bad []error, err error) {
 	if len(docs) == 0 || docs[0].Name != "start" {
 		return nil, nil, fmt.Errorf("run does not begin with a start document")
 	}
-	a := &Assembled{Events: map[string][]Document{}, DatumDocs: map[string][]Document{}, rowsPerDesc: map[string]int{}}
+	a := &Assembled{Events: map[string][]Document{}, DatumDocs: map[string][]Document{}, all: docs[:1:1]}
 	if a.StartDoc, err = ParseStart(docs[0].Doc, AppendJSON(nil, docs[0].Doc)); err != nil {
 		return nil, nil, fmt.Errorf("start: %w", err)
 	}
 	for i, d := range docs[1:] {
 		if err := a.add(d); err != nil {
 			bad = append(bad, fmt.Errorf("document %d (%s): %w", i+1, d.Name, err))
+			continue
 		}
+		a.all = append(a.all, d)
 	}
 	return a, bad, nil
 }
@@ -172,6 +174,19 @@ func (a *Assembled) Datums(ctx context.Context, resource string, fn func(*DatumP
 			return err
 		}
 		if err := fn(&p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Documents implements DocumentReader.
+func (a *Assembled) Documents(ctx context.Context, fn func(Document) error) error {
+	for _, d := range a.all {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(d); err != nil {
 			return err
 		}
 	}

@@ -97,3 +97,11 @@ type SystemClock struct{}
 
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
+
+// DocumentReader is implemented by runs that can replay their documents as stored, in the
+// order they were written, pages as pages: what `brokerfs copy` writes to another store.
+type DocumentReader interface {
+	// Documents calls fn with each document of the run. The document may be reused after fn
+	// returns only where a backend says so; fn must copy what it keeps.
+	Documents(ctx context.Context, fn func(d Document) error) error
+}

@@ -58,6 +58,9 @@ func Suite(t *testing.T, open Opener) {
 				t.Fatal(err)
 			}
 			checkRun(t, run, docs)
+			if dr, ok := run.(catalog.DocumentReader); ok {
+				checkDocuments(t, dr, docs)
+			}
 		})
 	}
 }
@@ -238,4 +241,90 @@ func normalize(v any) any {
 		}
 	}
 	return v
+}
+
+// checkDocuments: a replay gives back the documents written, in order. Backends that store
+// pages unpacked (Mongo's normalized layout) may replay events where pages were written, so
+// documents are compared as rows: one entry per event and per datum.
+func checkDocuments(t *testing.T, dr catalog.DocumentReader, docs []catalog.Document) {
+	t.Helper()
+	var got []string
+	err := dr.Documents(context.Background(), func(d catalog.Document) error {
+		got = append(got, docRows(d)...)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Documents: %v", err)
+	}
+	var want []string
+	for _, d := range docs {
+		want = append(want, docRows(d)...)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Documents:\n got %q\nwant %q", got, want)
+	}
+}
+
+// docRows flattens a document into comparable rows: pages into one row per event or datum.
+func docRows(d catalog.Document) []string {
+	row := func(name string, m map[string]any) string {
+		return name + " " + string(catalog.AppendJSON(nil, normalize(m)))
+	}
+	switch d.Name {
+	case "event_page", "datum_page":
+		var rows []string
+		for _, r := range unpage(d.Doc) {
+			rows = append(rows, row(d.Name[:len(d.Name)-5], r))
+		}
+		return rows
+	}
+	return []string{row(d.Name, d.Doc)}
+}
+
+// unpage splits a page document into one map per row; keys whose values are not columns
+// (descriptor, resource) repeat on every row, and empty columns (a page's empty uid list)
+// are dropped.
+func unpage(doc map[string]any) []map[string]any {
+	n := 0
+	for _, k := range []string{"seq_num", "datum_id"} {
+		if l, ok := doc[k].([]any); ok {
+			n = len(l)
+		}
+	}
+	rows := make([]map[string]any, n)
+	for i := range rows {
+		rows[i] = map[string]any{}
+	}
+	var split func(v any, set func(i int, x any))
+	split = func(v any, set func(i int, x any)) {
+		switch x := normalize(v).(type) {
+		case []any:
+			if len(x) == n {
+				for i, e := range x {
+					set(i, e)
+				}
+			}
+		case map[string]any:
+			subs := make([]map[string]any, n)
+			for i := range subs {
+				subs[i] = map[string]any{}
+			}
+			for k, e := range x {
+				k := k
+				split(e, func(i int, y any) { subs[i][k] = y })
+			}
+			for i := range subs {
+				set(i, subs[i])
+			}
+		default:
+			for i := 0; i < n; i++ {
+				set(i, x)
+			}
+		}
+	}
+	for k, v := range doc {
+		k := k
+		split(v, func(i int, x any) { rows[i][k] = x })
+	}
+	return rows
 }
