@@ -162,22 +162,28 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 // Wait blocks until the file system is unmounted.
 func (s *Server) Wait() { s.srv.Wait() }
 
-// Unmount unmounts the file system, retrying while it is busy for up to five seconds, then
-// detaching it lazily so that a process still inside the mount cannot keep it forever.
-func (s *Server) Unmount() error {
-	var err error
-	for i := 0; i < 50; i++ {
+// Unmount unmounts the file system, retrying while it is busy for about five seconds (each
+// go-fuse Unmount call retries for a fraction of a second itself), then, as root, detaching it
+// lazily so that a process still inside the mount cannot keep it forever. detached reports the
+// lazy case: the server then keeps running until the last open file closes, so the caller
+// should not wait for it.
+func (s *Server) Unmount() (detached bool, err error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
 		if err = s.srv.Unmount(); err == nil {
-			return nil
+			return false, nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if os.Geteuid() == 0 {
 		if lerr := syscall.Unmount(s.dir, syscall.MNT_DETACH); lerr == nil {
-			return nil
+			return true, nil
 		}
 	}
-	return fmt.Errorf("unmount %s: %w", s.dir, err)
+	return false, fmt.Errorf("unmount %s: %w", s.dir, err)
 }
 
 // slogWriter sends go-fuse's log lines to slog.

@@ -311,3 +311,8 @@ func (f *Filler) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ResolvePath is the path of res's files after root_map, and whether root_map changed it.
+func (f *Filler) ResolvePath(res *catalog.Resource) (string, bool) {
+	return f.o.RootMap.Resolve(res.Root, res.ResourcePath)
+}

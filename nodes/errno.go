@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"syscall"
+	"time"
 
 	"github.com/brokerfs/brokerfs/catalog"
 )
@@ -22,8 +23,31 @@ func (st *state) toErrno(op, path string, err error) syscall.Errno {
 	case errors.Is(err, syscall.EROFS):
 		return syscall.EROFS
 	}
-	st.log.Error("operation failed", "op", op, "path", path, "err", err)
+	if st.shouldLog(path, err) {
+		st.log.Error("operation failed", "op", op, "path", path, "err", err)
+	}
 	return syscall.EIO
+}
+
+// logQuiet is how long one failure of one path is not logged again: the kernel and tools
+// repeat a failing lookup or read (ls -l stats, readahead retries), and one log line per
+// failure is what an operator wants.
+const logQuiet = 30 * time.Second
+
+// shouldLog reports whether the failure of path with err has not been logged within logQuiet.
+func (st *state) shouldLog(path string, err error) bool {
+	key := path + "\x00" + err.Error()
+	now := st.cfg.Clock.Now()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if t, ok := st.logged[key]; ok && now.Sub(t) < logQuiet {
+		return false
+	}
+	if len(st.logged) > 4096 {
+		clear(st.logged)
+	}
+	st.logged[key] = now
+	return true
 }
 
 func isNotFound(err error) bool { return errors.Is(err, catalog.ErrNotFound) }

@@ -88,6 +88,7 @@ type state struct {
 	list     *listing             // guarded by mu
 	listedAt time.Time            // guarded by mu
 	runs     map[string]*runState // guarded by mu
+	logged   map[string]time.Time // failures logged recently, by path and error; guarded by mu
 }
 
 // listing is the set of runs at one moment, indexed for the root directory's lookups.
@@ -118,7 +119,7 @@ func (r *runState) live() bool { return r.stop == nil }
 
 func newState(cfg Config) *state {
 	cfg.setDefaults()
-	return &state{cfg: cfg, log: cfg.Logger, runs: map[string]*runState{}}
+	return &state{cfg: cfg, log: cfg.Logger, runs: map[string]*runState{}, logged: map[string]time.Time{}}
 }
 
 // listing returns the runs, asking the catalog at most once per ListTTL.

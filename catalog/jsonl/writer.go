@@ -57,6 +57,10 @@ func WriteRun(path string, docs []catalog.Document) error {
 		err = cerr
 	}
 	if err == nil {
+		// CreateTemp makes the file 0600; a run file is for everyone who reads the catalog.
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {

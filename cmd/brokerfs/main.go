@@ -38,13 +38,16 @@ const usage = `brokerfs mounts a catalog of Bluesky runs as a read-only file sys
 Usage:
   brokerfs mount [flags] SOURCE MOUNTPOINT   mount in the foreground; Ctrl-C or umount to stop
   brokerfs ls [flags] SOURCE                 list the runs without mounting
+  brokerfs sentinel install|check URI        databroker's version sentinel of a MongoDB asset database
+  brokerfs copy [flags] SOURCE DEST          copy runs (and, on request, their files) to another store
   brokerfs demo [MOUNTPOINT]                 write a demo catalog and mount it
   brokerfs install-helper [DIR]              link DIR/mount.fuse.brokerfs (default /sbin) for
                                              mount -t fuse.brokerfs and fstab
   brokerfs help COMMAND                      flags of a command
 
 SOURCE is a directory, a glob or a file of suitcase msgpack (*.msgpack) or JSONL (*.jsonl)
-run files; several SOURCE globs may be joined with commas.
+run files (several joined with commas), or a mongodb:// URI of a metadata database
+(--asset-db for a separate asset database, --layout embedded for the embedded layout).
 `
 
 func main() {
@@ -72,6 +75,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdLs(args[1:], stdout, stderr)
 	case "demo":
 		err = cmdDemo(args[1:], stdout, stderr)
+	case "copy":
+		err = cmdCopy(args[1:], stdout, stderr)
+	case "sentinel":
+		err = cmdSentinel(args[1:], stdout, stderr)
 	case "install-helper":
 		err = cmdInstallHelper(args[1:], stdout)
 	case "help", "-h", "--help":
@@ -108,6 +115,9 @@ type catalogFlags struct {
 	include []string
 	exclude []string
 	debug   bool
+	assetDB string
+	layout  string
+	timeout time.Duration
 }
 
 func (c *catalogFlags) register(fl *pflag.FlagSet) {
@@ -115,6 +125,9 @@ func (c *catalogFlags) register(fl *pflag.FlagSet) {
 	fl.StringArrayVar(&c.include, "include", nil, "only fields matching this glob (repeatable)")
 	fl.StringArrayVar(&c.exclude, "exclude", nil, "leave out fields matching this glob (repeatable)")
 	fl.BoolVar(&c.debug, "debug", false, "log debugging detail")
+	fl.StringVar(&c.assetDB, "asset-db", "", "MongoDB: URI of the asset registry (resource, datum, sentinel) when it is not the metadata database")
+	fl.StringVar(&c.layout, "layout", "normalized", "MongoDB: the catalog's layout, normalized or embedded")
+	fl.DurationVar(&c.timeout, "timeout", 10*time.Second, "MongoDB: server selection and per-operation timeout")
 }
 
 func (c *catalogFlags) logger(stderr io.Writer) *slog.Logger {
@@ -125,22 +138,43 @@ func (c *catalogFlags) logger(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// filter parses --query into a start-document filter.
-func (c *catalogFlags) filter() (func(*catalog.Start) bool, error) {
+// parseQuery parses --query (nil when there is none).
+func (c *catalogFlags) parseQuery() (map[string]any, *catalog.Query, error) {
 	if c.query == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var q map[string]any
 	dec := json.NewDecoder(strings.NewReader(c.query))
 	dec.UseNumber()
 	if err := dec.Decode(&q); err != nil {
-		return nil, usageError{fmt.Sprintf("--query: not a JSON object: %v", err)}
+		return nil, nil, usageError{fmt.Sprintf("--query: not a JSON object: %v", err)}
 	}
-	query, err := catalog.ParseQuery(fromJSON(q).(map[string]any))
+	raw := fromJSON(q).(map[string]any)
+	query, err := catalog.ParseQuery(raw)
 	if err != nil {
-		return nil, usageError{fmt.Sprintf("--query: %v", err)}
+		return nil, nil, usageError{fmt.Sprintf("--query: %v", err)}
 	}
-	return func(s *catalog.Start) bool { return query.Match(s.Doc) }, nil
+	return raw, query, nil
+}
+
+// open opens SOURCE with --query applied: on the server for MongoDB, in brokerfs otherwise.
+func (c *catalogFlags) open(ctx context.Context, arg string, log *slog.Logger) (*source, error) {
+	raw, query, err := c.parseQuery()
+	if err != nil {
+		return nil, err
+	}
+	src, err := openSource(ctx, arg, c, log)
+	if err != nil {
+		return nil, err
+	}
+	if query != nil {
+		if f, ok := src.cat.(finder); ok {
+			src.cat = queried{finder: f, query: raw}
+		} else {
+			src.cat = filtered{Catalog: src.cat, query: query}
+		}
+	}
+	return src, nil
 }
 
 // fromJSON turns encoding/json values (with json.Number) into catalog's generic values.
@@ -234,10 +268,6 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	filter, err := cf.filter()
-	if err != nil {
-		return err
-	}
 	include, err := cf.fieldFilter()
 	if err != nil {
 		return err
@@ -260,7 +290,7 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	if err := bfs.CheckMountpoint(mnt); err != nil {
 		return err
 	}
-	src, err := openSource(source, log)
+	src, err := cf.open(context.Background(), source, log)
 	if err != nil {
 		return err
 	}
@@ -280,11 +310,15 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		Filler:       filler,
 		Catalog:      src.cat,
 		Logger:       log,
-		Filter:       filter,
 		IncludeField: include,
 		LiveTTL:      liveTTL,
 		ListTTL:      listTTL,
 	})
+	// Signals are caught from before the mount exists: a SIGTERM while go-fuse finishes
+	// mounting must unmount, not kill the server and leave a stale mount.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
 	srv, err := bfs.Mount(mnt, root, bfs.Options{
 		FsName:     src.fsName,
 		AllowOther: allowOther,
@@ -296,14 +330,11 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log.Info("mounted", "source", src.fsName, "mountpoint", mnt)
-	return serve(srv, mnt, log)
+	return serve(srv, mnt, sig, log)
 }
 
 // serve waits until the mount goes away (umount) or a signal asks to unmount it.
-func serve(srv *bfs.Server, mnt string, log *slog.Logger) error {
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sig)
+func serve(srv *bfs.Server, mnt string, sig <-chan os.Signal, log *slog.Logger) error {
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
 	select {
@@ -312,8 +343,15 @@ func serve(srv *bfs.Server, mnt string, log *slog.Logger) error {
 		return nil
 	case s := <-sig:
 		log.Info("unmounting", "signal", s.String(), "mountpoint", mnt)
-		if err := srv.Unmount(); err != nil {
+		detached, err := srv.Unmount()
+		if err != nil {
 			return err
+		}
+		if detached {
+			// Open files kept the mount busy; it is detached from the tree and goes away
+			// with this process. Waiting for those files to close could take forever.
+			log.Warn("the mount was busy and has been detached; open files in it now fail", "mountpoint", mnt)
+			return nil
 		}
 		<-done
 		return nil
@@ -335,21 +373,17 @@ func cmdLs(args []string, stdout, stderr io.Writer) error {
 		fl.Usage()
 		return usageError{"want SOURCE"}
 	}
-	filter, err := cf.filter()
-	if err != nil {
-		return err
-	}
 	log := cf.logger(stderr)
-	src, err := openSource(fl.Arg(0), log)
+	src, err := cf.open(context.Background(), fl.Arg(0), log)
 	if err != nil {
 		return err
 	}
 	defer src.cat.Close()
-	return listRuns(context.Background(), src.cat, filter, stdout)
+	return listRuns(context.Background(), src.cat, stdout)
 }
 
 // listRuns prints one line per run, oldest first.
-func listRuns(ctx context.Context, cat catalog.Catalog, filter func(*catalog.Start) bool, w io.Writer) error {
+func listRuns(ctx context.Context, cat catalog.Catalog, w io.Writer) error {
 	starts, err := cat.Runs(ctx)
 	if err != nil {
 		return err
@@ -363,9 +397,6 @@ func listRuns(ctx context.Context, cat catalog.Catalog, filter func(*catalog.Sta
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "UID\tSCAN_ID\tPLAN\tSTART\tEXIT_STATUS")
 	for _, s := range starts {
-		if filter != nil && !filter(s) {
-			continue
-		}
 		scan := ""
 		if s.HasScan {
 			scan = fmt.Sprint(s.ScanID)

@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/catalog/jsonl"
+	"github.com/brokerfs/brokerfs/catalog/mongo"
 	"github.com/brokerfs/brokerfs/catalog/msgpack"
 	"github.com/brokerfs/brokerfs/handlers"
 )
@@ -25,7 +27,13 @@ type source struct {
 // openSource opens a directory, glob or file of suitcase run files, or a comma-separated list
 // of them. A directory holds *.msgpack and/or *.jsonl files; a glob or file is chosen by its
 // extension.
-func openSource(arg string, log *slog.Logger) (*source, error) {
+func openSource(ctx context.Context, arg string, cf *catalogFlags, log *slog.Logger) (*source, error) {
+	if isMongoURI(arg) {
+		return openMongo(ctx, arg, cf, log)
+	}
+	if cf.assetDB != "" || cf.layout != "normalized" {
+		return nil, usageError{"--asset-db and --layout apply to mongodb:// sources only"}
+	}
 	var mp, jl []string
 	src := &source{fsName: "brokerfs:" + arg}
 	for _, p := range strings.Split(arg, ",") {
@@ -94,6 +102,84 @@ func (s *source) refuseMountInside(mnt string, rm handlers.RootMap) error {
 		}
 	}
 	return nil
+}
+
+func isMongoURI(s string) bool {
+	return strings.HasPrefix(s, "mongodb://") || strings.HasPrefix(s, "mongodb+srv://")
+}
+
+// openMongo opens a MongoDB catalog: the normalized layout (with the asset database's
+// version sentinel checked) or the embedded one.
+func openMongo(ctx context.Context, uri string, cf *catalogFlags, log *slog.Logger) (*source, error) {
+	opts := mongo.Options{Logger: log, Timeout: cf.timeout}
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout+time.Second)
+	defer cancel()
+	var (
+		cat *mongo.Catalog
+		err error
+	)
+	switch cf.layout {
+	case "normalized":
+		cat, err = mongo.OpenNormalized(ctx, uri, cf.assetDB, opts)
+	case "embedded":
+		if cf.assetDB != "" {
+			return nil, usageError{"--asset-db: the embedded layout keeps resources and datums in its own database"}
+		}
+		cat, err = mongo.OpenEmbedded(ctx, uri, opts)
+	default:
+		return nil, usageError{fmt.Sprintf("--layout %q: want normalized or embedded", cf.layout)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The redacted URI: credentials never reach /proc/mounts or logs.
+	return &source{cat: cat, fsName: "brokerfs:" + cat.String()}, nil
+}
+
+// finder is a catalog that runs --query on its server.
+type finder interface {
+	catalog.Catalog
+	Find(ctx context.Context, query map[string]any) ([]*catalog.Start, error)
+}
+
+// queried lists only the runs a server-side query finds.
+type queried struct {
+	finder
+	query map[string]any
+}
+
+func (q queried) Runs(ctx context.Context) ([]*catalog.Start, error) { return q.Find(ctx, q.query) }
+
+// filtered lists only the runs whose start document matches a query evaluated here.
+type filtered struct {
+	catalog.Catalog
+	query *catalog.Query
+}
+
+func (f filtered) Runs(ctx context.Context) ([]*catalog.Start, error) {
+	all, err := f.Catalog.Runs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, s := range all {
+		if f.query.Match(s.Doc) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Run refuses runs the query excludes, so that a uid typed by hand cannot reach them.
+func (f filtered) Run(ctx context.Context, uid string) (catalog.Run, error) {
+	r, err := f.Catalog.Run(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	if !f.query.Match(r.Start().Doc) {
+		return nil, fmt.Errorf("run %s does not match --query: %w", uid, catalog.ErrNotFound)
+	}
+	return r, nil
 }
 
 // multi joins catalogs, for a source with both msgpack and JSONL files.

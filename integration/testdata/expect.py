@@ -1,0 +1,586 @@
+#!/usr/bin/python3
+"""Reference reader for the brokerfs integration tests.
+
+Decodes suitcase run files (msgpack and JSONL) itself, computes what databroker 1.2's
+``run.<stream>.read()`` gives for every stream of every run, and compares that with the files a
+brokerfs mount serves. It shares no code with brokerfs: documents are read with the msgpack
+package and json.loads, values are built with numpy, files are read back with np.load (whole and
+memory-mapped) and pandas.read_csv.
+
+Usage:
+    expect.py [options] MOUNTPOINT FILE...     check the mount against the run files
+    expect.py --summary FILE...                print one JSON line per run (for `brokerfs ls`)
+
+Options:
+    --subset           the mount may list runs other than those of FILE... (bad files in the
+                       catalog); the runs of FILE... must still be listed and read correctly
+    --query JSON       only runs whose start document matches; equality of (dotted) keys only
+    --include GLOB     only fields matching GLOB (repeatable), as `brokerfs mount --include`
+    --exclude GLOB     leave out fields matching GLOB (repeatable)
+
+What is checked:
+    MOUNTPOINT/                  exactly the runs' uids, by-scan-id and latest
+    latest, by-scan-id/<n>       symlinks to the newest run (by start time) overall / with scan_id n
+    <uid>/                       start.json, stop.json (absent for a live run), one dir per stream
+    <uid>/start.json, stop.json  equal to the documents after json.loads (NaN-aware, types strict)
+    <uid>/<stream>/              exactly the files below
+      descriptors.json           a JSON array equal to the stream's descriptors, in stored order
+      time.npy, time.csv         event times (float64) and seq_num
+      <field>.npy                the field's values: dtype, shape and bits
+      <field>.csv                seq_num, time, the value(s); only for 0-D and 1-D fields
+      timestamps/<field>.npy     float64 timestamps, NaN where the event has none
+      config/<object>.json       the first descriptor's configuration of each object
+
+Value rules (databroker 1.2): several descriptors of a stream are merged and their rows ordered
+by event time with a stable sort; one descriptor keeps its stored order. number -> float64;
+integer -> int64, float64 if any value is a float (as numpy makes it); boolean -> bool;
+string -> <U{longest in code points, at least 1}; array -> dtype_numpy / dtype_str when the data
+key declares one (little-endian), else what np.array(values) gives. The shape per event comes
+from the data. A missing value is NaN in float fields, 0 / False / ''
+elsewhere. A field whose values cannot form an array must fail to read with EIO.
+External fields (data keys with "external") need handlers this reader does not have: their
+.npy (and .csv when the data key's shape has at most one dimension) must be listed and must
+either read with one row per event or fail with EIO; a run with external keys has files.txt.
+
+Every file is also read with plain read() and its length compared with stat's st_size.
+The script prints "checked N runs, M files" and exits 0, or prints the first mismatch and
+exits 1.
+"""
+
+import argparse
+import errno
+import fnmatch
+import json
+import math
+import os
+import sys
+import traceback
+
+import msgpack
+import numpy as np
+import pandas as pd
+
+
+class Mismatch(Exception):
+    """The mount disagrees with the reference."""
+
+
+class Unencodable(Exception):
+    """A field's values cannot form one array; brokerfs must answer EIO."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading run files
+
+
+def decode_msgpack_numpy(obj):
+    """object_hook for msgpack: turn msgpack-numpy maps (binary keys) into numpy values."""
+    if b"nd" not in obj:
+        return obj
+    dtype = obj[b"type"]
+    if isinstance(dtype, bytes):
+        dtype = dtype.decode()
+    if obj[b"nd"]:
+        if dtype == "|O":
+            return np.array(obj[b"data"], dtype=object).reshape(obj[b"shape"])
+        return np.frombuffer(obj[b"data"], dtype=np.dtype(dtype)).reshape(obj[b"shape"])
+    return np.frombuffer(obj[b"data"], dtype=np.dtype(dtype))[0]
+
+
+def read_documents(path):
+    """Return the [name, doc] pairs of one run file, in stored order."""
+    with open(path, "rb") as f:
+        if path.endswith(".msgpack"):
+            unpacker = msgpack.Unpacker(f, raw=False, object_hook=decode_msgpack_numpy,
+                                        max_buffer_size=1 << 30)
+            return [(name, doc) for name, doc in unpacker]
+        docs = []
+        for line in f:
+            if line.strip():
+                name, doc = json.loads(line)
+                docs.append((name, doc))
+        return docs
+
+
+class Run:
+    """One run file: its start, stop, descriptors and events per descriptor."""
+
+    def __init__(self, path):
+        self.path = path
+        self.start = None
+        self.stop = None
+        self.descriptors = []  # stored order
+        self.events = {}  # descriptor uid -> [(time, seq_num, data, timestamps)]
+        for name, doc in read_documents(path):
+            if name == "start" and self.start is None:
+                self.start = doc
+            elif name == "stop":
+                self.stop = doc
+            elif name == "descriptor":
+                self.descriptors.append(doc)
+                self.events.setdefault(doc["uid"], [])
+            elif name == "event":
+                self.events.setdefault(doc["descriptor"], []).append(
+                    (doc["time"], doc["seq_num"], doc["data"], doc["timestamps"]))
+            elif name == "event_page":
+                rows = self.events.setdefault(doc["descriptor"], [])
+                for i in range(len(doc["time"])):
+                    rows.append((doc["time"][i], doc["seq_num"][i],
+                                 {k: col[i] for k, col in doc["data"].items()},
+                                 {k: col[i] for k, col in doc["timestamps"].items()}))
+        if self.start is None:
+            raise ValueError(f"{path}: no start document")
+        self.uid = self.start["uid"]
+        self.time = self.start["time"]
+
+
+class Stream:
+    """One stream of a run as databroker reads it: rows of all its descriptors, merged."""
+
+    def __init__(self, run, name, descriptors, keep_field):
+        self.name = name
+        self.descriptors = descriptors
+        self.keys = {}  # field -> data key of the first descriptor that has it
+        for d in descriptors:
+            for k, dk in d["data_keys"].items():
+                if k not in self.keys and keep_field(k):
+                    self.keys[k] = dk
+        self.external = {k for k, dk in self.keys.items() if "external" in dk}
+        rows = [row for d in descriptors for row in run.events.get(d["uid"], [])]
+        self.time = np.array([r[0] for r in rows], dtype="<f8")
+        self.seq = np.array([r[1] for r in rows], dtype="<i8")
+        order = np.arange(len(rows))
+        if len(descriptors) > 1:
+            order = np.argsort(self.time, kind="stable")
+        self.rows = [rows[i] for i in order]
+        self.time = self.time[order]
+        self.seq = self.seq[order]
+
+    def values(self, field):
+        return [r[2].get(field) for r in self.rows]
+
+    def timestamps(self, field):
+        return np.array([r[3].get(field, math.nan) for r in self.rows], dtype="<f8")
+
+
+def streams_of(run, keep_field):
+    by_name = {}
+    for d in run.descriptors:
+        by_name.setdefault(d.get("name", "primary"), []).append(d)
+    return {name: Stream(run, name, descs, keep_field) for name, descs in by_name.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Expected values
+
+
+def little_endian(dtype):
+    return dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+
+
+def any_float(values):
+    for v in values:
+        if isinstance(v, (float, np.floating)):
+            return True
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+            return True
+        if isinstance(v, list) and any_float(v):
+            return True
+    return False
+
+
+def missing_value(dtype):
+    return {"f": math.nan, "U": ""}.get(dtype.kind, 0)
+
+
+def expected_field(dk, values):
+    """The array databroker gives for one field, from its data key and one value per row."""
+    present = [v for v in values if v is not None]
+    kind = dk.get("dtype")
+    try:
+        if kind == "number":
+            dtype = np.dtype("<f8")
+        elif kind == "integer":
+            dtype = np.dtype("<f8" if any_float(present) else "<i8")
+        elif kind == "boolean":
+            dtype = np.dtype("|b1")
+        elif kind == "string":
+            dtype = np.dtype(f"<U{max([len(v) for v in present] + [1])}")
+        elif dk.get("dtype_numpy") or dk.get("dtype_str"):
+            dtype = little_endian(np.dtype(dk.get("dtype_numpy") or dk.get("dtype_str")))
+        elif present:
+            dtype = little_endian(np.array(present).dtype)
+        else:
+            dtype = np.dtype("<f8")
+        if dtype.kind == "O":
+            raise Unencodable(f"values of mixed types {dtype}")
+        if present:
+            shape = np.array(present[0]).shape
+        elif kind == "array":
+            shape = tuple(dk.get("shape", []))
+        else:
+            shape = ()
+        rows = [np.full(shape, missing_value(dtype), dtype) if v is None else v for v in values]
+        arr = np.array(rows, dtype=dtype) if rows else np.zeros((0, *shape), dtype)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise Unencodable(str(e)) from e
+    if arr.shape != (len(values), *shape):
+        raise Unencodable(f"values form shape {arr.shape}, not {(len(values), *shape)}")
+    return arr
+
+
+# --------------------------------------------------------------------------------------------
+# Comparisons
+
+
+class Checker:
+    def __init__(self, mnt):
+        self.mnt = mnt
+        self.files = 0
+        self.runs = 0
+
+    def rel(self, path):
+        return os.path.relpath(path, self.mnt)
+
+    def fail(self, path, msg):
+        raise Mismatch(f"{self.rel(path)}: {msg}")
+
+    def read(self, path):
+        """Read a whole file; its length must be what stat says."""
+        with open(path, "rb") as f:
+            data = f.read()
+        size = os.stat(path).st_size
+        if size != len(data):
+            self.fail(path, f"stat says {size} bytes, a read returns {len(data)}")
+        self.files += 1
+        return data
+
+    def listing(self, path, want, subset=False):
+        got = set(os.listdir(path))
+        missing, extra = set(want) - got, got - set(want)
+        if missing or (extra and not subset):
+            self.fail(path, f"listing differs: missing {sorted(missing)}, "
+                            f"unexpected {sorted(extra)}")
+
+    def json_file(self, path, want):
+        data = self.read(path)
+        try:
+            got = json.loads(data)
+        except ValueError as e:
+            self.fail(path, f"not JSON: {e}: {data[:200]!r}")
+        where = json_diff(got, plain(want))
+        if where is not None:
+            self.fail(path, f"differs from the document at {where}")
+
+    def same_array(self, path, what, got, want):
+        if got.dtype != want.dtype:
+            self.fail(path, f"{what}: dtype {got.dtype.str}, want {want.dtype.str}")
+        if got.shape != want.shape:
+            self.fail(path, f"{what}: shape {got.shape}, want {want.shape}")
+        if want.dtype.kind == "f":
+            gnan, wnan = np.isnan(got), np.isnan(want)
+            if not np.array_equal(gnan, wnan):
+                self.fail(path, f"{what}: NaN at {np.argwhere(gnan != wnan)[:5].tolist()}")
+            # Bits, not ==: -0.0 must stay -0.0 and a float must survive to the last bit.
+            bits = f"u{want.dtype.itemsize}"
+            differ = (got.view(bits) != want.view(bits)) & ~wnan
+        else:
+            differ = np.asarray(got != want)
+        if differ.any():
+            first = int(np.argwhere(differ.reshape(len(got), -1).any(axis=1))[0][0]) \
+                if got.ndim else 0
+            g, w = (got[first], want[first]) if got.ndim else (got, want)
+            self.fail(path, f"{what}: values differ, first at row {first}: got {g!r}, want {w!r}")
+
+    def npy(self, path, want):
+        """Check a .npy file: header, size, np.load, np.load(mmap_mode='r'), a few mmap rows."""
+        size = len(self.read(path))
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                self.fail(path, f"npy format version {version}")
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            _, fortran, _ = read_header(f)
+            if fortran:
+                self.fail(path, "fortran_order is True")
+            if size != f.tell() + want.nbytes:
+                self.fail(path, f"{size} bytes, want a {f.tell()}-byte header + {want.nbytes}")
+        self.same_array(path, "np.load", np.load(path), want)
+        mm = np.load(path, mmap_mode="r")
+        self.same_array(path, "np.load(mmap_mode='r')", np.asarray(mm), want)
+        for k in sorted({0, len(want) // 2, len(want) - 1}):
+            if 0 <= k < len(want):
+                self.same_array(path, f"mmap row {k}", np.asarray(mm[k:k + 1]), want[k:k + 1])
+
+    def csv(self, path, columns, seq, time):
+        """Check a .csv with pandas: columns (name, values), seq_num, time, exact values."""
+        self.read(path)
+        names = [name for name, _ in columns]
+        is_str = any(w.dtype.kind == "U" for _, w in columns)
+        # round_trip: pandas' default float parser may be off by one ulp.
+        df = pd.read_csv(path, float_precision="round_trip", keep_default_na=not is_str,
+                         dtype={c: str for c in names} if is_str else None)
+        if list(df.columns) != ["seq_num", "time"] + names:
+            self.fail(path, f"columns {list(df.columns)}, want {['seq_num', 'time'] + names}")
+        if len(df) != len(seq):
+            self.fail(path, f"{len(df)} rows, want {len(seq)}")
+        if len(df) == 0:
+            return
+        self.same_array(path, "seq_num column", df["seq_num"].to_numpy(), seq)
+        self.same_array(path, "time column", df["time"].to_numpy(), time)
+        for name, w in columns:
+            g = df[name].to_numpy()
+            if g.dtype.kind != w.dtype.kind and not (g.dtype.kind == "O" and w.dtype.kind == "U") \
+                    and not (g.dtype.kind in "iu" and w.dtype.kind in "iu"):
+                self.fail(path, f"column {name!r}: pandas reads {g.dtype}, want {w.dtype}")
+            self.same_array(path, f"column {name!r}", g.astype(w.dtype), w)
+
+    def external(self, path, rows):
+        """Check an external field's .npy: the reference has no handlers, so its values are
+        not checked, but it must either read (as many rows as events) or fail with EIO."""
+        try:
+            self.read(path)
+        except OSError as e:
+            if e.errno != errno.EIO:
+                self.fail(path, f"reading fails with {e}, want success or EIO")
+            return
+        if path.endswith(".npy") and len(np.load(path, mmap_mode="r")) != rows:
+            self.fail(path, f"{len(np.load(path, mmap_mode='r'))} rows, want {rows}")
+
+    def expect_eio(self, path):
+        try:
+            with open(path, "rb") as f:
+                f.read()
+        except OSError as e:
+            if e.errno == errno.EIO:
+                self.files += 1
+                return
+            self.fail(path, f"reading fails with {e}, want EIO")
+        self.fail(path, "reads fine, want EIO (values that cannot form one array)")
+
+
+def plain(v):
+    """Documents as JSON would hold them: numpy values become lists and Python numbers."""
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, (np.ndarray, np.generic)):
+        return v.tolist()
+    return v
+
+
+def json_diff(got, want, where="$"):
+    """Return the path of the first difference (NaN equals NaN; bool, int, float distinct)."""
+    if type(got) is not type(want):
+        return f"{where} ({type(got).__name__} {got!r:.80} vs {type(want).__name__} {want!r:.80})"
+    if isinstance(want, dict):
+        if set(got) != set(want):
+            return f"{where} (keys {sorted(set(got) ^ set(want))[:5]})"
+        for k in want:
+            d = json_diff(got[k], want[k], f"{where}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(want, list):
+        if len(got) != len(want):
+            return f"{where} (length {len(got)} vs {len(want)})"
+        for i, (g, w) in enumerate(zip(got, want)):
+            d = json_diff(g, w, f"{where}[{i}]")
+            if d:
+                return d
+        return None
+    if isinstance(want, float) and math.isnan(want) and math.isnan(got):
+        return None
+    if got != want:
+        return f"{where} ({got!r:.80} vs {want!r:.80})"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# The tree
+
+
+def newest(runs):
+    return max(runs, key=lambda r: (r.time, r.uid))
+
+
+def check_root(c, runs, subset):
+    c.listing(c.mnt, [r.uid for r in runs] + ["by-scan-id", "latest"], subset)
+    if runs:
+        check_link(c, os.path.join(c.mnt, "latest"), newest(runs).uid)
+    by_scan = {}
+    for r in runs:
+        sid = r.start.get("scan_id")
+        if isinstance(sid, int) and not isinstance(sid, bool):
+            by_scan.setdefault(sid, []).append(r)
+    scan_dir = os.path.join(c.mnt, "by-scan-id")
+    c.listing(scan_dir, [str(s) for s in by_scan], subset)
+    for sid, rs in by_scan.items():
+        check_link(c, os.path.join(scan_dir, str(sid)), newest(rs).uid)
+
+
+def check_link(c, path, uid):
+    if not os.path.islink(path):
+        c.fail(path, "is not a symlink")
+    target = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+    if target != os.path.join(c.mnt, uid):
+        c.fail(path, f"points to {c.rel(target)}, want {uid}")
+
+
+def check_run(c, run, keep_field):
+    rdir = os.path.join(c.mnt, run.uid)
+    streams = streams_of(run, keep_field)
+    want = ["start.json"] + list(streams) + (["stop.json"] if run.stop is not None else [])
+    if any("external" in dk for d in run.descriptors for dk in d["data_keys"].values()):
+        want.append("files.txt")
+        c.external(os.path.join(rdir, "files.txt"), None)
+    c.listing(rdir, want)
+    c.json_file(os.path.join(rdir, "start.json"), run.start)
+    if run.stop is not None:
+        c.json_file(os.path.join(rdir, "stop.json"), run.stop)
+    elif os.path.exists(os.path.join(rdir, "stop.json")):
+        c.fail(os.path.join(rdir, "stop.json"), "exists for a live run")
+    for s in streams.values():
+        check_stream(c, os.path.join(rdir, s.name), s)
+    c.runs += 1
+
+
+def check_stream(c, sdir, s):
+    fields = sorted(s.keys)
+    config = s.descriptors[0].get("configuration") or {}
+    want = {"descriptors.json", "time.npy", "time.csv"}
+    if fields:
+        want.add("timestamps")
+    if config:
+        want.add("config")
+    expected, unencodable = {}, set()
+    for f in fields:
+        if f == "time":
+            continue  # the event time wins the name
+        want.add(f + ".npy")
+        if f in s.external:
+            if len(s.keys[f].get("shape", [])) <= 1:
+                want.add(f + ".csv")
+            continue
+        try:
+            expected[f] = expected_field(s.keys[f], s.values(f))
+            if expected[f].ndim <= 2:
+                want.add(f + ".csv")
+        except Unencodable:
+            unencodable.add(f)
+    got = set(os.listdir(sdir))
+    # An unencodable field may or may not list a .csv (its shape is unknown); either way it fails.
+    got -= {f + ".csv" for f in unencodable}
+    if got != want:
+        c.fail(sdir, f"listing differs: missing {sorted(want - got)}, "
+                     f"unexpected {sorted(got - want)}")
+
+    c.json_file(os.path.join(sdir, "descriptors.json"), s.descriptors)
+    c.npy(os.path.join(sdir, "time.npy"), s.time)
+    c.csv(os.path.join(sdir, "time.csv"), [], s.seq, s.time)
+    check_time_csv_defaults(c, os.path.join(sdir, "time.csv"), s)
+    for f, arr in expected.items():
+        c.npy(os.path.join(sdir, f + ".npy"), arr)
+        if arr.ndim == 1:
+            c.csv(os.path.join(sdir, f + ".csv"), [(f, arr)], s.seq, s.time)
+        elif arr.ndim == 2:
+            cols = [(f"{f}[{i}]", arr[:, i]) for i in range(arr.shape[1])]
+            c.csv(os.path.join(sdir, f + ".csv"), cols, s.seq, s.time)
+    for f in sorted(s.external - {"time"}):
+        c.external(os.path.join(sdir, f + ".npy"), len(s.rows))
+        if f + ".csv" in want:
+            c.external(os.path.join(sdir, f + ".csv"), len(s.rows))
+    for f in sorted(unencodable):
+        c.expect_eio(os.path.join(sdir, f + ".npy"))
+        if os.path.exists(os.path.join(sdir, f + ".csv")):
+            c.expect_eio(os.path.join(sdir, f + ".csv"))
+    if fields:
+        tdir = os.path.join(sdir, "timestamps")
+        c.listing(tdir, [f + ".npy" for f in fields])
+        for f in fields:
+            c.npy(os.path.join(tdir, f + ".npy"), s.timestamps(f))
+    if config:
+        cdir = os.path.join(sdir, "config")
+        c.listing(cdir, [obj + ".json" for obj in config])
+        for obj, conf in config.items():
+            c.json_file(os.path.join(cdir, obj + ".json"), conf)
+
+
+def check_time_csv_defaults(c, path, s):
+    """time.csv with pandas' defaults, as a user would read it."""
+    df = pd.read_csv(path)
+    if list(df.columns) != ["seq_num", "time"] or len(df) != len(s.time):
+        c.fail(path, f"pandas.read_csv defaults: columns {list(df.columns)}, {len(df)} rows")
+    if len(df) and not np.allclose(df["time"].to_numpy(), s.time, rtol=1e-15, atol=0):
+        c.fail(path, "pandas.read_csv defaults: times differ")
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def matches(start, query):
+    """Equality of (dotted) keys: the subset of Mongo queries the tests use."""
+    for key, want in query.items():
+        if key.startswith("$") or isinstance(want, dict):
+            raise SystemExit(f"expect.py: --query supports only equality, not {key}: {want}")
+        v = start
+        for part in key.split("."):
+            if not isinstance(v, dict) or part not in v:
+                return False
+            v = v[part]
+        if v != want:
+            return False
+    return True
+
+
+def field_filter(include, exclude):
+    def keep(name):
+        if include and not any(fnmatch.fnmatchcase(name, g) for g in include):
+            return False
+        return not any(fnmatch.fnmatchcase(name, g) for g in exclude)
+    return keep
+
+
+def summary(runs):
+    for r in sorted(runs, key=lambda r: (r.time, r.uid)):
+        print(json.dumps({"path": r.path, "uid": r.uid, "scan_id": r.start.get("scan_id"),
+                          "plan_name": r.start.get("plan_name"), "time": r.time,
+                          "exit_status": r.stop["exit_status"] if r.stop else "live"}))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--summary", action="store_true")
+    p.add_argument("--subset", action="store_true")
+    p.add_argument("--query", type=json.loads, default={})
+    p.add_argument("--include", action="append", default=[])
+    p.add_argument("--exclude", action="append", default=[])
+    p.add_argument("paths", nargs="+", metavar="MOUNTPOINT FILE")
+    a = p.parse_args()
+    if a.summary:
+        summary([Run(f) for f in a.paths])
+        return 0
+    mnt, files = os.path.abspath(a.paths[0]), a.paths[1:]
+    runs = [r for r in (Run(f) for f in files) if matches(r.start, a.query)]
+    keep = field_filter(a.include, a.exclude)
+    c = Checker(mnt)
+    try:
+        check_root(c, runs, a.subset)
+        for r in runs:
+            check_run(c, r, keep)
+    except Mismatch as e:
+        print(f"MISMATCH: {e}", file=sys.stderr)
+        return 1
+    except Exception:  # an error reading the mount: report it with where it happened
+        traceback.print_exc()
+        print("ERROR: the check failed with an exception (above)", file=sys.stderr)
+        return 1
+    print(f"checked {c.runs} runs, {c.files} files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
