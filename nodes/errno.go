@@ -36,10 +36,15 @@ const logQuiet = 30 * time.Second
 
 // shouldLog reports whether the failure of path with err has not been logged within logQuiet.
 func (st *state) shouldLog(path string, err error) bool {
-	key := path + "\x00" + err.Error()
-	now := st.cfg.Clock.Now()
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	return st.shouldLogLocked(path, err)
+}
+
+// shouldLogLocked is shouldLog with st.mu held.
+func (st *state) shouldLogLocked(path string, err error) bool {
+	key := path + "\x00" + err.Error()
+	now := st.cfg.Clock.Now()
 	if t, ok := st.logged[key]; ok && now.Sub(t) < logQuiet {
 		return false
 	}

@@ -550,3 +550,67 @@ func TestReadOnly(t *testing.T) {
 		}
 	}
 }
+
+// failing is a catalog whose Runs and Run start failing when down is set, as a database that
+// went away.
+type failing struct {
+	catalog.Catalog
+	mu   sync.Mutex
+	down bool
+}
+
+func (f *failing) set(down bool) { f.mu.Lock(); f.down = down; f.mu.Unlock() }
+
+func (f *failing) err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return fmt.Errorf("server selection error: connection refused")
+	}
+	return nil
+}
+
+func (f *failing) Runs(ctx context.Context) ([]*catalog.Start, error) {
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	return f.Catalog.Runs(ctx)
+}
+
+func (f *failing) Run(ctx context.Context, uid string) (catalog.Run, error) {
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	return f.Catalog.Run(ctx, uid)
+}
+
+// TestOutage: while the catalog fails, the last listing and the runs already read are served,
+// with one log line per outage; what was never read fails with EIO; all recovers by itself.
+func TestOutage(t *testing.T) {
+	mem, _ := memory.New(catalogtest.Runs()...)
+	cat := &failing{Catalog: mem}
+	tr := newTree(t, cat, nil)
+	before := tr.list("")
+	tr.mustRead(catalogtest.UIDLive + "/primary/I0.npy")
+	cat.set(true)
+	tr.clock.advance(10 * time.Second)
+	if got := tr.list(""); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("listing during an outage = %v, want the last one %v", got, before)
+	}
+	tr.clock.advance(10 * time.Second)
+	tr.list("")
+	tr.mustRead(catalogtest.UIDLive + "/primary/I0.npy") // live, cached: served as last read
+	if _, errno := tr.read(catalogtest.UIDPages+"/start.json", 4096); errno != syscall.EIO {
+		t.Errorf("a run never read, during an outage: %v, want EIO", errno)
+	}
+	if n := strings.Count(tr.logs.String(), "listing runs failed"); n != 1 {
+		t.Errorf("%d outage log lines for the listing, want 1:\n%s", n, tr.logs)
+	}
+	cat.set(false)
+	tr.clock.advance(10 * time.Second)
+	tr.list("")
+	if !strings.Contains(tr.logs.String(), "listing runs works again") {
+		t.Errorf("no recovery line: %s", tr.logs)
+	}
+	tr.mustRead(catalogtest.UIDPages + "/start.json")
+}

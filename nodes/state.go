@@ -89,6 +89,7 @@ type state struct {
 	listedAt time.Time            // guarded by mu
 	runs     map[string]*runState // guarded by mu
 	logged   map[string]time.Time // failures logged recently, by path and error; guarded by mu
+	outage   bool                 // listing is failing; guarded by mu
 }
 
 // listing is the set of runs at one moment, indexed for the root directory's lookups.
@@ -134,30 +135,14 @@ func (st *state) listing(ctx context.Context) (*listing, error) {
 	v, err, _ := st.group.Do("\x00list", func() (any, error) {
 		starts, err := st.cfg.Catalog.Runs(context.WithoutCancel(ctx))
 		if err != nil {
-			return nil, fmt.Errorf("list runs: %w", err)
+			return st.listFailed(fmt.Errorf("list runs: %w", err))
 		}
-		l := &listing{starts: make(map[string]*catalog.Start, len(starts)), byScan: map[int64]string{}}
-		var newest *catalog.Start
-		for _, s := range starts {
-			if !st.cfg.Filter(s) || !validName(s.UID) {
-				continue
-			}
-			l.starts[s.UID] = s
-			l.uids = append(l.uids, s.UID)
-			if newer(s, newest) {
-				newest = s
-			}
-			if s.HasScan {
-				if cur, ok := l.byScan[s.ScanID]; !ok || newer(s, l.starts[cur]) {
-					l.byScan[s.ScanID] = s.UID
-				}
-			}
-		}
-		sort.Strings(l.uids)
-		if newest != nil {
-			l.latest = newest.UID
-		}
+		l := st.newListing(starts)
 		st.mu.Lock()
+		if st.outage {
+			st.log.Info("listing runs works again")
+			st.outage = false
+		}
 		st.list, st.listedAt = l, st.cfg.Clock.Now()
 		st.mu.Unlock()
 		return l, nil
@@ -166,6 +151,51 @@ func (st *state) listing(ctx context.Context) (*listing, error) {
 		return nil, err
 	}
 	return v.(*listing), nil
+}
+
+// listFailed serves the last listing while the catalog cannot list (a database that went
+// away), logging once per outage and asking again only after ListTTL, so that a dead server
+// does not make every `ls` wait for its timeout. With no listing yet, the error stands.
+func (st *state) listFailed(err error) (*listing, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.outage {
+		st.log.Error("listing runs failed; serving the last listing until it works again", "err", err)
+		st.outage = true
+	}
+	if st.list == nil {
+		return nil, err
+	}
+	st.listedAt = st.cfg.Clock.Now()
+	return st.list, nil
+}
+
+// newListing indexes the runs the filter accepts. It keeps only what the root directory
+// needs of each start document, so a listing of a large catalog holds no documents.
+func (st *state) newListing(starts []*catalog.Start) *listing {
+	l := &listing{starts: make(map[string]*catalog.Start, len(starts)), byScan: map[int64]string{}}
+	var newest *catalog.Start
+	for _, full := range starts {
+		if !st.cfg.Filter(full) || !validName(full.UID) {
+			continue
+		}
+		s := &catalog.Start{UID: full.UID, Time: full.Time, ScanID: full.ScanID, HasScan: full.HasScan, PlanName: full.PlanName}
+		l.starts[s.UID] = s
+		l.uids = append(l.uids, s.UID)
+		if newer(s, newest) {
+			newest = s
+		}
+		if s.HasScan {
+			if cur, ok := l.byScan[s.ScanID]; !ok || newer(s, l.starts[cur]) {
+				l.byScan[s.ScanID] = s.UID
+			}
+		}
+	}
+	sort.Strings(l.uids)
+	if newest != nil {
+		l.latest = newest.UID
+	}
+	return l
 }
 
 // newer orders runs by start time, then uid, so that "newest" is deterministic.
@@ -212,11 +242,20 @@ func (st *state) run(ctx context.Context, uid string) (*runState, error) {
 	st.mu.Unlock()
 	v, err, _ := st.group.Do(uid, func() (any, error) {
 		r, err := st.load(context.WithoutCancel(ctx), uid)
-		if err != nil {
-			return nil, err
-		}
 		st.mu.Lock()
 		defer st.mu.Unlock()
+		if err != nil {
+			// A live run that cannot be re-read (the database went away) is served as last
+			// read, and asked again after LiveTTL.
+			if old, ok := st.runs[uid]; ok && !isNotFound(err) {
+				if st.shouldLogLocked(uid, err) {
+					st.log.Error("re-reading a live run failed; serving it as last read", "run", uid, "err", err)
+				}
+				old.loadedAt = st.cfg.Clock.Now()
+				return old, nil
+			}
+			return nil, err
+		}
 		st.runs[uid] = r
 		st.evict()
 		return r, nil
