@@ -93,7 +93,7 @@ func (h *counting) Read(_ context.Context, kw map[string]any) (*catalog.NDArray,
 }
 
 func (h *counting) Files([]map[string]any) ([]string, error) { return []string{"/x"}, nil }
-func (h *counting) Close() error                              { h.closed.Store(true); return nil }
+func (h *counting) Close() error                             { h.closed.Store(true); return nil }
 
 func newTestFiller(h *counting, o FillerOptions) *Filler {
 	reg := NewRegistry()
