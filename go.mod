@@ -22,4 +22,5 @@ require (
 	golang.org/x/term v0.45.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
 	gonum.org/v1/hdf5 v0.0.0-20210714002203-8c5d23bc6946 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
