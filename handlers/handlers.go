@@ -113,3 +113,16 @@ func StringKwarg(kwargs map[string]any, key, def string) (string, error) {
 	}
 	return s, nil
 }
+
+// Alias registers spec with the opener of the registered spec target: a catalog's handler
+// registry may name a built-in reader under another spec.
+func (r *Registry) Alias(spec, target string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o, ok := r.openers[target]
+	if !ok {
+		return fmt.Errorf("alias %s to %s: %w", spec, target, ErrUnknownSpec)
+	}
+	r.openers[spec] = o
+	return nil
+}

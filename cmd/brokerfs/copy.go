@@ -69,7 +69,8 @@ func cmdCopy(args []string, stdout, stderr io.Writer) error {
 	defer dst.Close()
 	var files *fileCopier
 	if copyFiles != "" {
-		reg, err := newRegistry(nil)
+		rm = mergeRootMaps(src.rootMap, rm)
+		reg, err := newRegistry(nil, src.handlers, log)
 		if err != nil {
 			return err
 		}

@@ -38,6 +38,7 @@ const usage = `brokerfs mounts a catalog of Bluesky runs as a read-only file sys
 Usage:
   brokerfs mount [flags] SOURCE MOUNTPOINT   mount in the foreground; Ctrl-C or umount to stop
   brokerfs ls [flags] SOURCE                 list the runs without mounting
+  brokerfs catalogs                          the catalogs of your intake / databroker configs
   brokerfs sentinel install|check URI        databroker's version sentinel of a MongoDB asset database
   brokerfs copy [flags] SOURCE DEST          copy runs (and, on request, their files) to another store
   brokerfs demo [MOUNTPOINT]                 write a demo catalog and mount it
@@ -47,7 +48,8 @@ Usage:
 
 SOURCE is a directory, a glob or a file of suitcase msgpack (*.msgpack) or JSONL (*.jsonl)
 run files (several joined with commas), or a mongodb:// URI of a metadata database
-(--asset-db for a separate asset database, --layout embedded for the embedded layout).
+(--asset-db for a separate asset database, --layout embedded for the embedded layout), a
+databroker-pack directory, or the NAME of a catalog in your intake or databroker configuration.
 `
 
 func main() {
@@ -77,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "copy":
 		err = cmdCopy(args[1:], stdout, stderr)
+	case "catalogs":
+		err = cmdCatalogs(args[1:], stdout, stderr)
 	case "sentinel":
 		err = cmdSentinel(args[1:], stdout, stderr)
 	case "install-helper":
@@ -264,10 +268,6 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	registry, err := newRegistry(handlerCmds)
-	if err != nil {
-		return err
-	}
 	include, err := cf.fieldFilter()
 	if err != nil {
 		return err
@@ -295,7 +295,12 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer src.cat.Close()
+	rm = mergeRootMaps(src.rootMap, rm)
 	if err := src.refuseMountInside(mnt, rm); err != nil {
+		return err
+	}
+	registry, err := newRegistry(handlerCmds, src.handlers, log)
+	if err != nil {
 		return err
 	}
 	filler := handlers.NewFiller(handlers.FillerOptions{

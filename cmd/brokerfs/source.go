@@ -14,6 +14,7 @@ import (
 	"github.com/brokerfs/brokerfs/catalog/jsonl"
 	"github.com/brokerfs/brokerfs/catalog/mongo"
 	"github.com/brokerfs/brokerfs/catalog/msgpack"
+	"github.com/brokerfs/brokerfs/config"
 	"github.com/brokerfs/brokerfs/handlers"
 )
 
@@ -22,17 +23,38 @@ type source struct {
 	cat    catalog.Catalog
 	fsName string   // shown in /proc/mounts
 	dirs   []string // directories the catalog reads, to refuse mounting inside them
+	// From a catalog configuration: its root_map (flags win over it) and its handler
+	// registry as spec -> built-in spec.
+	rootMap  handlers.RootMap
+	handlers map[string]string
 }
 
 // openSource opens a directory, glob or file of suitcase run files, or a comma-separated list
 // of them. A directory holds *.msgpack and/or *.jsonl files; a glob or file is chosen by its
 // extension.
+//
+// SOURCE may also be a databroker-pack directory (holding catalog.yml) or the name of a
+// catalog in the user's intake or databroker configuration (brokerfs catalogs lists them).
 func openSource(ctx context.Context, arg string, cf *catalogFlags, log *slog.Logger) (*source, error) {
 	if isMongoURI(arg) {
-		return openMongo(ctx, arg, cf, log)
+		return openMongo(ctx, arg, cf.assetDB, cf, log)
 	}
 	if cf.assetDB != "" || cf.layout != "normalized" {
 		return nil, usageError{"--asset-db and --layout apply to mongodb:// sources only"}
+	}
+	if fi, err := os.Stat(filepath.Join(arg, "catalog.yml")); err == nil && !fi.IsDir() {
+		s, err := config.LoadPack(arg)
+		if err != nil {
+			return nil, err
+		}
+		return openConfigured(ctx, s, cf, log)
+	}
+	if _, err := os.Stat(arg); errors.Is(err, os.ErrNotExist) && !strings.ContainsAny(arg, "*?[,/") {
+		s, err := config.Find(config.EnvFromOS(), arg)
+		if err != nil {
+			return nil, err
+		}
+		return openConfigured(ctx, s, cf, log)
 	}
 	var mp, jl []string
 	src := &source{fsName: "brokerfs:" + arg}
@@ -61,6 +83,13 @@ func openSource(ctx context.Context, arg string, cf *catalogFlags, log *slog.Log
 	if len(mp) == 0 && len(jl) == 0 {
 		return nil, fmt.Errorf("source %q names no catalog", arg)
 	}
+	var err error
+	src.cat, err = openFiles(mp, jl, log)
+	return src, err
+}
+
+// openFiles opens msgpack and JSONL run files, as one catalog when there are both.
+func openFiles(mp, jl []string, log *slog.Logger) (catalog.Catalog, error) {
 	var cats multi
 	if len(mp) > 0 {
 		c, err := msgpack.Open(mp, msgpack.Options{Logger: log})
@@ -78,9 +107,45 @@ func openSource(ctx context.Context, arg string, cf *catalogFlags, log *slog.Log
 		cats = append(cats, c)
 	}
 	if len(cats) == 1 {
-		src.cat = cats[0]
-	} else {
-		src.cat = cats
+		return cats[0], nil
+	}
+	return cats, nil
+}
+
+// openConfigured opens a catalog found in a configuration file.
+func openConfigured(ctx context.Context, s *config.Source, cf *catalogFlags, log *slog.Logger) (*source, error) {
+	for _, w := range s.Warnings {
+		log.Warn("catalog configuration", "catalog", s.Name, "file", s.File, "warning", w)
+	}
+	src := &source{fsName: "brokerfs:" + s.Name, rootMap: s.RootMap, handlers: s.Handlers}
+	var err error
+	switch s.Kind {
+	case config.Msgpack, config.JSONL:
+		for _, p := range s.Paths {
+			src.dirs = append(src.dirs, filepath.Dir(p))
+		}
+		if s.Kind == config.Msgpack {
+			src.cat, err = openFiles(s.Paths, nil, log)
+		} else {
+			src.cat, err = openFiles(nil, s.Paths, log)
+		}
+	case config.MongoNormalized:
+		var m *source
+		m, err = openMongo(ctx, s.MetadataURI, s.AssetURI, &catalogFlags{layout: "normalized", timeout: cf.timeout}, log)
+		if m != nil {
+			src.cat = m.cat
+		}
+	case config.MongoEmbedded:
+		var m *source
+		m, err = openMongo(ctx, s.EmbeddedURI, "", &catalogFlags{layout: "embedded", timeout: cf.timeout}, log)
+		if m != nil {
+			src.cat = m.cat
+		}
+	default:
+		err = fmt.Errorf("catalog %s: unsupported kind %v", s.Name, s.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s (%s): %w", s.Name, s.File, err)
 	}
 	return src, nil
 }
@@ -110,7 +175,7 @@ func isMongoURI(s string) bool {
 
 // openMongo opens a MongoDB catalog: the normalized layout (with the asset database's
 // version sentinel checked) or the embedded one.
-func openMongo(ctx context.Context, uri string, cf *catalogFlags, log *slog.Logger) (*source, error) {
+func openMongo(ctx context.Context, uri, assetURI string, cf *catalogFlags, log *slog.Logger) (*source, error) {
 	opts := mongo.Options{Logger: log, Timeout: cf.timeout}
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout+time.Second)
 	defer cancel()
@@ -120,9 +185,9 @@ func openMongo(ctx context.Context, uri string, cf *catalogFlags, log *slog.Logg
 	)
 	switch cf.layout {
 	case "normalized":
-		cat, err = mongo.OpenNormalized(ctx, uri, cf.assetDB, opts)
+		cat, err = mongo.OpenNormalized(ctx, uri, assetURI, opts)
 	case "embedded":
-		if cf.assetDB != "" {
+		if assetURI != "" {
 			return nil, usageError{"--asset-db: the embedded layout keeps resources and datums in its own database"}
 		}
 		cat, err = mongo.OpenEmbedded(ctx, uri, opts)

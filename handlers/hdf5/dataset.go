@@ -1,0 +1,212 @@
+package hdf5
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	h5 "gonum.org/v1/hdf5"
+
+	"github.com/brokerfs/brokerfs/handlers/npy"
+)
+
+// ErrNoDataset means a file lacks the dataset a handler reads. It also matches
+// fs.ErrNotExist: area-detector-handlers turns h5py's KeyError into an IOError so that the
+// Filler retries it, because a file still being written may not have the dataset yet.
+var ErrNoDataset error = noDataset{}
+
+type noDataset struct{}
+
+func (noDataset) Error() string        { return "no such dataset" }
+func (noDataset) Is(target error) bool { return target == fs.ErrNotExist }
+
+// ErrOutOfRange means a datum asks for frames past the end of a dataset.
+var ErrOutOfRange = errors.New("out of range")
+
+// file is one open HDF5 file.
+type file struct {
+	path string
+	f    *h5.File
+}
+
+// openFile opens path read-only (SWMR-read when swmr). A missing file wraps fs.ErrNotExist.
+func openFile(path string, swmr bool) (*file, error) {
+	// libhdf5 says only "unable to open file"; stat says whether it exists.
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open hdf5 file: %w", err)
+	}
+	flags := h5.F_ACC_RDONLY
+	if swmr {
+		flags = swmrReadFlags
+	}
+	var f *h5.File
+	err := call(func() error {
+		var err error
+		if f, err = h5.OpenFile(path, flags); err != nil {
+			return errH5
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open hdf5 file %s: %w", path, err)
+	}
+	return &file{path: path, f: f}, nil
+}
+
+func (f *file) Close() error {
+	return call(func() error {
+		if f.f.Close() != nil {
+			return fmt.Errorf("close %s: %w", f.path, errH5)
+		}
+		return nil
+	})
+}
+
+// dataset is one open dataset: its type and, unless refreshed, its dims.
+type dataset struct {
+	file  string // for errors
+	name  string
+	ds    *h5.Dataset
+	dtype string // numpy descr, little-endian form
+	elem  int
+	big   bool
+	dims  []int
+}
+
+// openDataset opens the dataset name (a path in the file) with a chunk cache of cacheBytes
+// (0: libhdf5's default) and reads its header: type and dims.
+func openDataset(f *file, name string, cacheBytes int) (*dataset, error) {
+	d := &dataset{file: f.path, name: name}
+	err := call(func() error {
+		if !f.f.LinkExists(name) {
+			return ErrNoDataset
+		}
+		dapl, err := h5.NewPropList(h5.P_DATASET_ACCESS)
+		if err != nil {
+			return errH5
+		}
+		defer dapl.Close()
+		if cacheBytes > 0 {
+			// 12421 slots: a prime well above the chunks a cache of this size holds.
+			if dapl.SetChunkCache(12421, cacheBytes, 1) != nil {
+				return errH5
+			}
+		}
+		if d.ds, err = f.f.OpenDatasetWith(name, dapl); err != nil {
+			return errH5
+		}
+		return d.header()
+	})
+	if err != nil {
+		if d.ds != nil {
+			_ = d.Close()
+		}
+		return nil, fmt.Errorf("open dataset %s in %s: %w", name, f.path, err)
+	}
+	return d, nil
+}
+
+// header reads type and dims; call it inside call.
+func (d *dataset) header() error {
+	var err error
+	if d.dtype, d.elem, d.big, err = typeInfo(d.ds.ID()); err != nil {
+		return err
+	}
+	return d.readDims()
+}
+
+func (d *dataset) readDims() error {
+	sp := d.ds.Space()
+	if sp == nil {
+		return errH5
+	}
+	defer sp.Close()
+	if !sp.IsSimple() || sp.SimpleExtentNDims() < 0 {
+		return fmt.Errorf("dataspace is not simple: %w", ErrType)
+	}
+	dims := make([]int, sp.SimpleExtentNDims())
+	if len(dims) > 0 {
+		ud, _, err := sp.SimpleExtentDims()
+		if err != nil {
+			return errH5
+		}
+		for i, v := range ud {
+			dims[i] = int(v)
+		}
+	}
+	d.dims = dims
+	return nil
+}
+
+// refresh re-reads a SWMR dataset's dims from the file (H5Drefresh).
+func (d *dataset) refresh() error {
+	err := call(func() error {
+		if err := refresh(d.ds.ID()); err != nil {
+			return err
+		}
+		return d.readDims()
+	})
+	if err != nil {
+		return fmt.Errorf("refresh dataset %s in %s: %w", d.name, d.file, err)
+	}
+	return nil
+}
+
+// read reads the hyperslab at offset of the given count into dst (len: product of count
+// times elem), converting big-endian data to little-endian. Only the hyperslab is read.
+func (d *dataset) read(offset, count []int, dst []byte) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	off := make([]uint, len(offset))
+	cnt := make([]uint, len(count))
+	for i := range offset {
+		off[i], cnt[i] = uint(offset[i]), uint(count[i])
+	}
+	err := call(func() error {
+		fsp := d.ds.Space()
+		if fsp == nil {
+			return errH5
+		}
+		defer fsp.Close()
+		if fsp.SelectHyperslab(off, nil, cnt, nil) != nil {
+			return errH5
+		}
+		msp, err := h5.CreateSimpleDataspace(cnt, nil)
+		if err != nil {
+			return errH5
+		}
+		defer msp.Close()
+		// gonum reads with the dataset's own type as memory type: no conversion, so
+		// big-endian data arrives big-endian and is swapped below.
+		if d.ds.ReadSubset(&dst, msp, fsp) != nil {
+			return errH5
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read %s[%v+%v] in %s: %w", d.name, offset, count, d.file, err)
+	}
+	if d.big {
+		npy.Swap(dst, d.elem)
+	}
+	return nil
+}
+
+func (d *dataset) Close() error {
+	return call(func() error {
+		if d.ds.Close() != nil {
+			return fmt.Errorf("close dataset %s in %s: %w", d.name, d.file, errH5)
+		}
+		return nil
+	})
+}
+
+func prod(s []int) int {
+	n := 1
+	for _, v := range s {
+		n *= v
+	}
+	return n
+}
