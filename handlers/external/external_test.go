@@ -37,7 +37,9 @@ sys.stdout.buffer.write(a.tobytes())`
 	return path, out
 }
 
-func script() []string { return []string{python, filepath.Join("..", "testdata", "external_handler.py")} }
+func script() []string {
+	return []string{python, filepath.Join("..", "testdata", "external_handler.py")}
+}
 
 func open(t *testing.T, o Options, path string, kw map[string]any) handlers.Handler {
 	t.Helper()
@@ -223,4 +225,3 @@ func TestWriteValue(t *testing.T) {
 		t.Error("NDArray kwarg: no error")
 	}
 }
-

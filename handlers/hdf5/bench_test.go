@@ -135,4 +135,3 @@ func frameNs(b *testing.B, fn func(i int)) float64 {
 	})
 	return float64(r.NsPerOp())
 }
-
