@@ -31,5 +31,7 @@ if [ ! -x "$bin" ]; then
   (cd "$src" && GOWORK=off go build -trimpath -o "$tmp" .) >&2
   mv -f "$tmp" "$bin"
   trap - EXIT
+  # Older builds of the wrapper (running servers keep their unlinked binary).
+  find "$cache" -maxdepth 1 -name 'ferretdb-v*' ! -name "$(basename "$bin")" ! -name '*.lock' -delete
 fi
 echo "$bin"

@@ -35,7 +35,8 @@ func (b *logBuffer) String() string {
 // TestServerGoesAway stops the server under an open catalog: calls fail within the timeout
 // (no hang), one line is logged per outage, and calls succeed again once it is back.
 func TestServerGoesAway(t *testing.T) {
-	const timeout = 2 * time.Second
+	t.Parallel()
+	const timeout = 3 * time.Second
 	srv := mongotest.Start(t)
 	ctx := context.Background()
 	var logs logBuffer
@@ -59,18 +60,23 @@ func TestServerGoesAway(t *testing.T) {
 		},
 		"Datums": func() error { return run.Datums(ctx, "r", func(*catalog.DatumPage) error { return nil }) },
 	}
+	// Concurrently: each call fails within about the timeout, however many are waiting.
+	var wg sync.WaitGroup
 	for name, call := range calls {
-		start := time.Now()
-		err := call()
-		took := time.Since(start)
-		if err == nil {
-			t.Errorf("%s with the server stopped: no error", name)
-		}
-		if took > timeout+2*time.Second {
-			t.Errorf("%s with the server stopped took %v, want about %v", name, took, timeout)
-		}
-		t.Logf("%s with the server stopped: %v after %v", name, err, took.Round(time.Millisecond))
+		wg.Go(func() {
+			start := time.Now()
+			err := call()
+			took := time.Since(start)
+			if err == nil {
+				t.Errorf("%s with the server stopped: no error", name)
+			}
+			if took > 2*timeout+time.Second { // slack for a loaded machine; a hang takes forever
+				t.Errorf("%s with the server stopped took %v, want about %v", name, took, timeout)
+			}
+			t.Logf("%s with the server stopped: %v after %v", name, err, took.Round(time.Millisecond))
+		})
 	}
+	wg.Wait()
 
 	srv.Restart()
 	deadline := time.Now().Add(15 * time.Second)
@@ -100,11 +106,12 @@ func TestServerGoesAway(t *testing.T) {
 
 // TestUnreachable opens a catalog on a port nobody listens on: a clear error, in time.
 func TestUnreachable(t *testing.T) {
+	t.Parallel()
 	srv := mongotest.Start(t)
 	srv.Stop()
 	start := time.Now()
 	_, err := OpenNormalized(context.Background(), "mongodb://bob:s3cret@"+srv.Addr()+"/mds", "", Options{Timeout: time.Second})
-	if err == nil || time.Since(start) > 3*time.Second {
+	if err == nil || time.Since(start) > 5*time.Second {
 		t.Fatalf("open of a stopped server: %v after %v", err, time.Since(start))
 	}
 	if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "bob") {

@@ -11,7 +11,8 @@
 //
 // You are in a concrete backend: package catalog defines what it returns, cmd/brokerfs wires
 // it. Queries go to the server: Find pushes a Mongo query down, Lookup resolves scan ids, uid
-// prefixes and "the N-th newest" with indexed queries, and EventPages fetches one
+// prefixes and "the N-th newest" with one or two queries (indexed in the normalized layout),
+// EachStart streams the listing, and EventPages fetches one
 // descriptor's events in batches with only the asked-for fields projected. Round trips per
 // operation (tests pin them): opening a run takes 3 (start, stop, descriptors) in the
 // normalized layout and 1 in the embedded one; EventPages takes one per batch of
@@ -21,6 +22,9 @@
 // older than that key (databroker v0) have none: when a run finds no resource that way but
 // has external fields, the resources are found through the datum ids its events hold, as
 // databroker does when it fills them (a scan of those fields, done only for such runs).
+//
+// Runs of both layouts replay their documents (catalog.DocumentReader) for brokerfs copy, and
+// Writer (InsertRun, InsertRunEmbedded) writes runs as suitcase-mongo does, indexes included.
 //
 // Faults: every round trip has a deadline (Options.Timeout, unless the context has an earlier
 // one), so a server that goes away makes calls fail rather than hang; the driver reconnects by

@@ -247,10 +247,10 @@ func (r *normRun) resources(ctx context.Context, filter bson.D) ([]*catalog.Reso
 		return nil, fmt.Errorf("read resources of run %s in %s: %w", r.start.UID, r.c.name, err)
 	}
 	r.mu.Lock()
-	if r.resDocs == nil {
-		r.resDocs = map[string]map[string]any{}
-	}
-	maps.Copy(r.resDocs, docs)
+	merged := make(map[string]map[string]any, len(r.resDocs)+len(docs)) // Documents may be reading the old map
+	maps.Copy(merged, r.resDocs)
+	maps.Copy(merged, docs)
+	r.resDocs = merged
 	r.mu.Unlock()
 	return res, nil
 }

@@ -26,7 +26,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fl.StringVar(&dir, "dir", "", "where to write the demo catalog (default: a new temporary directory)")
 	fl.BoolVar(&noMount, "no-mount", false, "write the catalog and exit")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: brokerfs demo [flags] [MOUNTPOINT]\n\nWrites a small catalog (msgpack and JSONL runs: scans, a baseline stream, strings,\nbooleans, 1-D arrays, an aborted and a live run) and mounts it, by default on ./brokerfs-demo.\n\nFlags:\n%s", fl.FlagUsages())
+		fmt.Fprintf(stderr, "Usage: brokerfs demo [flags] [MOUNTPOINT]\n\nWrites a small catalog (msgpack and JSONL runs: scans, a baseline stream, strings,\nbooleans, 1-D arrays, HDF5 detector frames under a moved root, an aborted and a live run) and mounts it, by default on ./brokerfs-demo.\n\nFlags:\n%s", fl.FlagUsages())
 	}
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -42,6 +42,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if err := writeDemo(dir, time.Now()); err != nil {
+		return err
+	}
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Wrote the demo catalog to %s\n", dir)
@@ -65,9 +69,13 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
   head %[1]s/by-scan-id/1/primary/det.csv
   /usr/bin/python3 -c 'import numpy as np; print(np.load("%[1]s/by-scan-id/1/primary/det.npy"))'
   /usr/bin/python3 -c 'import pandas as pd; print(pd.read_csv("%[1]s/by-scan-id/2/primary/spectrum.csv"))'
+  /usr/bin/python3 -c 'import numpy as np; a = np.load("%[1]s/by-scan-id/6/primary/cam_image.npy", mmap_mode="r"); print(a.shape, a[3, 1].max())'
+  cat %[1]s/by-scan-id/6/files.txt
 
 `, abs)
-	return cmdMount([]string{dir, mnt}, stdout, os.Stderr)
+	rootMap := demoOldRoot + "=" + filepath.Join(absDir, "detector")
+	fmt.Fprintf(stdout, "Run 6 holds area-detector frames (cam_image.npy) in HDF5 files whose resource root\n%s has moved; the demo mounts with --root-map %s\n\n", demoOldRoot, rootMap)
+	return cmdMount([]string{"--root-map", rootMap, dir, mnt}, stdout, os.Stderr)
 }
 
 type m = map[string]any
@@ -89,6 +97,14 @@ func writeDemo(dir string, now time.Time) error {
 		{"msgpack", demoAborted(rng, 4, t0+1800)},
 		{"jsonl", demoLive(rng, 5, t0+2400)},
 	}
+	det, err := demoDetector(rng, 6, t0+3000, dir)
+	if err != nil {
+		return fmt.Errorf("write demo detector run: %w", err)
+	}
+	runs = append(runs, struct {
+		format string
+		docs   []catalog.Document
+	}{"msgpack", det})
 	for _, r := range runs {
 		uid := r.docs[0].Doc["uid"].(string)
 		var err error

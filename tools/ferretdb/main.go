@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -48,7 +49,7 @@ func run(args []string) error {
 		return fmt.Errorf("unexpected arguments %q", fl.Args())
 	}
 	if *version {
-		fmt.Println("FerretDB v1.24.2 (embedded)")
+		fmt.Println("FerretDB", ferretVersion(), "(embedded in brokerfs tools/ferretdb)")
 		return nil
 	}
 	if *debugAddr != "" && *debugAddr != "-" {
@@ -76,4 +77,16 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return f.Run(ctx)
+}
+
+// ferretVersion is the version of the FerretDB module this binary was built with.
+func ferretVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/FerretDB/FerretDB" {
+				return m.Version
+			}
+		}
+	}
+	return "(unknown version)"
 }
