@@ -18,6 +18,7 @@ import (
 
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/catalog/jsonl"
+	"github.com/brokerfs/brokerfs/catalog/mongo"
 	"github.com/brokerfs/brokerfs/catalog/msgpack"
 	"github.com/brokerfs/brokerfs/handlers"
 )
@@ -35,14 +36,16 @@ func cmdCopy(args []string, stdout, stderr io.Writer) error {
 		copyFiles string
 		rootMap   []string
 		noBar     bool
+		destAsset string
 	)
 	cf.register(fl)
 	fl.StringVar(&format, "format", "", "format of a DEST directory: msgpack or jsonl (default: what DEST holds, else msgpack)")
 	fl.StringVar(&copyFiles, "copy-files", "", "copy the runs' external files into DIR and point their resources there")
 	fl.StringArrayVar(&rootMap, "root-map", nil, "OLD=NEW: where the source's external files are now (repeatable)")
 	fl.BoolVar(&noBar, "no-progress", false, "no progress bar")
+	fl.StringVar(&destAsset, "dest-asset-db", "", "MongoDB DEST: URI of its asset database when not the metadata database")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: brokerfs copy [flags] SOURCE DEST\n\nDEST is a directory of run files (created if missing).\n\nFlags:\n%s", fl.FlagUsages())
+		fmt.Fprintf(stderr, "Usage: brokerfs copy [flags] SOURCE DEST\n\nDEST is a directory of run files (created if missing), or a mongodb:// URI of a metadata database\n(normalized layout; a new asset database gets the version sentinel).\n\nFlags:\n%s", fl.FlagUsages())
 	}
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -62,7 +65,12 @@ func cmdCopy(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer src.cat.Close()
-	dst, err := openDest(fl.Arg(1), format, log)
+	var dst destination
+	if isMongoURI(fl.Arg(1)) {
+		dst, err = openMongoDest(ctx, fl.Arg(1), destAsset, cf.timeout, log)
+	} else {
+		dst, err = openDest(fl.Arg(1), format, log)
+	}
 	if err != nil {
 		return err
 	}
@@ -393,3 +401,60 @@ func copyFile(src, dst string) error {
 	}
 	return out.Close()
 }
+
+// mongoDest is a MongoDB catalog in the normalized layout.
+type mongoDest struct {
+	w   *mongo.Writer
+	cat *mongo.Catalog
+}
+
+func openMongoDest(ctx context.Context, mds, assets string, timeout time.Duration, log *slog.Logger) (destination, error) {
+	assetURI := assets
+	if assetURI == "" {
+		assetURI = mds
+	}
+	err := mongo.CheckSentinel(ctx, assetURI)
+	if errors.Is(err, mongo.ErrNoSentinel) {
+		if err = mongo.InstallSentinel(ctx, assetURI, 1); err == nil {
+			log.Info("installed the version sentinel in the destination's asset database", "db", mongo.Redact(assetURI))
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	w, err := mongo.NewWriter(ctx, mds, assets)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := mongo.OpenNormalized(ctx, mds, assets, mongo.Options{Logger: log, Timeout: timeout})
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	return &mongoDest{w: w, cat: cat}, nil
+}
+
+func (d *mongoDest) Has(ctx context.Context) (map[string]bool, error) {
+	have := map[string]bool{}
+	err := d.cat.EachStart(ctx, nil, func(s *catalog.Start) error {
+		have[s.UID] = true
+		return nil
+	})
+	return have, err
+}
+
+func (d *mongoDest) Write(ctx context.Context, _ string, docs []catalog.Document) error {
+	return d.w.Insert(ctx, docs)
+}
+
+func (d *mongoDest) Run(ctx context.Context, uid string) (catalog.Run, error) {
+	return d.cat.Run(ctx, uid)
+}
+
+// Remove cannot undo an insert cleanly across collections; the run is left for a person to
+// look at, and named in the error.
+func (d *mongoDest) Remove(_ context.Context, uid string) error {
+	return fmt.Errorf("run %s was written to %s but failed verification; delete it there before copying again", uid, d.cat)
+}
+
+func (d *mongoDest) Close() error { return errors.Join(d.w.Close(), d.cat.Close()) }
