@@ -4,7 +4,7 @@
 # Debian's packages), and HDF5 for the handlers. Idempotent: installs only what is missing.
 set -euo pipefail
 
-pkgs=(fuse3 python3 python3-numpy python3-pandas python3-msgpack python3-h5py libhdf5-dev pkg-config gcc)
+pkgs=(fuse3 python3 python3-numpy python3-pandas python3-msgpack python3-h5py python3-pymongo python3-pil libhdf5-dev hdf5-filter-plugin pkg-config gcc util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
