@@ -22,7 +22,7 @@ const python = "/usr/bin/python3"
 
 // stack writes a (4, 3, 5) uint16 stack with numpy (the handler under test reads it with
 // numpy too) and returns its path and its values.
-func stack(t *testing.T) (string, []byte) {
+func stack(t testing.TB) (string, []byte) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "stack.npy")

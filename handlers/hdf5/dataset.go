@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	h5 "gonum.org/v1/hdf5"
 
@@ -44,7 +45,7 @@ func openFile(path string, swmr bool) (*file, error) {
 	err := call(func() error {
 		var err error
 		if f, err = h5.OpenFile(path, flags); err != nil {
-			return errH5
+			return h5Err()
 		}
 		return nil
 	})
@@ -57,7 +58,7 @@ func openFile(path string, swmr bool) (*file, error) {
 func (f *file) Close() error {
 	return call(func() error {
 		if f.f.Close() != nil {
-			return fmt.Errorf("close %s: %w", f.path, errH5)
+			return fmt.Errorf("close %s: %w", f.path, h5Err())
 		}
 		return nil
 	})
@@ -84,17 +85,23 @@ func openDataset(f *file, name string, cacheBytes int) (*dataset, error) {
 		}
 		dapl, err := h5.NewPropList(h5.P_DATASET_ACCESS)
 		if err != nil {
-			return errH5
+			return h5Err()
 		}
-		defer dapl.Close()
 		if cacheBytes > 0 {
 			// 12421 slots: a prime well above the chunks a cache of this size holds.
 			if dapl.SetChunkCache(12421, cacheBytes, 1) != nil {
-				return errH5
+				err := h5Err()
+				dapl.Close()
+				return err
 			}
 		}
-		if d.ds, err = f.f.OpenDatasetWith(name, dapl); err != nil {
-			return errH5
+		d.ds, err = f.f.OpenDatasetWith(name, dapl)
+		if err != nil {
+			err = h5Err() // before closing dapl clears the stack
+		}
+		dapl.Close()
+		if err != nil {
+			return err
 		}
 		return d.header()
 	})
@@ -119,7 +126,7 @@ func (d *dataset) header() error {
 func (d *dataset) readDims() error {
 	sp := d.ds.Space()
 	if sp == nil {
-		return errH5
+		return h5Err()
 	}
 	defer sp.Close()
 	if !sp.IsSimple() || sp.SimpleExtentNDims() < 0 {
@@ -129,7 +136,7 @@ func (d *dataset) readDims() error {
 	if len(dims) > 0 {
 		ud, _, err := sp.SimpleExtentDims()
 		if err != nil {
-			return errH5
+			return h5Err()
 		}
 		for i, v := range ud {
 			dims[i] = int(v)
@@ -167,26 +174,24 @@ func (d *dataset) read(offset, count []int, dst []byte) error {
 	err := call(func() error {
 		fsp := d.ds.Space()
 		if fsp == nil {
-			return errH5
+			return h5Err()
 		}
 		defer fsp.Close()
 		if fsp.SelectHyperslab(off, nil, cnt, nil) != nil {
-			return errH5
+			return h5Err()
 		}
 		msp, err := h5.CreateSimpleDataspace(cnt, nil)
 		if err != nil {
-			return errH5
+			return h5Err()
 		}
 		defer msp.Close()
-		// gonum reads with the dataset's own type as memory type: no conversion, so
-		// big-endian data arrives big-endian and is swapped below.
-		if d.ds.ReadSubset(&dst, msp, fsp) != nil {
-			return errH5
-		}
-		return nil
+		// Read in the dataset's own type (no conversion: big-endian data arrives big-endian
+		// and is swapped below). Not gonum's ReadSubset: the calls it makes after a failed
+		// H5Dread clear the error stack that says why.
+		return readSelection(d.ds.ID(), msp.ID(), fsp.ID(), dst)
 	})
 	if err != nil {
-		return fmt.Errorf("read %s[%v+%v] in %s: %w", d.name, offset, count, d.file, err)
+		return fmt.Errorf("read %s%s in %s: %w", d.name, slab(offset, count), d.file, err)
 	}
 	if d.big {
 		npy.Swap(dst, d.elem)
@@ -197,10 +202,24 @@ func (d *dataset) read(offset, count []int, dst []byte) error {
 func (d *dataset) Close() error {
 	return call(func() error {
 		if d.ds.Close() != nil {
-			return fmt.Errorf("close dataset %s in %s: %w", d.name, d.file, errH5)
+			return fmt.Errorf("close dataset %s in %s: %w", d.name, d.file, h5Err())
 		}
 		return nil
 	})
+}
+
+// slab writes a hyperslab as a Python slice: [0:2, 0:512, 0:512].
+func slab(offset, count []int) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := range offset {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d:%d", offset[i], offset[i]+count[i])
+	}
+	b.WriteByte(']')
+	return b.String()
 }
 
 func prod(s []int) int {

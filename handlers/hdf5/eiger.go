@@ -138,12 +138,12 @@ func openSeries(path string, cache int) (_ *series, err error) {
 		defer g.Close()
 		n, err := g.NumObjects()
 		if err != nil {
-			return errH5
+			return h5Err()
 		}
 		for i := uint(0); i < n; i++ {
 			name, err := g.ObjectNameByIndex(i)
 			if err != nil {
-				return errH5
+				return h5Err()
 			}
 			if strings.HasPrefix(name, "data") {
 				names = append(names, name)

@@ -41,6 +41,21 @@ static void bfs_errstack(char *buf, size_t cap) {
 	H5Eclear2(H5E_DEFAULT);
 }
 
+// bfs_read reads the selection file of dset into buf through mem, in the dataset's own type
+// (no conversion), and on failure writes the error stack into err before any other call
+// clears it.
+static int bfs_read(hid_t dset, hid_t mem, hid_t file, void *buf, char *err, size_t cap) {
+	hid_t t = H5Dget_type(dset);
+	if (t < 0) {
+		bfs_errstack(err, cap);
+		return -1;
+	}
+	herr_t r = H5Dread(dset, t, mem, file, H5P_DEFAULT, buf);
+	if (r < 0) bfs_errstack(err, cap);
+	H5Tclose(t);
+	return r < 0 ? -1 : 0;
+}
+
 static unsigned bfs_swmr_read(void) { return H5F_ACC_RDONLY | H5F_ACC_SWMR_READ; }
 
 // bfs_dtype describes a dataset's type: class (H5T_class_t), size, big endian, signed.
@@ -84,36 +99,46 @@ import (
 )
 
 // call runs fn with the goroutine locked to its OS thread, so that libhdf5's per-thread
-// error stack is the one fn's calls wrote, with automatic error printing off; when fn fails
-// its error gets the stack's descriptions appended.
+// error stack, read by h5Err, is the one fn's calls wrote, and with automatic error printing
+// off on that thread.
 func call(fn func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	C.bfs_quiet()
-	err := fn()
-	if err == nil || !errors.Is(err, errH5) {
-		return err
-	}
-	return withStack(err)
+	return fn()
 }
 
-// withStack appends the current thread's libhdf5 error stack to err. A file another process
-// holds locked wraps EAGAIN, so callers retry it.
-func withStack(err error) error {
+// errH5 is what a failed libhdf5 call wraps; gonum itself says only "code -1".
+var errH5 = errors.New("libhdf5")
+
+// h5Err returns the error of the libhdf5 call that just failed, with the descriptions on
+// the thread's error stack (innermost first). Call it inside call and before any other
+// libhdf5 call, which would clear the stack. A file another process holds locked wraps
+// EAGAIN, so callers retry it.
+func h5Err() error {
 	var buf [1024]C.char
 	C.bfs_errstack(&buf[0], C.size_t(len(buf)))
-	msg := C.GoString(&buf[0])
-	if msg == "" {
-		return err
-	}
-	if strings.Contains(msg, "unable to lock file") {
-		return fmt.Errorf("%w: %s (%w)", err, msg, syscall.EAGAIN)
-	}
-	return fmt.Errorf("%w: %s", err, msg)
+	return stackError(C.GoString(&buf[0]))
 }
 
-// errH5 is the error gonum returns, which says only "code -1": the stack says why.
-var errH5 = errors.New("libhdf5 call failed")
+func stackError(msg string) error {
+	switch {
+	case msg == "":
+		return fmt.Errorf("%w: call failed", errH5)
+	case strings.Contains(msg, "unable to lock file"):
+		return fmt.Errorf("%w: %s (%w)", errH5, msg, syscall.EAGAIN)
+	}
+	return fmt.Errorf("%w: %s", errH5, msg)
+}
+
+// readSelection reads the selection fsp of dset through msp into buf.
+func readSelection(dset, msp, fsp int64, buf []byte) error {
+	var msg [1024]C.char
+	if C.bfs_read(C.hid_t(dset), C.hid_t(msp), C.hid_t(fsp), unsafe.Pointer(&buf[0]), &msg[0], C.size_t(len(msg))) < 0 {
+		return stackError(C.GoString(&msg[0]))
+	}
+	return nil
+}
 
 // typeInfo returns the numpy descr (little-endian form) of a dataset's type, its element
 // size, and whether its data is big-endian.
@@ -121,7 +146,7 @@ func typeInfo(dset int64) (descr string, size int, big bool, err error) {
 	var cls, b, sgn C.int
 	var sz C.size_t
 	if C.bfs_dtype(C.hid_t(dset), &cls, &sz, &b, &sgn) < 0 {
-		return "", 0, false, errH5
+		return "", 0, false, h5Err()
 	}
 	size = int(sz)
 	var kind byte
@@ -157,7 +182,7 @@ var ErrType = errors.New("unsupported HDF5 datatype")
 
 func refresh(dset int64) error {
 	if C.H5Drefresh(C.hid_t(dset)) < 0 {
-		return fmt.Errorf("refresh dataset: %w", errH5)
+		return h5Err()
 	}
 	return nil
 }
@@ -174,7 +199,7 @@ func externalFile(loc int64, name string) (string, error) {
 	case 0:
 		return "", nil
 	}
-	return "", fmt.Errorf("link %s: %w", name, errH5)
+	return "", fmt.Errorf("link %s: %w", name, h5Err())
 }
 
 var swmrReadFlags = int(C.bfs_swmr_read())

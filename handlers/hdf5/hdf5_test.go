@@ -193,6 +193,19 @@ func TestErrors(t *testing.T) {
 	}
 	h.Close()
 
+	// Describe reads headers only: it works where the data cannot be decoded.
+	h, err = open(ctx, filepath.Join(dir, "unknown_filter.h5"), map[string]any{"frame_per_point": int64(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dt, shape, err := h.Describe(ctx, pn(1)); err != nil || dt != "<u2" || !reflect.DeepEqual(shape, []int{2, 8, 8}) {
+		t.Errorf("describe with an unknown filter: %s %v %v", dt, shape, err)
+	}
+	if _, err := h.Read(ctx, pn(1)); err == nil || !strings.Contains(err.Error(), "required filter") || !strings.Contains(err.Error(), "unknown_filter.h5") {
+		t.Errorf("read with an unknown filter: %v", err)
+	}
+	h.Close()
+
 	bad := filepath.Join(t.TempDir(), "bad.h5")
 	os.WriteFile(bad, []byte("this is not an HDF5 file, not at all, no superblock here"), 0o644)
 	_, err = open(ctx, bad, nil)
@@ -518,5 +531,27 @@ func TestSWMR(t *testing.T) {
 		if !bytes.Equal(a.Data, frame(i)) || !reflect.DeepEqual(shape, a.Shape) {
 			t.Fatalf("appended frame %d differs", i)
 		}
+	}
+}
+
+// TestErrorStack checks that failures carry libhdf5's own reason.
+func TestErrorStack(t *testing.T) {
+	dir, _ := testFiles(t)
+	ctx := context.Background()
+	_, err := NewAD(Options{})(ctx, filepath.Join(dir, "manifest.json"), nil)
+	if !errors.Is(err, errH5) || !strings.Contains(err.Error(), "file signature not found") {
+		t.Errorf("not an HDF5 file: %v", err)
+	}
+	tmp := t.TempDir()
+	b, _ := os.ReadFile(filepath.Join(dir, "eiger_raw_3_master.h5"))
+	os.WriteFile(filepath.Join(tmp, "eiger_raw_3_master.h5"), b, 0o644)
+	for i := 1; i <= 3; i++ {
+		os.WriteFile(filepath.Join(tmp, fmt.Sprintf("eiger_raw_3_data_%06d.h5", i)), []byte("not hdf5"), 0o644)
+	}
+	e, _ := NewEiger(Options{})(ctx, filepath.Join(tmp, "eiger_raw"), map[string]any{"images_per_file": int64(5)})
+	defer e.Close()
+	_, err = e.Read(ctx, map[string]any{"seq_id": int64(3)})
+	if !strings.Contains(err.Error(), "unable to open external file") || !strings.Contains(err.Error(), "eiger_raw_3_data_000001.h5") {
+		t.Errorf("broken data file: %v", err)
 	}
 }

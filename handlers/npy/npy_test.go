@@ -155,6 +155,26 @@ func TestSeq(t *testing.T) {
 	}
 }
 
+// TestDescribeReadsHeaderOnly: Describe answers from the header of a file whose data is
+// cut short; Read says it is truncated.
+func TestDescribeReadsHeaderOnly(t *testing.T) {
+	dir := genPython(t, "gen_npy.py")
+	b, _ := os.ReadFile(filepath.Join(dir, "u2_c.npy"))
+	cut := filepath.Join(t.TempDir(), "cut.npy")
+	os.WriteFile(cut, b[:200], 0o644)
+	ctx := context.Background()
+	h, err := OpenFile(ctx, cut, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dt, shape, err := h.Describe(ctx, nil); err != nil || dt != "<u2" || !reflect.DeepEqual(shape, []int{3, 5, 7}) {
+		t.Errorf("describe: %s %v %v", dt, shape, err)
+	}
+	if _, err := h.Read(ctx, nil); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("read: %v", err)
+	}
+}
+
 func TestPyStr(t *testing.T) {
 	for _, c := range []struct {
 		v    any

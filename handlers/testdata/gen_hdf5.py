@@ -20,6 +20,8 @@ import h5py
 import numpy as np
 
 out = sys.argv[1]
+if not h5py.h5z.filter_avail(32004):
+    sys.exit("gen_hdf5.py: libhdf5 has no LZ4 filter (32004): apt-get install hdf5-filter-plugin")
 rng = np.random.default_rng(11)
 manifest = []
 
@@ -54,6 +56,16 @@ ad("xsp3_f8", "entry/instrument/detector/data", rng.random((7, 4, 256)) * 1000)
 ad("xsp3_onebin", "entry/instrument/detector/data", rng.random((3, 2, 1)))
 with h5py.File(os.path.join(out, "no_dataset.h5"), "w") as f:
     f["entry/other"] = np.zeros(3)
+# Chunks through a filter no libhdf5 here has (id 32999): the header reads, the data does not.
+with h5py.File(os.path.join(out, "unknown_filter.h5"), "w") as f:
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_chunk((1, 8, 8))
+    dcpl.set_filter(32999, h5py.h5z.FLAG_OPTIONAL, ())
+    g = f.require_group("entry/data")
+    ds = h5py.h5d.create(g.id, b"data", h5py.h5t.py_create(np.dtype("<u2")),
+                         h5py.h5s.create_simple((4, 8, 8), (4, 8, 8)), dcpl=dcpl)
+    for k in range(4):
+        ds.write_direct_chunk((k, 0, 0), b"not really compressed")
 with h5py.File(os.path.join(out, "strings.h5"), "w") as f:
     f["entry/data/data"] = np.array([b"a", b"b"])
 

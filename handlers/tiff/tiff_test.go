@@ -143,6 +143,36 @@ func TestBrokenFiles(t *testing.T) {
 	}
 }
 
+// TestDescribeReadsHeaderOnly corrupts a frame's compressed strips: Describe, which reads
+// the IFD only, still answers; Read fails.
+func TestDescribeReadsHeaderOnly(t *testing.T) {
+	dir := testFiles(t)
+	tmp := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(dir, "pil_u2_tiff_lzw_00000.tiff"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := ReadInfo(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s, off := range in.offsets {
+		for k := uint64(0); k < in.counts[s]; k++ {
+			b[off+k] = 0xFF
+		}
+	}
+	os.WriteFile(filepath.Join(tmp, "c_00000.tiff"), b, 0o644)
+	ctx := context.Background()
+	h, _ := Open(ctx, tmp, map[string]any{"template": "%s%s_%05d.tiff", "filename": "c"})
+	kw := map[string]any{"point_number": int64(0)}
+	if dt, shape, err := h.Describe(ctx, kw); err != nil || dt != "<u2" || !reflect.DeepEqual(shape, []int{1, 24, 20}) {
+		t.Errorf("describe: %s %v %v", dt, shape, err)
+	}
+	if _, err := h.Read(ctx, kw); err == nil || !strings.Contains(err.Error(), "c_00000.tiff") {
+		t.Errorf("read of corrupt strips: %v", err)
+	}
+}
+
 func TestPyFormatMatchesPython(t *testing.T) {
 	dir := testFiles(t)
 	var cases []struct {
