@@ -45,19 +45,31 @@ type tree struct {
 	root  *rootDir
 	clock *fakeClock
 	logs  *bytes.Buffer
+	logMu *sync.Mutex // guards logs
 }
 
 func newTree(t *testing.T, cat catalog.Catalog, mod func(*Config)) *tree {
 	t.Helper()
 	clock := &fakeClock{now: time.Unix(1800000000, 0)}
-	logs := &bytes.Buffer{}
-	cfg := Config{Catalog: cat, Clock: clock, Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	logs, mu := &bytes.Buffer{}, &sync.Mutex{}
+	cfg := Config{Catalog: cat, Clock: clock, Logger: slog.New(slog.NewTextHandler(lockedWriter{logs, mu}, nil))}
 	if mod != nil {
 		mod(&cfg)
 	}
 	root := NewRoot(cfg).(*rootDir)
 	gofs.NewNodeFS(root, &gofs.Options{})
-	return &tree{t: t, root: root, clock: clock, logs: logs}
+	return &tree{t: t, root: root, clock: clock, logs: logs, logMu: mu}
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func fixtureTree(t *testing.T) (*tree, *memory.Catalog) {
@@ -66,6 +78,13 @@ func fixtureTree(t *testing.T) (*tree, *memory.Catalog) {
 		t.Fatal(err)
 	}
 	return newTree(t, cat, nil), cat
+}
+
+// logged reports whether the log holds s; the log is written by background refreshes too.
+func (tr *tree) logged(s string) bool {
+	tr.logMu.Lock()
+	defer tr.logMu.Unlock()
+	return strings.Contains(tr.logs.String(), s)
 }
 
 // lookup walks a slash-separated path from the root.
@@ -608,8 +627,12 @@ func TestOutage(t *testing.T) {
 	}
 	cat.set(false)
 	tr.clock.advance(10 * time.Second)
-	tr.list("")
-	if !strings.Contains(tr.logs.String(), "listing runs works again") {
+	// During an outage the listing is refreshed in the background: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !tr.logged("listing runs works again"); {
+		tr.list("")
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !tr.logged("listing runs works again") {
 		t.Errorf("no recovery line: %s", tr.logs)
 	}
 	tr.mustRead(catalogtest.UIDPages + "/start.json")

@@ -123,34 +123,44 @@ func newState(cfg Config) *state {
 	return &state{cfg: cfg, log: cfg.Logger, runs: map[string]*runState{}, logged: map[string]time.Time{}}
 }
 
-// listing returns the runs, asking the catalog at most once per ListTTL.
+// listing returns the runs, asking the catalog at most once per ListTTL. During an outage
+// the last listing is returned at once and refreshed in the background, so that `ls` does not
+// wait out the catalog's timeout again and again.
 func (st *state) listing(ctx context.Context) (*listing, error) {
 	st.mu.Lock()
-	if st.list != nil && st.cfg.Clock.Now().Sub(st.listedAt) < st.cfg.ListTTL {
-		l := st.list
-		st.mu.Unlock()
+	l, fresh := st.list, st.list != nil && st.cfg.Clock.Now().Sub(st.listedAt) < st.cfg.ListTTL
+	stale := st.list != nil && st.outage
+	st.mu.Unlock()
+	switch {
+	case fresh:
+		return l, nil
+	case stale:
+		st.group.DoChan("\x00list", st.refreshListing)
 		return l, nil
 	}
-	st.mu.Unlock()
-	v, err, _ := st.group.Do("\x00list", func() (any, error) {
-		starts, err := st.cfg.Catalog.Runs(context.WithoutCancel(ctx))
-		if err != nil {
-			return st.listFailed(fmt.Errorf("list runs: %w", err))
-		}
-		l := st.newListing(starts)
-		st.mu.Lock()
-		if st.outage {
-			st.log.Info("listing runs works again")
-			st.outage = false
-		}
-		st.list, st.listedAt = l, st.cfg.Clock.Now()
-		st.mu.Unlock()
-		return l, nil
-	})
+	v, err, _ := st.group.Do("\x00list", st.refreshListing)
 	if err != nil {
 		return nil, err
 	}
 	return v.(*listing), nil
+}
+
+// refreshListing asks the catalog for the runs; shared by concurrent callers and detached
+// from any one caller's cancellation.
+func (st *state) refreshListing() (any, error) {
+	starts, err := st.cfg.Catalog.Runs(context.Background())
+	if err != nil {
+		return st.listFailed(fmt.Errorf("list runs: %w", err))
+	}
+	l := st.newListing(starts)
+	st.mu.Lock()
+	if st.outage {
+		st.log.Info("listing runs works again")
+		st.outage = false
+	}
+	st.list, st.listedAt = l, st.cfg.Clock.Now()
+	st.mu.Unlock()
+	return l, nil
 }
 
 // listFailed serves the last listing while the catalog cannot list (a database that went
