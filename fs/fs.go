@@ -156,7 +156,23 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
+	raiseReadahead(dir, mo.MaxReadAhead, o.Logger)
 	return &Server{srv: srv, dir: dir}, nil
+}
+
+// raiseReadahead sets the mount's kernel readahead to kb bytes: the kernel caps FUSE's
+// MaxReadAhead at its bdi default (128 KiB), which splits every 1 MiB application read into
+// eight requests. Only root may write the bdi setting; elsewhere this quietly does nothing.
+func raiseReadahead(dir string, bytes int, log *slog.Logger) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return
+	}
+	major, minor := (st.Dev>>8)&0xfff|(st.Dev>>32)&^0xfff, st.Dev&0xff|(st.Dev>>12)&^0xff
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", major, minor)
+	if err := os.WriteFile(p, []byte(fmt.Sprint(bytes/1024)), 0); err != nil {
+		log.Debug("cannot raise readahead", "path", p, "err", err)
+	}
 }
 
 // Wait blocks until the file system is unmounted.
