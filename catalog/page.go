@@ -418,17 +418,22 @@ func AppendDatumPage(p *DatumPage, doc map[string]any) error {
 		return fmt.Errorf("key \"datum_id\": want list, have %T", doc["datum_id"])
 	}
 	kw, _ := doc["datum_kwargs"].(map[string]any)
+	// Split each column once: an array column costs O(rows) to split.
+	cols := make(map[string][]any, len(kw))
+	for k, col := range kw {
+		c, err := pageColumn(col, len(ids))
+		if err != nil {
+			return fmt.Errorf("datum_kwargs %q: %w", k, err)
+		}
+		cols[k] = c
+	}
 	for i, v := range ids {
 		id, ok := v.(string)
 		if !ok {
 			return fmt.Errorf("datum_id[%d]: want string, have %T", i, v)
 		}
-		m := make(map[string]any, len(kw))
-		for k, col := range kw {
-			c, err := pageColumn(col, len(ids))
-			if err != nil {
-				return fmt.Errorf("datum_kwargs %q: %w", k, err)
-			}
+		m := make(map[string]any, len(cols))
+		for k, c := range cols {
 			m[k] = c[i]
 		}
 		if err := AppendDatum(p, map[string]any{"datum_id": id, "datum_kwargs": m}); err != nil {

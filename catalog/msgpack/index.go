@@ -18,13 +18,17 @@ import (
 	"github.com/brokerfs/brokerfs/catalog"
 )
 
-// A stream gets a checkpoint every checkpointRows rows, and at any document that follows its
-// previous one by more than checkpointGap bytes of other documents, so that a sparse stream
-// (a baseline in a long run) does not cost a walk over everything between its documents.
+// A stream gets a checkpoint every checkpointRows rows or checkpointBytes bytes of file,
+// whichever comes first, so that a read from any row walks over a bounded stretch: small rows
+// (a million scalar events) are bounded by the count, large ones (32 KiB spectra) by the bytes.
+// And at any document that follows its previous one by more than checkpointGap bytes of other
+// documents, so that a sparse stream (a baseline in a long run) does not cost a walk over
+// everything between its documents.
 const (
-	checkpointRows = 1024
-	checkpointGap  = 64 << 10
-	maxDocLogs     = 10 // per pass: a file of a million bad events must not flood the log
+	checkpointRows  = 1024
+	checkpointBytes = 256 << 10
+	checkpointGap   = 64 << 10
+	maxDocLogs      = 10 // per pass: a file of a million bad events must not flood the log
 )
 
 // checkpoint is where a stream's document starts and its first row there.
@@ -41,14 +45,15 @@ type stream struct {
 }
 
 func (s *stream) add(off, end int64, rows int) {
-	if n := len(s.cps); n == 0 || s.rows-s.cps[n-1].row >= checkpointRows || off-s.end > checkpointGap {
+	if n := len(s.cps); n == 0 || s.rows-s.cps[n-1].row >= checkpointRows ||
+		off-s.cps[n-1].off >= checkpointBytes || off-s.end > checkpointGap {
 		s.cps = append(s.cps, checkpoint{off: off, row: s.rows})
 	}
 	s.rows += int64(rows)
 	s.end = end
 }
 
-// segment returns the checkpoint to start reading row from and where its segment ends.
+// find returns the index of the checkpoint to start reading row from.
 func (s *stream) find(row int64) int {
 	i, _ := slices.BinarySearchFunc(s.cps, row, func(c checkpoint, r int64) int {
 		if c.row <= r {
@@ -104,6 +109,7 @@ type indexer struct {
 	path string
 	log  *slog.Logger
 	ix   *index
+	r    io.ReaderAt
 	w    *window
 	dec  *pageDecoder // scratch for event headers
 	h    evHeader
@@ -113,6 +119,10 @@ type indexer struct {
 // buildIndex indexes the file r of the given size, extending prev when it is a prefix of the
 // file (the file grew), from scratch otherwise.
 func buildIndex(path string, r io.ReaderAt, size int64, mtime time.Time, prev *index, log *slog.Logger) (*index, error) {
+	return newIndexer(path, r, size, mtime, prev, log).build()
+}
+
+func newIndexer(path string, r io.ReaderAt, size int64, mtime time.Time, prev *index, log *slog.Logger) *indexer {
 	var ix *index
 	if prev != nil && !prev.halt && size >= prev.end && sameBytes(r, 0, prev.head) && sameBytes(r, prev.end-int64(len(prev.tail)), prev.tail) {
 		ix = prev.clone()
@@ -120,14 +130,19 @@ func buildIndex(path string, r io.ReaderAt, size int64, mtime time.Time, prev *i
 		ix = &index{events: map[string]*stream{}, datums: map[string]*stream{}, truncAt: -1}
 	}
 	ix.size, ix.mtime = size, mtime
-	x := &indexer{path: path, log: log, ix: ix, dec: newPageDecoder("", []string{})}
-	x.w = newWindow(r, size, scanWindow)
+	return &indexer{path: path, log: log, ix: ix, r: r, dec: newPageDecoder("", []string{})}
+}
+
+// build scans the file and returns the index.
+func (x *indexer) build() (*index, error) {
+	ix, r := x.ix, x.r
+	x.w = newWindow(r, ix.size, scanWindow)
 	defer x.w.release()
 	if err := x.scan(); err != nil {
 		return nil, err
 	}
 	if ix.start == nil {
-		return nil, &catalog.DocError{Source: path, Name: "start", Err: errors.New("no start document")}
+		return nil, &catalog.DocError{Source: x.path, Name: "start", Err: errors.New("no start document")}
 	}
 	ix.head = readBytes(r, 0, min(ix.end, 64))
 	ix.tail = readBytes(r, max(ix.end-64, 0), min(ix.end, 64))
@@ -155,7 +170,7 @@ func (x *indexer) scan() error {
 	ix := x.ix
 	pos := ix.end
 	for pos < ix.size {
-		b, err := x.w.at(pos)
+		b, err := x.w.atLeast(pos, x.dec.longest)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", x.path, err)
 		}
@@ -176,6 +191,12 @@ func (x *indexer) scan() error {
 			return nil
 		case err != nil:
 			x.log.Warn("msgpack: stopping at corrupt document", "file", x.path, "offset", pos, "err", err)
+			ix.end, ix.halt = pos, true
+			return nil
+		}
+		if n <= 0 {
+			// Cannot happen; if it did, the scan would never end.
+			x.log.Warn("msgpack: stopping at document of no length", "file", x.path, "offset", pos)
 			ix.end, ix.halt = pos, true
 			return nil
 		}
@@ -211,13 +232,30 @@ func (x *indexer) doc(b []byte, off int64) (int, error) {
 // named indexes a document whose name is known; the document's map is at b[p:].
 func (x *indexer) named(b []byte, p int, name string, off int64) (int, error) {
 	ix := x.ix
+	if off == 0 && name != "start" {
+		end, err := skip(b, 0)
+		if err == nil {
+			err = corrupt(0, "the first document is a "+name+", not a start")
+		}
+		return end, err
+	}
 	if name == "event" || name == "event_page" {
+		if l := x.dec.fast(b); l != nil {
+			ix.events[string(l.desc)].add(off, off+int64(l.n), l.rows)
+			return l.n, nil
+		}
 		err := x.dec.scanEvent(b, p, name == "event", &x.h, 0)
 		if errors.Is(err, errShort) || isCorrupt(err) {
 			return x.needed(b, err)
 		}
 		if err != nil {
-			x.bad(off, name, err)
+			// Find the end first (h.end is not set when the walk stopped early): a short
+			// read is retried, and the document must be logged once.
+			end, serr := skip(b, 0)
+			if serr == nil {
+				x.bad(off, name, err)
+			}
+			return end, serr
 		} else if x.h.rows > 0 {
 			s := ix.events[string(x.h.desc)]
 			if s == nil {
@@ -225,6 +263,7 @@ func (x *indexer) named(b []byte, p int, name string, off int64) (int, error) {
 				ix.events[string(x.h.desc)] = s
 			}
 			s.add(off, off+int64(x.h.end), x.h.rows)
+			x.dec.learnFrom(b, x.h.end, &x.h, docEvent)
 		}
 		return x.h.end, nil
 	}
@@ -246,9 +285,6 @@ func (x *indexer) named(b []byte, p int, name string, off int64) (int, error) {
 			s.add(off, off+int64(end), rows)
 		}
 	case "start", "stop", "descriptor", "resource":
-		if off == 0 && name != "start" {
-			return end, corrupt(0, "the first document is a "+name+", not a start")
-		}
 		if err := x.small(doc, name, off); err != nil {
 			x.bad(off, name, err)
 		}

@@ -3,9 +3,11 @@
 //
 // You are in a catalog backend: package catalog defines what a Catalog and a Run must do; this
 // package serves them from files. Runs reads only the first document of each file, cached by
-// size and mtime. Run indexes a file in one pass on first use (see index.go) and EventPages
-// decodes event pages straight from the bytes into a reused page (see events.go and cells.go),
-// reading through a bounded window with pread (window.go), never the whole file.
+// size and mtime. Run indexes a file in one pass on first use (index.go). EventPages decodes
+// event pages straight from the bytes into a reused page (events.go, pagemaps.go, columns.go,
+// cells.go), with a fast path for runs of same-shaped single-row pages (layout.go), reading
+// through a bounded window with pread (window.go), never the whole file. wire.go and value.go
+// hold the msgpack primitives and the generic value decoder.
 //
 // Writer (writer.go) writes files in the same format, for tests, demos and copies.
 package msgpack
@@ -14,11 +16,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -45,10 +47,11 @@ type Catalog struct {
 	patterns []string
 	log      *slog.Logger
 
-	refreshMu sync.Mutex        // serializes refreshes
-	files     map[string]*entry // by path; guarded by refreshMu
-	gen       uint64            // refresh generation; guarded by refreshMu
-	dupLogged map[string]string // loser path -> winner path already logged; guarded by refreshMu
+	refreshMu sync.Mutex             // serializes refreshes
+	files     map[string]*entry      // by path; guarded by refreshMu
+	dirs      map[string]*dirListing // directory listings; guarded by refreshMu
+	gen       uint64                 // refresh generation; guarded by refreshMu
+	dupLogged map[string]string      // loser path -> winner path already logged; guarded by refreshMu
 
 	mu     sync.RWMutex
 	byUID  map[string]*entry // guarded by mu
@@ -98,6 +101,7 @@ func Open(patterns []string, opts Options) (*Catalog, error) {
 		patterns:  slices.Clone(patterns),
 		log:       log,
 		files:     map[string]*entry{},
+		dirs:      map[string]*dirListing{},
 		dupLogged: map[string]string{},
 		byUID:     map[string]*entry{},
 		cached:    map[*entry]uint64{},
@@ -225,35 +229,37 @@ func (c *Catalog) touch(e *entry) {
 func (c *Catalog) refresh(ctx context.Context) error {
 	c.refreshMu.Lock()
 	defer c.refreshMu.Unlock()
-	paths, err := c.glob()
+	files, err := find(c.patterns, c.dirs)
 	if err != nil {
 		return err
 	}
-	infos := statAll(paths)
 	c.gen++
-	changed := false
+	changed, seen := false, 0
 	var todo []*entry
-	for i, path := range paths {
-		fi := infos[i]
-		if fi == nil || !fi.Mode().IsRegular() {
+	for _, f := range files {
+		if f.fi == nil || !f.fi.Mode().IsRegular() {
 			continue
 		}
-		e := c.files[path]
+		e := c.files[f.path]
 		if e == nil {
-			e = &entry{path: path}
-			c.files[path] = e
+			e = &entry{path: f.path}
+			c.files[f.path] = e
+		} else if e.seen == c.gen {
+			continue // matched by two patterns
 		}
-		e.seen = c.gen
-		if e.size != fi.Size() || !e.mtime.Equal(fi.ModTime()) || e.mtime.IsZero() {
-			e.size, e.mtime = fi.Size(), fi.ModTime()
+		e.seen, seen = c.gen, seen+1
+		if e.size != f.fi.Size() || !e.mtime.Equal(f.fi.ModTime()) || e.mtime.IsZero() {
+			e.size, e.mtime = f.fi.Size(), f.fi.ModTime()
 			todo = append(todo, e)
 		}
 	}
-	for path, e := range c.files {
-		if e.seen != c.gen {
-			delete(c.files, path)
-			delete(c.dupLogged, path)
-			changed = true
+	if seen != len(c.files) { // some files went away
+		for path, e := range c.files {
+			if e.seen != c.gen {
+				delete(c.files, path)
+				delete(c.dupLogged, path)
+				changed = true
+			}
 		}
 	}
 	if len(todo) > 0 {
@@ -266,63 +272,6 @@ func (c *Catalog) refresh(ctx context.Context) error {
 		c.publish()
 	}
 	return nil
-}
-
-// glob returns the sorted, distinct paths the patterns match now.
-func (c *Catalog) glob() ([]string, error) {
-	var out []string
-	for _, p := range c.patterns {
-		fi, err := os.Stat(p)
-		switch {
-		case err == nil && fi.IsDir():
-			names, err := readDirNames(p)
-			if err != nil {
-				return nil, fmt.Errorf("list %s: %w", p, err)
-			}
-			for _, n := range names {
-				if strings.HasSuffix(n, ".msgpack") {
-					out = append(out, filepath.Join(p, n))
-				}
-			}
-		case err == nil:
-			out = append(out, p)
-		case strings.ContainsAny(p, `*?[\`):
-			matches, err := filepath.Glob(p)
-			if err != nil {
-				return nil, fmt.Errorf("glob %s: %w", p, err)
-			}
-			out = append(out, matches...)
-		}
-		// A file or directory that does not exist (yet) matches nothing.
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
-}
-
-func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Readdirnames(-1)
-}
-
-// statAll stats paths in parallel: a catalog of ten thousand files is ten thousand syscalls.
-// A file that vanished has a nil entry.
-func statAll(paths []string) []os.FileInfo {
-	infos := make([]os.FileInfo, len(paths))
-	workers := min(runtime.GOMAXPROCS(0), (len(paths)+511)/512)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(paths); i += workers {
-				infos[i], _ = os.Stat(paths[i])
-			}
-		})
-	}
-	wg.Wait()
-	return infos
 }
 
 // readStarts reads the start documents of entries with a bounded pool of workers, logging
@@ -400,10 +349,15 @@ func readStart(path string, size int64, buf []byte) (*catalog.Start, []byte, err
 		return nil, buf, err
 	}
 	defer f.Close()
+	return readStartAt(f, size, buf)
+}
+
+// readStartAt reads the start document at the beginning of r.
+func readStartAt(r io.ReaderAt, size int64, buf []byte) (*catalog.Start, []byte, error) {
 	if cap(buf) < startWindow {
 		buf = make([]byte, startWindow)
 	}
-	w := &window{r: f, limit: size, buf: buf[:cap(buf)]}
+	w := &window{r: r, limit: size, buf: buf[:cap(buf)], read: cap(buf)}
 	b, err := w.at(0)
 	if err != nil {
 		return nil, buf, err

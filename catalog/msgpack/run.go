@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"github.com/brokerfs/brokerfs/catalog"
 )
@@ -14,9 +15,11 @@ import (
 // file afresh (no descriptor is held between calls, so a Run costs nothing to drop) and never
 // look past what the index covers.
 type run struct {
-	path string
-	ix   *index
-	open func() (readerAt, error)
+	path      string
+	ix        *index
+	open      func() (readerAt, error)
+	noLayouts bool         // tests: compare the layout fast path with the general decoder
+	fastDocs  atomic.Int64 // documents read through a layout, for tests
 }
 
 // readerAt is an open file.
@@ -64,50 +67,6 @@ func (r *run) Descriptors(context.Context) ([]*catalog.Descriptor, error) { retu
 // Resources implements catalog.Run.
 func (r *run) Resources(context.Context) ([]*catalog.Resource, error) { return r.ix.resources, nil }
 
-// Document statuses from pageDecoder.head.
-const (
-	docOther = iota // not an event document of the wanted descriptor
-	docBad          // an event document the index skipped (and logged)
-	docEvent        // an event document of the descriptor
-)
-
-// next reads the document at the start of b: its length and, for an event document of the
-// decoder's descriptor, its header (rows, times, seq_nums in d.page) and, when it has more
-// than skipRows rows, its body. On errShort the length is a lower bound of the bytes needed.
-func (d *pageDecoder) next(b []byte, h *evHeader, skipRows int) (n, status int, err error) {
-	count, p, err := arrayLen(b, 0)
-	if err != nil || count != 2 {
-		n, err = skip(b, 0)
-		if err == nil {
-			err = corrupt(0, "not a [name, document] pair")
-		}
-		return n, docOther, err
-	}
-	name, p, err := keyStr(b, p)
-	if err != nil || (string(name) != "event_page" && string(name) != "event") {
-		n, serr := skip(b, 0)
-		if serr != nil || err == nil {
-			return n, docOther, serr
-		}
-		return n, docOther, corrupt(0, "document name is not a string")
-	}
-	err = d.scanEvent(b, p, len(name) == len("event"), h, skipRows)
-	switch {
-	case isInvalid(err):
-		n, err = skip(b, 0)
-		return n, docBad, err
-	case err != nil:
-		n, serr := skip(b, 0)
-		if serr != nil {
-			return n, docOther, serr
-		}
-		return n, docOther, err
-	case h.other:
-		return h.end, docOther, nil
-	}
-	return h.end, docEvent, nil
-}
-
 // EventPages implements catalog.Run: one page per stored event or event_page document,
 // starting from the checkpoint at or before from.
 func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields []string, fn func(*catalog.EventPage) error) error {
@@ -132,6 +91,8 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 	w := newWindow(f, s.end, scanWindow)
 	defer w.release()
 	d := newPageDecoder(desc, fields)
+	d.noLayouts = r.noLayouts
+	defer func() { r.fastDocs.Add(int64(d.fasts)) }()
 	var h evHeader
 	docs := 0
 	for i := s.find(int64(from)); i < len(s.cps); i++ {
@@ -148,9 +109,23 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 					return err
 				}
 			}
-			b, err := w.at(pos)
+			b, err := w.atLeast(pos, d.longest)
 			if err != nil {
 				return fmt.Errorf("read %s: %w", r.path, err)
+			}
+			if l := d.fast(b); l != nil {
+				if l.events {
+					if row+int64(l.rows) > int64(from) {
+						l.apply(b, &d.page)
+						d.page.FirstRow = int(row)
+						if err := fn(&d.page); err != nil {
+							return err
+						}
+					}
+					row += int64(l.rows)
+				}
+				pos += int64(l.n)
+				continue
 			}
 			skipRows := int(min(max(int64(from)-row, -1), 1<<31))
 			n, status, err := d.next(b, &h, skipRows)
@@ -159,9 +134,13 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 					n, status, err = d.next(b, &h, skipRows)
 				}
 			}
+			if err == nil && n <= 0 {
+				err = corrupt(0, "document of no length") // cannot happen; must not loop
+			}
 			if err != nil {
 				return r.docError(pos, "", fmt.Errorf("the file changed since it was indexed: %w", err))
 			}
+			d.learnFrom(b, n, &h, status)
 			if status == docEvent && h.rows > 0 {
 				if h.bodyErr != nil {
 					return r.docError(pos, docName(h.single), h.bodyErr)
@@ -265,6 +244,14 @@ func (r *run) datum(b []byte, pos int64, resource string, fn func(*catalog.Datum
 	if single {
 		err = catalog.AppendDatum(page, doc)
 	} else {
+		// catalog.AppendDatumPage splits an array column once per datum: split it once here.
+		if kw, ok := doc["datum_kwargs"].(map[string]any); ok {
+			for k, col := range kw {
+				if a, ok := col.(*catalog.NDArray); ok && len(a.Shape) > 0 {
+					kw[k] = a.Rows()
+				}
+			}
+		}
 		err = catalog.AppendDatumPage(page, doc)
 	}
 	if err != nil {

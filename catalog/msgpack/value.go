@@ -206,7 +206,8 @@ func parseNumpy(b []byte, pos int, h *ndHeader) (ok bool, err error) {
 	return true, nil
 }
 
-// dtype parses a numpy type string: byte order, kind letter and item size ("<f8" -> '<', 'f', 8).
+// dtype parses a numpy type string: byte order, kind letter and item size in bytes
+// ("<f8" -> '<', 'f', 8; "<U3" -> '<', 'U', 12).
 func dtype(t []byte) (order, kind byte, size int, ok bool) {
 	if len(t) < 3 {
 		return 0, 0, 0, false
@@ -229,7 +230,9 @@ func dtype(t []byte) (order, kind byte, size int, ok bool) {
 		ok = n == 1 || n == 2 || n == 4 || n == 8
 	case 'b':
 		ok = n == 1
-	case 'U', 'S':
+	case 'U':
+		n, ok = 4*n, true // the count is of UCS-4 characters
+	case 'S':
 		ok = true
 	}
 	return order, kind, n, ok
@@ -272,7 +275,7 @@ func ndValue(h *ndHeader, alias bool) (any, bool) {
 	if count*size != len(h.data) {
 		return nil, false
 	}
-	a := &catalog.NDArray{Dtype: string(h.typ), Shape: append([]int(nil), h.shape[:h.ndim]...)}
+	a := &catalog.NDArray{Dtype: string(h.typ), Shape: append(make([]int, 0, h.ndim), h.shape[:h.ndim]...)}
 	switch kind {
 	case 'U', 'S':
 		a.Dtype = "<U0"

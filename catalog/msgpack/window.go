@@ -7,12 +7,15 @@ import (
 	"sync"
 )
 
-// Window sizes. A scan reads 1 MiB at a time: big enough that syscalls cost nothing next to
-// decoding, small enough that a 2 GB file streams in constant memory. A window grows only when
-// a single document is larger, and never past maxDocument.
+// Window sizes. A scan reads up to 1 MiB at a time: big enough that syscalls cost nothing next
+// to decoding, small enough that a 2 GB file streams in constant memory. It starts with
+// firstRead and doubles from read to read, so that a read of a few rows does not pull in a
+// whole MiB. A window grows past scanWindow only when a single document is larger, and never
+// past maxDocument. Start documents are read startWindow at a time (most are a few KiB).
 const (
 	scanWindow  = 1 << 20
-	startWindow = 64 << 10
+	firstRead   = 64 << 10
+	startWindow = 16 << 10
 	maxDocument = 1 << 30
 )
 
@@ -29,13 +32,14 @@ type window struct {
 	buf   []byte // the buffer; data is buf[:n]
 	data  []byte // the bytes of the file at [off, off+len(data))
 	off   int64
+	read  int // bytes to read at the next refill (ramping up to len(buf))
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, scanWindow); return &b }}
 
 // newWindow returns a window over r's first limit bytes, reading size bytes at a time.
 func newWindow(r io.ReaderAt, limit int64, size int) *window {
-	w := &window{r: r, limit: limit}
+	w := &window{r: r, limit: limit, read: min(firstRead, size)}
 	if size == scanWindow {
 		w.buf = *bufPool.Get().(*[]byte)
 	} else {
@@ -58,7 +62,17 @@ func (w *window) at(pos int64) ([]byte, error) {
 	if pos >= w.off && pos < w.off+int64(len(w.data)) {
 		return w.data[pos-w.off:], nil
 	}
-	return w.fill(pos, len(w.buf))
+	return w.fill(pos, 0)
+}
+
+// atLeast is at, refilled when fewer than n bytes (and fewer than are left) are buffered:
+// fast paths that read whole documents ask for their length before looking.
+func (w *window) atLeast(pos int64, n int) ([]byte, error) {
+	b, err := w.at(pos)
+	if err != nil || len(b) >= n || int64(len(b)) >= w.limit-pos {
+		return b, err
+	}
+	return w.more(pos, len(b), int(min(int64(n), w.limit-pos)))
 }
 
 // more is called when a decoder ran short on the bytes at from pos (had bytes of them):
@@ -85,14 +99,17 @@ func (w *window) more(pos int64, had, need int) ([]byte, error) {
 		w.release()
 		w.buf = make([]byte, size)
 	}
-	return w.fill(pos, len(w.buf))
+	return w.fill(pos, need)
 }
 
-// fill reads up to size bytes at pos into the buffer.
-func (w *window) fill(pos int64, size int) ([]byte, error) {
+// fill reads at least need bytes at pos into the buffer (the ramping read size when more),
+// and doubles the read size for next time.
+func (w *window) fill(pos int64, need int) ([]byte, error) {
 	if pos >= w.limit {
 		return nil, io.EOF
 	}
+	size := min(max(w.read, need), len(w.buf))
+	w.read = min(2*w.read, len(w.buf))
 	n := min(int64(size), w.limit-pos)
 	w.data = w.buf[:n]
 	w.off = pos

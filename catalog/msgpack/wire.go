@@ -272,13 +272,43 @@ func str(b []byte, pos int) (s []byte, next int, err error) {
 	return b[pos : pos+n : pos+n], pos + n, nil
 }
 
-// keyStr reads a map key or name: str with an inlined fast path for fixstr, which nearly all
-// keys are (the decoding loops call it for every key).
-func keyStr(b []byte, pos int) ([]byte, int, error) {
-	if pos < len(b) && b[pos]&0xe0 == 0xa0 {
-		if end := pos + 1 + int(b[pos]&0x1f); end <= len(b) {
-			return b[pos+1 : end : end], end, nil
+// Fast paths for what event pages are mostly made of: fixstr keys, float64 values and lists
+// of one value (single-row pages). They are small enough for the compiler to inline, which
+// the general readers are not; each reports ok false for anything else (including bytes that
+// run short), and the caller then uses the general reader.
+
+// fixKey reads a fixstr.
+func fixKey(b []byte, pos int) (s []byte, next int, ok bool) {
+	if pos < len(b) {
+		if c := b[pos]; c&0xe0 == 0xa0 {
+			if end := pos + 1 + int(c&0x1f); end <= len(b) {
+				return b[pos+1 : end], end, true
+			}
 		}
+	}
+	return nil, pos, false
+}
+
+// fastFloat reads a float64.
+func fastFloat(b []byte, pos int) (f float64, next int, ok bool) {
+	if pos+9 <= len(b) && b[pos] == 0xcb {
+		return math.Float64frombits(binary.BigEndian.Uint64(b[pos+1:])), pos + 9, true
+	}
+	return 0, pos, false
+}
+
+// one reports whether the value at pos is a list of one value, returning the value's position.
+func one(b []byte, pos int) (int, bool) {
+	if pos < len(b) && b[pos] == 0x91 {
+		return pos + 1, true
+	}
+	return pos, false
+}
+
+// keyStr reads a map key or a document name: a str or bin, usually a fixstr.
+func keyStr(b []byte, pos int) ([]byte, int, error) {
+	if k, next, ok := fixKey(b, pos); ok {
+		return k, next, nil
 	}
 	return str(b, pos)
 }

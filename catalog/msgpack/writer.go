@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"slices"
 
 	"github.com/brokerfs/brokerfs/catalog"
 )
@@ -24,16 +23,44 @@ import (
 // keys come first, in the order event-model emits them (time, uid, seq_num, descriptor, ...):
 // readers that find the descriptor before the data can skip other streams' pages sooner.
 type Writer struct {
-	w    io.Writer
-	buf  []byte
-	keys [][]string // scratch key lists, one per nesting depth
+	w     io.Writer
+	buf   []byte
+	pairs [][]pair // scratch entry lists, one per nesting depth
+}
+
+// pair is a map entry being written; rank orders a document's leading keys first.
+type pair struct {
+	key  string
+	val  any
+	rank int
 }
 
 // NewWriter returns a Writer writing to w.
 func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
-// leadingKeys are written first, in this order, in a document's top-level map.
-var leadingKeys = []string{"time", "uid", "seq_num", "descriptor", "run_start", "resource", "datum_id", "filled"}
+// leadingRank places a document's top-level keys: these first, in this order, then the
+// others sorted.
+func leadingRank(k string) int {
+	switch k {
+	case "time":
+		return 0
+	case "uid":
+		return 1
+	case "seq_num":
+		return 2
+	case "descriptor":
+		return 3
+	case "run_start":
+		return 4
+	case "resource":
+		return 5
+	case "datum_id":
+		return 6
+	case "filled":
+		return 7
+	}
+	return 8
+}
 
 // Write writes one document.
 func (w *Writer) Write(name string, doc map[string]any) error {
@@ -75,36 +102,41 @@ func (w *Writer) appendMap(b []byte, m map[string]any, depth int) ([]byte, error
 	if depth > maxDepth {
 		return b, fmt.Errorf("values nested more than %d deep", maxDepth)
 	}
-	for len(w.keys) <= depth {
-		w.keys = append(w.keys, nil)
+	for len(w.pairs) <= depth {
+		w.pairs = append(w.pairs, nil)
 	}
-	keys := w.keys[depth][:0]
-	lead := 0
-	if depth == 0 {
-		for _, k := range leadingKeys {
-			if _, ok := m[k]; ok {
-				keys = append(keys, k)
-			}
+	pairs := w.pairs[depth][:0]
+	for k, v := range m {
+		rank := 0
+		if depth == 0 {
+			rank = leadingRank(k)
 		}
-		lead = len(keys)
+		pairs = append(pairs, pair{key: k, val: v, rank: rank})
 	}
-	for k := range m {
-		if depth == 0 && slices.Contains(keys[:lead], k) {
-			continue
+	// Insertion sort: maps here are small, and it allocates nothing.
+	for i := 1; i < len(pairs); i++ {
+		for j := i; j > 0 && pairs[j].less(&pairs[j-1]); j-- {
+			pairs[j], pairs[j-1] = pairs[j-1], pairs[j]
 		}
-		keys = append(keys, k)
 	}
-	slices.Sort(keys[lead:])
-	w.keys[depth] = keys
-	b = appendMapHeader(b, len(keys))
-	for _, k := range keys {
-		b = appendStr(b, k)
+	w.pairs[depth] = pairs
+	b = appendMapHeader(b, len(pairs))
+	for i := range pairs {
+		b = appendStr(b, pairs[i].key)
 		var err error
-		if b, err = w.appendValue(b, m[k], depth+1); err != nil {
-			return b, fmt.Errorf("key %q: %w", k, err)
+		if b, err = w.appendValue(b, pairs[i].val, depth+1); err != nil {
+			return b, fmt.Errorf("key %q: %w", pairs[i].key, err)
 		}
+		pairs[i].val = nil // do not keep the caller's values alive
 	}
 	return b, nil
+}
+
+func (p *pair) less(q *pair) bool {
+	if p.rank != q.rank {
+		return p.rank < q.rank
+	}
+	return p.key < q.key
 }
 
 func (w *Writer) appendValue(b []byte, v any, depth int) ([]byte, error) {
