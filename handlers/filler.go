@@ -204,8 +204,15 @@ func (f *Filler) Describe(ctx context.Context, res *catalog.Resource, kwargs map
 }
 
 // Files lists the files the given datums of res read, after root_map.
+//
+// When the handler cannot be opened because its file is missing, the resource's own path is the
+// answer: files.txt is how users find out which files to fetch.
 func (f *Filler) Files(ctx context.Context, res *catalog.Resource, kwargs []map[string]any) ([]string, error) {
 	oh, err := f.handler(ctx, res)
+	if errors.Is(err, fs.ErrNotExist) {
+		path, _ := f.ResolvePath(res)
+		return []string{path}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

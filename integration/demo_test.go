@@ -24,7 +24,7 @@ func TestDemoCatalog(t *testing.T) {
 	t.Parallel()
 	dir := demoCatalog(t)
 	files := runFiles(t, dir)
-	mnt, _ := mount(t, dir)
+	mnt, _ := mount(t, dir, demoRootMap(dir)...)
 	expect(t, mnt, files)
 
 	runs := summaries(t, files)
@@ -198,7 +198,7 @@ func TestNumpyMmapAndPandas(t *testing.T) {
 	t.Parallel()
 	dir := demoCatalog(t)
 	files := runFiles(t, dir)
-	mnt, _ := mount(t, dir)
+	mnt, _ := mount(t, dir, demoRootMap(dir)...)
 	out := runPython(t, append([]string{"-c", mmapScript, mnt}, files...)...)
 	t.Log(strings.TrimSpace(out))
 }
@@ -243,7 +243,7 @@ func TestQueryAndInclude(t *testing.T) {
 
 	t.Run("query", func(t *testing.T) {
 		const query = `{"plan_name": "count"}`
-		mnt, _ := mount(t, dir, "--query", query)
+		mnt, _ := mount(t, dir, append(demoRootMap(dir), "--query", query)...)
 		expect(t, mnt, files, "--query", query)
 		var want []string
 		for _, r := range runs {
@@ -264,7 +264,7 @@ func TestQueryAndInclude(t *testing.T) {
 	})
 
 	t.Run("include", func(t *testing.T) {
-		mnt, _ := mount(t, dir, "--include", "det*")
+		mnt, _ := mount(t, dir, append(demoRootMap(dir), "--include", "det*")...)
 		expect(t, mnt, files, "--include", "det*")
 		primary := filepath.Join(mnt, "by-scan-id", "1", "primary")
 		if _, err := os.Stat(filepath.Join(primary, "det.npy")); err != nil {
@@ -276,7 +276,7 @@ func TestQueryAndInclude(t *testing.T) {
 	})
 
 	t.Run("exclude", func(t *testing.T) {
-		mnt, _ := mount(t, dir, "--exclude", "det*", "--exclude", "status")
+		mnt, _ := mount(t, dir, append(demoRootMap(dir), "--exclude", "det*", "--exclude", "status")...)
 		expect(t, mnt, files, "--exclude", "det*", "--exclude", "status")
 	})
 
@@ -338,4 +338,10 @@ func jsonNumber(v any) string {
 		return strconv.FormatFloat(f, 'f', -1, 64)
 	}
 	return ""
+}
+
+// demoRootMap is the --root-map the demo's detector run needs: its resources name the root the
+// beamline wrote to; the demo puts the files under DIR/detector.
+func demoRootMap(dir string) []string {
+	return []string{"--root-map", "/nsls2/data/demo/proposals/2026-3/detector=" + filepath.Join(dir, "detector")}
 }
