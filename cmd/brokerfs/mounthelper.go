@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -128,10 +127,12 @@ func runHelper(args []string, stderr io.Writer) error {
 		return fmt.Errorf("open log %s: %w", logFile, err)
 	}
 	defer log.Close()
-	var early bytes.Buffer
+	start, _ := log.Seek(0, io.SeekEnd)
 	cmd := exec.Command(self, mountArgs...)
+	// The log file itself, not a pipe: a pipe would close when this helper exits, and the
+	// server's next log line would kill it with SIGPIPE.
 	cmd.Stdout = log
-	cmd.Stderr = io.MultiWriter(log, &limitedBuffer{b: &early, n: 4096})
+	cmd.Stderr = log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return err
@@ -143,7 +144,7 @@ func runHelper(args []string, stderr io.Writer) error {
 	for {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("brokerfs mount exited before mounting (%v): %s", err, strings.TrimSpace(early.String()))
+			return fmt.Errorf("brokerfs mount exited before mounting (%v): %s", err, logTail(logFile, start))
 		case <-deadline:
 			return fmt.Errorf("%s was not mounted within 30s; see %s", mnt, logFile)
 		case <-time.After(50 * time.Millisecond):
@@ -169,17 +170,17 @@ func isMounted(abs string) (bool, error) {
 	return false, nil
 }
 
-// limitedBuffer keeps the first n bytes written to it.
-type limitedBuffer struct {
-	b *bytes.Buffer
-	n int
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := l.n - l.b.Len(); room > 0 {
-		l.b.Write(p[:min(room, len(p))])
+// logTail returns what was logged after offset start, at most 4 KiB.
+func logTail(path string, start int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil || start > int64(len(b)) {
+		return ""
 	}
-	return len(p), nil
+	b = b[start:]
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // cmdInstallHelper links /sbin/mount.fuse.brokerfs (or DIR/mount.fuse.brokerfs) to this binary.
