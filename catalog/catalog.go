@@ -105,3 +105,26 @@ type DocumentReader interface {
 	// returns only where a backend says so; fn must copy what it keeps.
 	Documents(ctx context.Context, fn func(d Document) error) error
 }
+
+// Versioner is implemented by runs that can name the exact state of their documents: a key
+// that changes whenever anything brokerfs shows of the run could change (a file's path, size,
+// mtime and inode; a database run's uid, stop uid and per-descriptor event counts). The
+// persistent cache keeps what it decoded of a run under this key; a run that does not
+// implement Versioner, or returns "", is decoded into memory and temporary files only.
+type Versioner interface {
+	Version(ctx context.Context) (string, error)
+}
+
+// ArrayReader is implemented by runs that serve some fields as arrays read by row range
+// rather than through EventPages (a remote server's array endpoints, where a frame of a big
+// array costs one request of about its size). The table layer leaves such a field out of its
+// scan of the events, sizes it from ArrayField and fills the rows a read needs with ReadArray,
+// as it does for external data.
+type ArrayReader interface {
+	// ArrayField reports whether field of descriptor is read by row range and, if so, its
+	// NumPy dtype descr and the shape of one row (one event's value).
+	ArrayField(ctx context.Context, descriptor, field string) (descr string, rowShape []int, ok bool, err error)
+	// ReadArray writes rows [from, to) of field, in C order with the dtype and row shape that
+	// ArrayField gave, into dst, which holds exactly that many bytes.
+	ReadArray(ctx context.Context, descriptor, field string, from, to int, dst []byte) error
+}

@@ -122,6 +122,12 @@ type catalogFlags struct {
 	assetDB string
 	layout  string
 	timeout time.Duration
+
+	// The persistent cache (decoded columns, the listing index): see cachedir.go.
+	cacheDir string
+	noCache  bool
+	cacheMax string
+	cacheTTL time.Duration
 }
 
 func (c *catalogFlags) register(fl *pflag.FlagSet) {
@@ -132,6 +138,10 @@ func (c *catalogFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&c.assetDB, "asset-db", "", "MongoDB: URI of the asset registry (resource, datum, sentinel) when it is not the metadata database")
 	fl.StringVar(&c.layout, "layout", "normalized", "MongoDB: the catalog's layout, normalized or embedded")
 	fl.DurationVar(&c.timeout, "timeout", 10*time.Second, "MongoDB: server selection and per-operation timeout")
+	fl.StringVar(&c.cacheDir, "cache-dir", defaultCacheDir(), "where decoded columns and the listing index are kept between mounts")
+	fl.BoolVar(&c.noCache, "no-cache", false, "keep nothing on disk between mounts (decoded data lives in memory and temporary files only)")
+	fl.StringVar(&c.cacheMax, "cache-max", "10G", "most disk the cache may use (K, M, G, T suffixes); least recently used entries go first")
+	fl.DurationVar(&c.cacheTTL, "cache-ttl", 0, "re-validate cache entries older than this against the source (0: entries of finished runs never expire)")
 }
 
 func (c *catalogFlags) logger(stderr io.Writer) *slog.Logger {
