@@ -1,0 +1,78 @@
+// Package cache is brokerfs's persistent on-disk cache: decoded columns kept as files that the
+// kernel can read directly (FUSE passthrough), shared by every brokerfs process that uses the same
+// directory.
+//
+// # Two kinds of entries
+//
+// An entry (Build, Create, Reserve, Commit; Lookup, Entry.Open) is an immutable directory of named
+// files plus a caller's meta blob, committed atomically: a stream's .npy columns, a .csv. A sparse
+// file (OpenSparse, Fill) has a fixed logical size, a header then units × unitBytes, filled unit by
+// unit (detector frames, read lazily), with a persistent bitmap of the filled units.
+//
+// # On-disk layout
+//
+//	DIR/index.sqlite            the index (SQLite, WAL): entries (key, kind, bytes, committed,
+//	                            last access, generation; for sparse files geometry and bitmap) and
+//	                            reservations (bytes promised to builders not yet committed)
+//	DIR/entries/ab/<sha256>/    a committed entry: its files (0400) and MANIFEST, written last
+//	DIR/sparse/<sha256>-<gen>   a sparse file; the generation changes whenever it is reset
+//	DIR/tmp/<pid>-<rnd>.lock    one per live Store, held LOCK_EX (flock) for the Store's life
+//	DIR/tmp/<pid>-<rnd>.b<n>/   a builder's private directory, renamed into entries/ by Commit
+//	DIR/trash/<pid>-<rnd>.<n>/  an entry being removed: renamed here whole, then deleted
+//
+// Keys are untrusted strings: directories are named by the SHA-256 of the key (of "sparse\0"+key for
+// sparse files); the key itself is kept in the manifest and the index and compared on Lookup.
+//
+// MANIFEST is "BRKFSCM\n", the format version (uint32 LE), the body length, a JSON body (key,
+// generation, commit time, meta, and per file: name, size, ctime, inode, CRC32C of the first and of
+// the last 4 KiB) and a CRC32C of everything before it.
+//
+// # Why a crash or a second process never yields a served torn entry
+//
+// A builder writes only in its private tmp/ directory. Commit fsyncs every file, records it, writes
+// and fsyncs the manifest, fsyncs the directory, and only then renames the directory into entries/
+// (and fsyncs the parent). So an entry directory under entries/ has a complete manifest, and a
+// manifest describes files that were on disk before it: a crash leaves either no entry or a whole
+// one. Lookup serves an entry only when its manifest parses, has this format version, carries its
+// CRC, names this key, is within the TTL, and every file it lists has the recorded size, ctime and
+// inode; Entry.Open re-checks that and the CRCs of the file's first and last 4 KiB, which catches
+// truncation, rewriting and most corruption by other hands (a change in the middle of a file
+// that keeps size, ctime and inode cannot be seen without reading it all). Anything else is
+// ErrMiss, and the entry is removed (only if it is still the generation that failed, so a fresh
+// entry another process committed meanwhile survives).
+//
+// Every change of what is under entries/ and sparse/, and every change of the accounting, happens
+// inside one IMMEDIATE transaction of the index, whose write lock all processes share: a rename
+// into place and its row, an eviction and its row, a reservation and the evictions that make room
+// for it. Two processes committing the same key: the first wins; the second finds a valid entry,
+// discards its own and returns the winner's. A crash between a rename and the index commit leaves
+// a directory without a row, which Open removes (and Lookup treats as a miss); a row without its
+// files is deleted by Open. A Store that dies leaves its tmp/ directories, trash and reservations;
+// they are removed by any Store that finds its lock file unlocked (Open, and Reserve before it
+// gives up), never those of a live Store, whatever its pid namespace.
+//
+// A sparse file's bitmap lives in the index. A unit's mark is persisted only after an fdatasync of
+// the file, so a crash loses marks of units written since the last sync, never marks a unit whose
+// data is not on disk. The file name carries a generation recorded in the row: a reset makes a new
+// file, so an old bitmap can never describe a new file. Two processes may fill one sparse file;
+// bitmaps are merged (OR) when persisted.
+//
+// # What the cap covers
+//
+// MaxBytes bounds, at every moment, the bytes of entry files on disk in DIR, counted as file
+// sizes: committed entries' files and manifests, builders' reservations (a builder must Reserve
+// before it writes; Commit reserves the manifest and anything written beyond the reservation),
+// and sparse files' headers and filled units (unit reservations are made before the write). The
+// index, lock files and filesystem block rounding are not counted. The accounting is in the index,
+// so it is shared by all processes; each enforces its own MaxBytes at its reservations. Eviction is
+// least recently used first, by the last Lookup (recorded at most once a second per entry) or fill,
+// across processes. Never evicted: builders' reservations (they are not entries) and sparse files
+// any Sparse has open (each holds LOCK_SH on it). An entry another process has open may be
+// evicted: its open files keep working, and its next Entry.Open is a miss.
+//
+// # Errors
+//
+// ErrMiss: rebuild. ErrFull: serve without caching. Errors of the directory itself (ENOSPC, EDQUOT,
+// EROFS, EACCES, EIO, and SQLite's equivalents) wrap ErrUnavailable beside the original error: serve
+// without the cache and log one line. Nothing half-written is ever served after any of them.
+package cache

@@ -1,0 +1,228 @@
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// clock is a settable clock for TTL and LRU tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// logBuffer collects a Store's log lines for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tlogWriter struct{ t testing.TB }
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func openStore(t testing.TB, o Options) *Store {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = testLogger(t)
+	}
+	s, err := Open(o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// content returns deterministic bytes for key and file name, so any reader can check them.
+func content(key, name string, n int) []byte {
+	b := make([]byte, n)
+	seed := uint32(2166136261)
+	for _, c := range []byte(key + "/" + name) {
+		seed = (seed ^ uint32(c)) * 16777619
+	}
+	for i := range b {
+		seed = seed*1664525 + 1013904223
+		b[i] = byte(seed >> 24)
+	}
+	return b
+}
+
+// build writes files (name → size) of deterministic content for key, reserving before each write
+// in chunks, and commits with meta = key.
+func build(s *Store, key string, files map[string]int) (*Entry, error) {
+	b, err := s.Build(key)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Abort()
+	for name, n := range files {
+		f, err := b.Create(name)
+		if err != nil {
+			return nil, err
+		}
+		data := content(key, name, n)
+		for off := 0; off < n; off += 16 << 10 {
+			chunk := data[off:min(off+16<<10, n)]
+			if err := b.Reserve(int64(len(chunk))); err != nil {
+				return nil, err
+			}
+			if _, err := f.Write(chunk); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return b.Commit([]byte("meta:" + key))
+}
+
+func mustBuild(t testing.TB, s *Store, key string, files map[string]int) *Entry {
+	t.Helper()
+	e, err := build(s, key, files)
+	if err != nil {
+		t.Fatalf("build %q: %v", key, err)
+	}
+	return e
+}
+
+// readEntryFile opens name of e and returns its bytes.
+func readEntryFile(e *Entry, name string) ([]byte, error) {
+	f, err := e.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// checkEntry asserts that e serves the deterministic content of files.
+func checkEntry(t testing.TB, e *Entry, files map[string]int) {
+	t.Helper()
+	for name, n := range files {
+		got, err := readEntryFile(e, name)
+		if err != nil {
+			t.Fatalf("read %q/%s: %v", e.Key, name, err)
+		}
+		if !bytes.Equal(got, content(e.Key, name, n)) {
+			t.Fatalf("%q/%s: %d bytes, wrong content", e.Key, name, len(got))
+		}
+	}
+	if string(e.Meta) != "meta:"+e.Key {
+		t.Fatalf("%q: meta %q", e.Key, e.Meta)
+	}
+}
+
+// diskUsage sums the sizes of the files the cap covers: everything under trash/, entries/, tmp/
+// (but lock files) and the allocated bytes of sparse/. The walk order (trash, entries, tmp) follows
+// the direction files move in (tmp → entries → trash), so a file moving during the walk is counted
+// at most once.
+func diskUsage(dir string) int64 {
+	var total int64
+	for _, sub := range []string{trashDir, entriesDir, tmpDir, sparseDir} {
+		filepath.WalkDir(filepath.Join(dir, sub), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.HasSuffix(p, lockSuffix) || strings.HasSuffix(p, ".newlock") {
+				return nil
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			n := fi.Size()
+			if sub == sparseDir {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+					n = min(n, st.Blocks*512)
+				}
+			}
+			total += n
+			return nil
+		})
+	}
+	return total
+}
+
+// watchCap samples diskUsage until stop is closed and reports the largest figure seen.
+func watchCap(dir string, stop <-chan struct{}) <-chan int64 {
+	out := make(chan int64, 1)
+	go func() {
+		var peak int64
+		for {
+			peak = max(peak, diskUsage(dir))
+			select {
+			case <-stop:
+				out <- max(peak, diskUsage(dir))
+				return
+			default:
+			}
+		}
+	}()
+	return out
+}
+
+func isMiss(err error) bool { return errors.Is(err, ErrMiss) }
+
+// listDir returns the names in dir/sub.
+func listDir(t testing.TB, dir, sub string) []string {
+	t.Helper()
+	des, err := os.ReadDir(filepath.Join(dir, sub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	return names
+}
+
+// builderDirs returns the builder temp dirs in tmp/.
+func builderDirs(t testing.TB, dir string) []string {
+	var out []string
+	for _, n := range listDir(t, dir, tmpDir) {
+		if !strings.HasSuffix(n, lockSuffix) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
