@@ -151,7 +151,15 @@ func (s *Store) Lookup(key string) (*Entry, error) {
 	if err != nil {
 		s.misses.Add(1)
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("lookup: %w", ErrMiss)
+			if _, err := os.Lstat(s.entryPath(h)); errors.Is(err, fs.ErrNotExist) {
+				// A row without files (the entry deleted under the Store) would hold its bytes.
+				var n int
+				if s.db.QueryRow("SELECT COUNT(*) FROM entries WHERE hash = ?", h).Scan(&n) == nil && n > 0 {
+					s.removeInvalid(h, "")
+				}
+				return nil, fmt.Errorf("lookup: %w", ErrMiss)
+			}
+			err = errors.New("no manifest") // deleted under the Store: the rest goes too
 		}
 		s.log.Info("cache: invalid entry removed", "key", key, "why", err)
 		s.removeInvalid(h, gen)
@@ -227,10 +235,8 @@ func (s *Store) removeInvalidTx(c *sql.Conn, h, gen string) error {
 	if err == nil && m.Gen != gen {
 		return nil
 	}
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		if err := s.trash(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return wrapErr("remove cache entry", err)
-		}
+	if err := s.trash(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return wrapErr("remove cache entry", err)
 	}
 	_, err = c.ExecContext(context.Background(), "DELETE FROM entries WHERE hash = ? AND kind = ?", h, kindEntry)
 	return wrapErr("remove cache entry", err)

@@ -2,6 +2,8 @@ package cache
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"errors"
 	"io"
 	"io/fs"
@@ -182,18 +184,44 @@ func diskUsage(dir string) int64 {
 	return total
 }
 
-// watchCap samples diskUsage until stop is closed and reports the largest figure seen.
-func watchCap(dir string, stop <-chan struct{}) <-chan int64 {
+// watchCap samples diskUsage until stop is closed and reports the largest figure seen. Each sample
+// is taken holding the index's write lock, as a Store of another process would: every rename,
+// eviction and reservation happens under that lock, so a sample sees one moment; what may change
+// meanwhile is only builders writing within granted reservations (growth the cap must allow) and
+// aborts removing files. Without the lock, a walk could count bytes freed in a directory it had
+// already walked and then taken by a builder in one it walks later.
+func watchCap(t testing.TB, dir string, stop <-chan struct{}) <-chan int64 {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, indexName)+"?_pragma=busy_timeout(30000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
 	out := make(chan int64, 1)
+	sample := func() int64 {
+		ctx := context.Background()
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		defer c.Close()
+		if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			t.Error(err)
+			return 0
+		}
+		defer c.ExecContext(ctx, "ROLLBACK")
+		return diskUsage(dir)
+	}
 	go func() {
+		defer db.Close()
 		var peak int64
 		for {
-			peak = max(peak, diskUsage(dir))
+			peak = max(peak, sample())
 			select {
 			case <-stop:
-				out <- max(peak, diskUsage(dir))
+				out <- max(peak, sample())
 				return
-			default:
+			case <-time.After(time.Millisecond):
 			}
 		}
 	}()
@@ -226,3 +254,5 @@ func builderDirs(t testing.TB, dir string) []string {
 	}
 	return out
 }
+
+func lstat(p string) (os.FileInfo, error) { return os.Lstat(p) }
