@@ -128,3 +128,10 @@ type ArrayReader interface {
 	// ArrayField gave, into dst, which holds exactly that many bytes.
 	ReadArray(ctx context.Context, descriptor, field string, from, to int, dst []byte) error
 }
+
+// RunVersioner is implemented by catalogs that can tell a run's version without opening it
+// (a stat of its file): the key Run(uid).Version would give. brokerfs then opens a cached
+// finished run from the cache alone and notices a changed run within its listing TTL.
+type RunVersioner interface {
+	RunVersion(ctx context.Context, uid string) (string, error)
+}

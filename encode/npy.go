@@ -25,7 +25,15 @@ const npyGrowthDigits = 21
 // dict {'descr': ..., 'fortran_order': False, 'shape': (...), } padded with spaces and a
 // final '\n' to a multiple of 64 bytes. dt.Descr is written as given; use ParseDtype's
 // canonical form.
-func NPYHeader(dt Dtype, shape []int) []byte {
+func NPYHeader(dt Dtype, shape []int) []byte { return NPYHeaderAligned(dt, shape, npyAlign) }
+
+// NPYHeaderAligned is NPYHeader padded with spaces to a multiple of align bytes (a multiple
+// of 64), so that the data starts aligned: 4096 puts it on a page of its own, which NumPy
+// reads as any other header.
+func NPYHeaderAligned(dt Dtype, shape []int, align int) []byte {
+	if align < npyAlign || align%npyAlign != 0 {
+		align = npyAlign
+	}
 	dict := make([]byte, 0, 128)
 	dict = append(dict, "{'descr': '"...)
 	dict = append(dict, dt.Descr...)
@@ -49,10 +57,10 @@ func NPYHeader(dt Dtype, shape []int) []byte {
 	// As numpy.lib.format._wrap_header: +1 for the '\n'; the pad is 1..64, never 0.
 	prefix := 6 + 2 + 2
 	hlen := len(dict) + 1
-	pad := npyAlign - (prefix+hlen)%npyAlign
+	pad := align - (prefix+hlen)%align
 	if hlen+pad > 0xffff {
 		prefix = 6 + 2 + 4
-		pad = npyAlign - (prefix+hlen)%npyAlign
+		pad = align - (prefix+hlen)%align
 	}
 	out := make([]byte, prefix, prefix+hlen+pad)
 	copy(out, "\x93NUMPY")

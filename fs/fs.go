@@ -142,6 +142,11 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 		DisableXAttrs: true, // no xattrs to serve; saves a round trip per file in ls -l
 		MaxWrite:      1 << 20,
 		MaxReadAhead:  1 << 20,
+		// Reads of cache files come back as fuse.ReadResultFd where passthrough is refused.
+		// Splicing them fails for 1 MiB reads (the pipe cannot grow past
+		// /proc/sys/fs/pipe-max-size) and go-fuse logs each failure before it falls back to
+		// pread, which is what it does here from the start, quietly.
+		DisableSplice: true,
 		Options:       append([]string{"ro", "default_permissions"}, o.Extra...),
 		Logger:        log.New(slogWriter{o.Logger}, "", 0),
 	}

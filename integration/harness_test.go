@@ -56,6 +56,9 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "integration: go build ./cmd/brokerfs failed: %v\n%s", err, out)
 		return 1
 	}
+	// Every mount of this run shares one cache directory, as the mounts of one machine do
+	// (and so every test after the first reading of a catalog also reads it from the cache).
+	os.Setenv("BROKERFS_CACHE_DIR", filepath.Join(dir, "cache"))
 	code := m.Run()
 	for _, mnt := range ourMounts.all() {
 		if isMounted(mnt) {

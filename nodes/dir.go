@@ -92,11 +92,7 @@ func (d *dirBase) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if err != nil {
 		return nil, d.st.toErrno("lookup", path, err)
 	}
-	size, err := c.Size(ctx)
-	if err != nil {
-		return nil, d.st.toErrno("lookup", path, err)
-	}
-	fillFile(&out.Attr, r, size)
+	fillFile(&out.Attr, r, c.Size())
 	f := &file{st: d.st, uid: d.uid, path: path, resolve: e.file}
 	return d.NewInode(ctx, f, stableAttr(path, modeFile)), 0
 }
@@ -142,7 +138,10 @@ func (d *runDir) list0(ctx context.Context, r *runState) ([]entry, error) {
 		}})
 	}
 	if r.hasResources {
-		es = append(es, entry{name: "files.txt", file: func(ctx context.Context, r *runState) (content, error) { return r.ext.filesTxt(ctx) }})
+		es = append(es, entry{name: "files.txt", file: func(ctx context.Context, r *runState) (content, error) {
+			b, err := r.ext.FilesTxt(ctx)
+			return bytesContent(b), err
+		}})
 	}
 	for _, name := range r.names {
 		name := name

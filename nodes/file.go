@@ -4,24 +4,29 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"sync"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/brokerfs/brokerfs/table"
 )
 
-// content is what a file serves: its exact size and random-access reads.
-type content interface {
-	Size(ctx context.Context) (int64, error)
-	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
-}
+// content is what a file serves: a table.File (exact size, opened per open).
+type content = table.File
 
-// bytesContent is a small file held in memory (JSON documents).
+// bytesContent is a small file held in memory (JSON documents, files.txt).
 type bytesContent []byte
 
-func (b bytesContent) Size(context.Context) (int64, error) { return int64(len(b)), nil }
+func (b bytesContent) Size() int64 { return int64(len(b)) }
 
-func (b bytesContent) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
+func (b bytesContent) Open(context.Context) (table.Handle, error) { return bytesHandle(b), nil }
+
+type bytesHandle []byte
+
+func (b bytesHandle) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
 	if off >= int64(len(b)) {
 		return 0, io.EOF
 	}
@@ -31,6 +36,8 @@ func (b bytesContent) ReadAt(_ context.Context, p []byte, off int64) (int, error
 	}
 	return n, nil
 }
+func (bytesHandle) Backing() *os.File { return nil }
+func (bytesHandle) Close() error      { return nil }
 
 // resolver finds a file's content in the current state of its run. Files resolve on every
 // Getattr and Open, not at Lookup, because go-fuse keeps the first node made for an inode
@@ -44,6 +51,9 @@ type file struct {
 	uid     string
 	path    string // relative to the mount root, for logs
 	resolve resolver
+
+	mu     sync.Mutex
+	opened *runState // the run state of the last open; guarded by mu
 }
 
 var (
@@ -63,17 +73,13 @@ func (f *file) current(ctx context.Context) (*runState, content, error) {
 
 func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	r, c, err := f.current(ctx)
-	if h, ok := fh.(*handle); ok {
-		c, err = h.c, nil // an open file keeps the size it was opened with
+	if h, ok := fh.(*handle); ok && err == nil {
+		c = h.c // an open file keeps the size it was opened with
 	}
 	if err != nil {
 		return f.st.toErrno("getattr", f.path, err)
 	}
-	size, err := c.Size(ctx)
-	if err != nil {
-		return f.st.toErrno("getattr", f.path, err)
-	}
-	fillFile(&out.Attr, r, size)
+	fillFile(&out.Attr, r, c.Size())
 	out.SetTimeout(f.st.ttl(r))
 	return 0
 }
@@ -98,7 +104,32 @@ func runTime(r *runState) float64 {
 
 // handle is an open file: the content it was opened with, so that a live run growing under a
 // reader does not change the bytes of one open.
-type handle struct{ c content }
+type handle struct {
+	c content
+	h table.Handle
+	// backing is the file whose bytes are exactly this file's (a cache file), read by the
+	// kernel directly through FUSE passthrough where it can, else by pread.
+	backing *os.File
+}
+
+var (
+	_ gofs.FilePassthroughFder = (*handle)(nil)
+	_ gofs.FileReleaser        = (*handle)(nil)
+)
+
+// PassthroughFd hands the kernel the cache file, so reads bypass this process (Linux >= 6.9,
+// CAP_SYS_ADMIN; go-fuse stops asking after the kernel refuses once).
+func (h *handle) PassthroughFd() (int, bool) {
+	if h.backing == nil {
+		return 0, false
+	}
+	return int(h.backing.Fd()), true
+}
+
+func (h *handle) Release(context.Context) syscall.Errno {
+	h.h.Close()
+	return 0
+}
 
 func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
@@ -108,11 +139,23 @@ func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if err != nil {
 		return nil, 0, f.st.toErrno("open", f.path, err)
 	}
-	var fl uint32
-	if !r.live() {
-		fl = fuse.FOPEN_KEEP_CACHE // a finished run never changes
+	th, err := c.Open(ctx)
+	if err != nil {
+		return nil, 0, f.st.toErrno("open", f.path, err)
 	}
-	return &handle{c: c}, fl, 0
+	h := &handle{c: c, h: th, backing: th.Backing()}
+	// A finished run never changes: the kernel keeps the pages it read. Once the run was read
+	// again (its file changed), the first open drops them: an open without KEEP_CACHE makes the
+	// kernel invalidate the inode's cached pages.
+	f.mu.Lock()
+	same := f.opened == nil || f.opened == r
+	f.opened = r
+	f.mu.Unlock()
+	var fl uint32
+	if !r.live() && same {
+		fl = fuse.FOPEN_KEEP_CACHE
+	}
+	return h, fl, 0
 }
 
 func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -122,9 +165,22 @@ func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 		if err != nil {
 			return nil, f.st.toErrno("read", f.path, err)
 		}
-		h = &handle{c: c}
+		th, err := c.Open(ctx)
+		if err != nil {
+			return nil, f.st.toErrno("read", f.path, err)
+		}
+		defer th.Close()
+		h = &handle{c: c, h: th}
 	}
-	n, err := h.c.ReadAt(ctx, dest, off)
+	if b := h.backing; b != nil {
+		size := h.c.Size()
+		if off >= size {
+			return fuse.ReadResultData(nil), 0
+		}
+		n := min(int64(len(dest)), size-off)
+		return fuse.ReadResultFd(b.Fd(), off, int(n)), 0
+	}
+	n, err := h.h.ReadAt(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, f.st.toErrno("read", f.path, err)
 	}

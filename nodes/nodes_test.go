@@ -17,6 +17,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/brokerfs/brokerfs/cache"
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/catalog/catalogtest"
 	"github.com/brokerfs/brokerfs/catalog/memory"
@@ -48,11 +49,23 @@ type tree struct {
 	logMu *sync.Mutex // guards logs
 }
 
+// withoutCache makes newTree serve without a cache store: columns in memory, larger ones
+// re-read from the catalog (TestWithoutCache runs tests so).
+var withoutCache bool
+
 func newTree(t *testing.T, cat catalog.Catalog, mod func(*Config)) *tree {
 	t.Helper()
 	clock := &fakeClock{now: time.Unix(1800000000, 0)}
 	logs, mu := &bytes.Buffer{}, &sync.Mutex{}
 	cfg := Config{Catalog: cat, Clock: clock, Logger: slog.New(slog.NewTextHandler(lockedWriter{logs, mu}, nil))}
+	if !withoutCache {
+		store, err := cache.Open(cache.Options{Dir: t.TempDir(), Logger: cfg.Logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		cfg.Cache = store
+	}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -158,7 +171,7 @@ func (tr *tree) read(path string, n int) ([]byte, syscall.Errno) {
 		if errno != 0 {
 			return nil, errno
 		}
-		b, _ := res.Bytes(nil)
+		b, _ := res.Bytes(make([]byte, n))
 		if len(b) == 0 {
 			break
 		}
@@ -636,4 +649,17 @@ func TestOutage(t *testing.T) {
 		t.Errorf("no recovery line: %s", tr.logs)
 	}
 	tr.mustRead(catalogtest.UIDPages + "/start.json")
+}
+
+// TestWithoutCache runs the value tests without a cache store, where columns are kept in
+// memory or re-read from the catalog.
+func TestWithoutCache(t *testing.T) {
+	withoutCache = true
+	defer func() { withoutCache = false }()
+	for name, fn := range map[string]func(*testing.T){
+		"FieldValues": TestFieldValues, "ArraysAndPages": TestArraysAndPages, "MergeByTime": TestMergeByTime,
+		"BadValues": TestBadValues, "LiveRunGrows": TestLiveRunGrows,
+	} {
+		t.Run(name, fn)
+	}
 }

@@ -21,8 +21,10 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/brokerfs/brokerfs/cache"
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/handlers"
+	"github.com/brokerfs/brokerfs/table"
 )
 
 // Config is what the node tree needs. Catalog is required; the rest have defaults.
@@ -46,6 +48,11 @@ type Config struct {
 	// Filler reads external data through the handler registry (nil: an empty registry, so
 	// external fields fail with EIO naming their spec).
 	Filler *handlers.Filler
+	// Cache keeps decoded columns of finished runs between reads and mounts (nil: memory
+	// only, with larger columns re-read from the catalog per read).
+	Cache *cache.Store
+	// TableStats, if set, counts the table layer's work (scans, cache hits, frames filled).
+	TableStats *table.Stats
 }
 
 func (c *Config) setDefaults() {
@@ -80,8 +87,9 @@ func (c *Config) setDefaults() {
 
 // state is shared by every node of one mount.
 type state struct {
-	cfg   Config
-	log   *slog.Logger
+	cfg    Config
+	log    *slog.Logger
+	tables *table.Config
 	group singleflight.Group
 
 	mu       sync.Mutex
@@ -106,13 +114,17 @@ type runState struct {
 	start   *catalog.Start
 	stop    *catalog.Stop // nil while live
 	descs   []*catalog.Descriptor
-	streams map[string]*stream
+	streams map[string]*table.Stream
 	names   []string // stream names, sorted
-	ext     *externals
+	ext     *table.Externals
 	// hasResources: a data key is external, so the run has a files.txt. Decided from the
 	// descriptors, so that opening a run costs no extra query.
 	hasResources bool
-	loadedAt     time.Time
+	// version is the run's catalog.Versioner key ("" when it has none or is live): a finished
+	// run is re-validated against the catalog's RunVersion at most once per ListTTL.
+	version   string
+	checkedAt time.Time // guarded by state.mu
+	loadedAt  time.Time
 	usedAt       time.Time // guarded by state.mu
 }
 
@@ -120,7 +132,8 @@ func (r *runState) live() bool { return r.stop == nil }
 
 func newState(cfg Config) *state {
 	cfg.setDefaults()
-	return &state{cfg: cfg, log: cfg.Logger, runs: map[string]*runState{}, logged: map[string]time.Time{}}
+	tables := &table.Config{Store: cfg.Cache, Filler: cfg.Filler, Logger: cfg.Logger, Stats: cfg.TableStats}
+	return &state{cfg: cfg, log: cfg.Logger, tables: tables, runs: map[string]*runState{}, logged: map[string]time.Time{}}
 }
 
 // listing returns the runs, asking the catalog at most once per ListTTL. During an outage
@@ -246,8 +259,18 @@ func (st *state) run(ctx context.Context, uid string) (*runState, error) {
 	st.mu.Lock()
 	if r, ok := st.runs[uid]; ok && (!r.live() || now.Sub(r.loadedAt) < st.cfg.LiveTTL) {
 		r.usedAt = now
+		recheck := !r.live() && r.version != "" && now.Sub(r.checkedAt) >= st.cfg.ListTTL && now.Sub(r.loadedAt) >= st.cfg.ListTTL
+		if recheck {
+			r.checkedAt = now
+		}
 		st.mu.Unlock()
-		return r, nil
+		if !recheck || st.sameVersion(ctx, r) {
+			return r, nil
+		}
+		st.mu.Lock()
+		if st.runs[uid] == r {
+			delete(st.runs, uid) // the run's file changed: open it again
+		}
 	}
 	st.mu.Unlock()
 	v, err, _ := st.group.Do(uid, func() (any, error) {
@@ -277,13 +300,24 @@ func (st *state) run(ctx context.Context, uid string) (*runState, error) {
 }
 
 func (st *state) load(ctx context.Context, uid string) (*runState, error) {
+	now := st.cfg.Clock.Now()
+	r := &runState{uid: uid, streams: map[string]*table.Stream{}, loadedAt: now, usedAt: now}
+	// A finished run whose documents are in the cache opens without the catalog's run.
+	if rv, ok := st.cfg.Catalog.(catalog.RunVersioner); ok && st.tables.Store != nil {
+		if v, err := rv.RunVersion(ctx, uid); err == nil && v != "" {
+			if start, stop, descs, ok := st.loadSkeleton(v); ok && start.UID == uid {
+				r.start, r.stop, r.descs, r.version = start, stop, descs, v
+				run := &lazyRun{cat: st.cfg.Catalog, uid: uid, version: v, start: start, stop: stop, descs: descs}
+				st.buildStreams(r, run, v)
+				return r, nil
+			}
+		}
+	}
 	run, err := st.cfg.Catalog.Run(ctx, uid)
 	if err != nil {
 		return nil, fmt.Errorf("open run %s: %w", uid, err)
 	}
-	now := st.cfg.Clock.Now()
-	r := &runState{uid: uid, start: run.Start(), streams: map[string]*stream{}, loadedAt: now, usedAt: now,
-		ext: &externals{run: run, filler: st.cfg.Filler}}
+	r.start = run.Start()
 	if r.stop, err = run.Stop(ctx); err != nil {
 		if !isNotFound(err) {
 			return nil, fmt.Errorf("read stop of run %s: %w", uid, err)
@@ -293,6 +327,23 @@ func (st *state) load(ctx context.Context, uid string) (*runState, error) {
 	if r.descs, err = run.Descriptors(ctx); err != nil {
 		return nil, fmt.Errorf("read descriptors of run %s: %w", uid, err)
 	}
+	// A finished run's columns may be kept in the cache under its version; a live run's never.
+	var version string
+	if v, ok := run.(catalog.Versioner); ok && r.stop != nil && st.tables.Store != nil {
+		if version, err = v.Version(ctx); err != nil {
+			st.log.Warn("cannot version a run for the cache; decoding it into memory", "run", uid, "err", err)
+			version = ""
+		}
+	}
+	r.version = version
+	st.buildStreams(r, run, version)
+	st.saveSkeleton(version, r)
+	return r, nil
+}
+
+// buildStreams groups a run's descriptors into streams.
+func (st *state) buildStreams(r *runState, run catalog.Run, version string) {
+	r.ext = table.NewExternals(run, st.cfg.Filler)
 	for _, d := range r.descs {
 		for _, dk := range d.DataKeys {
 			r.hasResources = r.hasResources || dk.External
@@ -301,17 +352,34 @@ func (st *state) load(ctx context.Context, uid string) (*runState, error) {
 	byName := map[string][]*catalog.Descriptor{}
 	for _, d := range r.descs {
 		if !validName(d.Name) {
-			st.log.Warn("skipping stream with an unusable name", "run", uid, "stream", d.Name)
+			st.log.Warn("skipping stream with an unusable name", "run", r.uid, "stream", d.Name)
 			continue
 		}
 		byName[d.Name] = append(byName[d.Name], d)
 	}
 	for name, descs := range byName {
-		r.streams[name] = newStream(run, r.ext, name, descs, st.cfg.IncludeField)
+		r.streams[name] = table.NewStream(st.tables, run, r.ext, name, descs, st.cfg.IncludeField, version)
 		r.names = append(r.names, name)
 	}
 	sort.Strings(r.names)
-	return r, nil
+}
+
+// sameVersion reports whether a finished run is still what the catalog has; a catalog that
+// cannot tell without opening the run, or fails to answer, keeps the run as it is.
+func (st *state) sameVersion(ctx context.Context, r *runState) bool {
+	rv, ok := st.cfg.Catalog.(catalog.RunVersioner)
+	if !ok {
+		return true
+	}
+	v, err := rv.RunVersion(ctx, r.uid)
+	if err != nil && isNotFound(err) {
+		return false
+	}
+	if err != nil || v == r.version {
+		return true
+	}
+	st.log.Info("run changed in the catalog; reading it again", "run", r.uid)
+	return false
 }
 
 // evict drops the least recently used finished runs beyond MaxRuns. Called with mu held.

@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"sync"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 
 	"github.com/brokerfs/brokerfs/catalog"
-	"github.com/brokerfs/brokerfs/encode"
+	"github.com/brokerfs/brokerfs/table"
 )
 
 var errNoStop = fmt.Errorf("stop document: %w", catalog.ErrNotFound)
@@ -30,13 +29,13 @@ func newStreamDir(st *state, uid, name string) *streamDir {
 		if err != nil {
 			return nil, err
 		}
-		return s.entries(ctx, st, uid, d.path), nil
+		return streamEntries(ctx, st, s, uid), nil
 	}
 	return d
 }
 
 // stream returns the run's stream called name.
-func (r *runState) stream(name string) (*stream, error) {
+func (r *runState) stream(name string) (*table.Stream, error) {
 	s, ok := r.streams[name]
 	if !ok {
 		return nil, fmt.Errorf("stream %s of run %s: %w", name, r.uid, catalog.ErrNotFound)
@@ -44,57 +43,99 @@ func (r *runState) stream(name string) (*stream, error) {
 	return s, nil
 }
 
-// in resolves a stream's file in the run's current state.
-func in(name string, fn func(s *stream, ctx context.Context) (content, error)) resolver {
+// in resolves a file of a stream's table in the run's current state.
+func in(name string, fn func(ctx context.Context, s *table.Stream, t *table.Table) (content, error)) resolver {
 	return func(ctx context.Context, r *runState) (content, error) {
 		s, err := r.stream(name)
 		if err != nil {
 			return nil, err
 		}
-		return fn(s, ctx)
+		t, err := s.Table(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return fn(ctx, s, t)
 	}
 }
 
-// entries lists the stream directory. Which fields get a .csv depends on their shapes, which
-// only the scan knows; if the scan fails the listing falls back to the data keys and the
-// files' reads fail with the scan's error.
-func (s *stream) entries(ctx context.Context, st *state, uid, path string) []entry {
-	name := s.name
-	es := []entry{
-		{name: "descriptors.json", file: in(name, func(s *stream, _ context.Context) (content, error) { return s.descriptorsJSON(), nil })},
-		{name: "time.npy", file: in(name, (*stream).timeNPY)},
-		{name: "time.csv", file: in(name, (*stream).timeCSV)},
+// column returns a field's column of t.
+func column(t *table.Table, f string) (*table.Column, error) {
+	c, ok := t.Fields[f]
+	if !ok {
+		return nil, fmt.Errorf("field %s: %w", f, catalog.ErrNotFound)
 	}
-	sc, err := s.summary(ctx)
-	if len(s.fields) > 0 {
+	return c, nil
+}
+
+// streamEntries lists the stream directory. Which fields get a .csv depends on their shapes,
+// which only the scan knows; if the scan fails the listing falls back to the data keys and
+// the files fail with the scan's error.
+func streamEntries(ctx context.Context, st *state, s *table.Stream, uid string) []entry {
+	name := s.Name
+	es := []entry{
+		{name: "descriptors.json", file: func(_ context.Context, r *runState) (content, error) {
+			s, err := r.stream(name)
+			if err != nil {
+				return nil, err
+			}
+			return descriptorsJSON(s), nil
+		}},
+		{name: "time.npy", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) { return t.Time.NPY(ctx) })},
+		{name: "time.csv", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
+			return t.CSV(ctx, "time", []string{"seq_num", "time"}, []*table.Column{t.SeqNum, t.Time})
+		})},
+	}
+	t, err := s.Table(ctx)
+	if len(s.Fields) > 0 {
 		es = append(es, entry{name: "timestamps", dir: func() gofs.InodeEmbedder { return newTimestampsDir(st, uid, name) }})
 	}
-	if len(s.configObjects()) > 0 {
+	if len(configObjects(s)) > 0 {
 		es = append(es, entry{name: "config", dir: func() gofs.InodeEmbedder { return newConfigDir(st, uid, name) }})
 	}
-	for _, f := range s.fields {
+	for _, f := range s.Fields {
 		if f == "time" {
 			continue // the event time wins the name
 		}
 		f := f
-		es = append(es, entry{name: f + ".npy", file: in(name, func(s *stream, ctx context.Context) (content, error) { return s.fieldNPY(ctx, f) })})
+		es = append(es, entry{name: f + ".npy", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
+			c, err := column(t, f)
+			if err != nil {
+				return nil, err
+			}
+			return c.NPY(ctx)
+		})})
 		// External fields are images, almost always: offer a .csv only when the data key says
 		// they have at most one dimension, rather than opening a file to list a directory.
-		csvOK := len(s.keys[f].Shape) <= 1
-		if err == nil && !sc.fields[f].external {
-			csvOK = len(sc.fields[f].rowShape) <= 1
+		csvOK := len(s.Keys[f].Shape) <= 1
+		if err == nil {
+			if c := t.Fields[f]; c != nil && !c.External() && c.Err == nil {
+				csvOK = len(c.RowShape) <= 1
+			}
 		}
 		if csvOK {
-			es = append(es, entry{name: f + ".csv", file: in(name, func(s *stream, ctx context.Context) (content, error) { return s.fieldCSV(ctx, f) })})
+			es = append(es, entry{name: f + ".csv", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
+				c, err := column(t, f)
+				if err != nil {
+					return nil, err
+				}
+				_, shape, err := c.Describe(ctx)
+				if err != nil {
+					return nil, err
+				}
+				if len(shape) > 1 {
+					return nil, fmt.Errorf("%s.csv: a field of %d dimensions per event has no csv: %w", f, len(shape), catalog.ErrNotFound)
+				}
+				return t.CSV(ctx, "field\x00"+f, []string{"seq_num", "time", f}, []*table.Column{t.SeqNum, t.Time, c})
+			})})
 		}
 	}
 	return es
 }
 
 // descriptorsJSON is the stream's descriptors as a JSON array, as stored.
-func (s *stream) descriptorsJSON() content {
+func descriptorsJSON(s *table.Stream) content {
 	b := []byte("[")
-	for i, d := range s.descs {
+	for i, d := range s.Descs {
 		if i > 0 {
 			b = append(b, ",\n"...)
 		}
@@ -104,9 +145,9 @@ func (s *stream) descriptorsJSON() content {
 }
 
 // configObjects lists the objects configured in the stream's first descriptor.
-func (s *stream) configObjects() []string {
+func configObjects(s *table.Stream) []string {
 	var objs []string
-	for obj := range s.descs[0].Configuration {
+	for obj := range s.Descs[0].Configuration {
 		if validName(obj + ".json") {
 			objs = append(objs, obj)
 		}
@@ -115,108 +156,8 @@ func (s *stream) configObjects() []string {
 	return objs
 }
 
-// encoders caches a stream's file encoders, so that Size and later reads share one encoder
-// (a CSV's size costs a formatting pass that also records its read checkpoints).
-type encoders struct {
-	mu sync.Mutex
-	m  map[string]content // guarded by mu
-}
-
-func (s *stream) cached(key string, make func() (content, error)) (content, error) {
-	s.enc.mu.Lock()
-	defer s.enc.mu.Unlock()
-	if c, ok := s.enc.m[key]; ok {
-		return c, nil
-	}
-	c, err := make()
-	if err != nil {
-		return nil, err
-	}
-	if s.enc.m == nil {
-		s.enc.m = map[string]content{}
-	}
-	s.enc.m[key] = c
-	return c, nil
-}
-
-// npyContent adapts encode.NPY to content.
-type npyContent struct{ *encode.NPY }
-
-func (n npyContent) Size(context.Context) (int64, error) { return n.NPY.Size(), nil }
-
-func (s *stream) timeNPY(ctx context.Context) (content, error) {
-	sc, err := s.summary(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s.cached("time.npy", func() (content, error) { return npyContent{encode.NewNPY(floatArray(sc.time))}, nil })
-}
-
-func (s *stream) timeCSV(ctx context.Context) (content, error) {
-	sc, err := s.summary(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s.cached("time.csv", func() (content, error) {
-		return encode.NewCSV([]string{"seq_num", "time"}, []encode.Array{intArray(sc.seq), floatArray(sc.time)})
-	})
-}
-
-func (s *stream) field(ctx context.Context, f string) (*scan, *fieldScan, error) {
-	sc, err := s.summary(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	fs, ok := sc.fields[f]
-	if !ok {
-		return nil, nil, fmt.Errorf("field %s: %w", f, catalog.ErrNotFound)
-	}
-	if fs.err != nil {
-		return nil, nil, fs.err
-	}
-	if fs.external {
-		if err := s.describeExternal(ctx, sc, fs); err != nil {
-			return nil, nil, err
-		}
-	}
-	return sc, fs, nil
-}
-
-func (s *stream) fieldNPY(ctx context.Context, f string) (content, error) {
-	sc, fs, err := s.field(ctx, f)
-	if err != nil {
-		return nil, err
-	}
-	return s.cached(f+".npy", func() (content, error) { return npyContent{encode.NewNPY(fieldArray{s, sc, fs})}, nil })
-}
-
-func (s *stream) fieldCSV(ctx context.Context, f string) (content, error) {
-	sc, fs, err := s.field(ctx, f)
-	if err != nil {
-		return nil, err
-	}
-	if len(fs.rowShape) > 1 {
-		return nil, fmt.Errorf("%s.csv: a field of %d dimensions per event has no csv: %w", f, len(fs.rowShape), catalog.ErrNotFound)
-	}
-	return s.cached(f+".csv", func() (content, error) {
-		return encode.NewCSV([]string{"seq_num", "time", f}, []encode.Array{intArray(sc.seq), floatArray(sc.time), fieldArray{s, sc, fs}})
-	})
-}
-
-// timestampsNPY is a field's timestamps; they stay readable when its values cannot be encoded.
-func (s *stream) timestampsNPY(ctx context.Context, f string) (content, error) {
-	sc, err := s.summary(ctx)
-	if err != nil {
-		return nil, err
-	}
-	fs, ok := sc.fields[f]
-	if !ok {
-		return nil, fmt.Errorf("field %s: %w", f, catalog.ErrNotFound)
-	}
-	return s.cached("timestamps/"+f+".npy", func() (content, error) { return npyContent{encode.NewNPY(tsArray{sc, fs.ts})}, nil })
-}
-
-// newTimestampsDir is <stream>/timestamps/: one float64 .npy per field.
+// newTimestampsDir is <stream>/timestamps/: one float64 .npy per field; they stay readable
+// when a field's values cannot be encoded.
 func newTimestampsDir(st *state, uid, name string) *subDir {
 	d := &subDir{dirBase{st: st, uid: uid, path: uid + "/" + name + "/timestamps"}}
 	d.entries = func(ctx context.Context, r *runState) ([]entry, error) {
@@ -225,9 +166,15 @@ func newTimestampsDir(st *state, uid, name string) *subDir {
 			return nil, err
 		}
 		var es []entry
-		for _, f := range s.fields {
+		for _, f := range s.Fields {
 			f := f
-			es = append(es, entry{name: f + ".npy", file: in(name, func(s *stream, ctx context.Context) (content, error) { return s.timestampsNPY(ctx, f) })})
+			es = append(es, entry{name: f + ".npy", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
+				c, ok := t.Timestamps[f]
+				if !ok {
+					return nil, fmt.Errorf("timestamps of %s: %w", f, catalog.ErrNotFound)
+				}
+				return c.NPY(ctx)
+			})})
 		}
 		return es, nil
 	}
@@ -243,11 +190,15 @@ func newConfigDir(st *state, uid, name string) *subDir {
 			return nil, err
 		}
 		var es []entry
-		for _, obj := range s.configObjects() {
+		for _, obj := range configObjects(s) {
 			obj := obj
-			es = append(es, entry{name: obj + ".json", file: in(name, func(s *stream, _ context.Context) (content, error) {
-				return bytesContent(append(catalog.AppendJSON(nil, s.descs[0].Configuration[obj]), '\n')), nil
-			})})
+			es = append(es, entry{name: obj + ".json", file: func(_ context.Context, r *runState) (content, error) {
+				s, err := r.stream(name)
+				if err != nil {
+					return nil, err
+				}
+				return bytesContent(append(catalog.AppendJSON(nil, s.Descs[0].Configuration[obj]), '\n')), nil
+			}})
 		}
 		return es, nil
 	}

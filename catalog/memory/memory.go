@@ -13,15 +13,26 @@ import (
 // Catalog is an in-memory catalog. It is safe for concurrent use.
 type Catalog struct {
 	mu   sync.RWMutex
-	runs map[string]*catalog.Assembled // guarded by mu
+	runs map[string]*run // guarded by mu
+	gen  int             // guarded by mu; counts Adds
 }
+
+// run is an assembled run with the generation of the Add that made it: its version for the
+// persistent cache.
+type run struct {
+	*catalog.Assembled
+	version string
+}
+
+// Version implements catalog.Versioner: every Add makes a new version.
+func (r *run) Version(context.Context) (string, error) { return r.version, nil }
 
 var _ catalog.Catalog = (*Catalog)(nil)
 
 // New returns a catalog holding the given runs, each a list of documents beginning with its
 // start. A malformed run is an error.
 func New(runs ...[]catalog.Document) (*Catalog, error) {
-	c := &Catalog{runs: make(map[string]*catalog.Assembled)}
+	c := &Catalog{runs: make(map[string]*run)}
 	for _, docs := range runs {
 		if err := c.Add(docs); err != nil {
 			return nil, err
@@ -41,7 +52,8 @@ func (c *Catalog) Add(docs []catalog.Document) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.runs[a.StartDoc.UID] = a
+	c.gen++
+	c.runs[a.StartDoc.UID] = &run{Assembled: a, version: fmt.Sprintf("memory:%p:%d:%s", c, c.gen, a.StartDoc.UID)}
 	return nil
 }
 

@@ -259,7 +259,7 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	fl.BoolVar(&allowOther, "allow-other", false, "let other users read the mount (non-root: needs user_allow_other in /etc/fuse.conf)")
 	fl.BoolVar(&debugFuse, "debug-fuse", false, "log every FUSE request")
 	fl.StringArrayVar(&handlerCmds, "handler", nil, "SPEC=COMMAND: read resources of SPEC with an external program (repeatable; see handlers/external)")
-	fl.Int64Var(&cacheBytes, "cache-size", 256<<20, "bytes of filled external data kept in memory")
+	fl.Int64Var(&cacheBytes, "cache-size", 256<<20, "bytes of external data frames kept in memory (the disk cache is --cache-max)")
 	fl.StringSliceVar(&allowedRoots, "allowed-roots", nil, "DIR,...: handlers read only files under these directories (default: any)")
 	fl.DurationVar(&liveTTL, "live-ttl", time.Second, "how long a live run's state is cached before it is re-read")
 	fl.DurationVar(&listTTL, "list-ttl", 2*time.Second, "how long the list of runs is cached before the store is asked again")
@@ -321,7 +321,13 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		AllowedRoots: allowedRoots,
 	})
 	defer filler.Close()
+	store, closeStore, err := cf.openCache(log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	root := nodes.NewRoot(nodes.Config{
+		Cache:        store,
 		Filler:       filler,
 		Catalog:      src.cat,
 		Logger:       log,

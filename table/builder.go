@@ -1,0 +1,364 @@
+package table
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/encode"
+)
+
+// builder turns one field's values, page by page, into the bytes of its .npy data. The dtype
+// is decided from the data key and the values seen so far; when a later value needs a wider
+// dtype (an integer column meets a float, a longer string), the rows already written are
+// converted once into the new dtype. Strings grow their width geometrically and are cut to the
+// exact width at the end, so a column of ever longer strings costs O(n log n), not O(n^2).
+type builder struct {
+	name     string
+	dk       catalog.DataKey
+	k        kinds
+	dt       encode.Dtype // the stored dtype; valid once decided
+	rowShape []int
+	rb       int // bytes per row
+	decided  bool
+	rows     int // rows appended, the pending ones included
+	pending  int // missing values seen before any value decided the dtype
+	err      error
+	out      sink // nil: values are only observed (the column is re-read from the catalog)
+	newSink  func() (sink, error)
+	scratch  []byte
+}
+
+// errSpill means a sink ran out of its budget: the scan falls back to a plainer mode.
+var errSpill = errors.New("column storage exhausted")
+
+func (b *builder) fail(err error) {
+	if b.err == nil {
+		b.err = fmt.Errorf("field %s: %w", b.name, err)
+	}
+	if b.out != nil {
+		b.out.discard()
+		b.out = nil
+	}
+}
+
+// appendColumn appends the first n values of col (nil: n missing values). Only a storage
+// failure is returned; a value that cannot be encoded fails this field alone.
+func (b *builder) appendColumn(col *catalog.Column, n int) error {
+	if n == 0 {
+		return nil
+	}
+	b.k.observeColumn(col, n)
+	defer func() { b.rows += n }()
+	if b.err != nil {
+		return nil
+	}
+	if !b.decided {
+		if !b.k.shapeOK {
+			b.pending += n
+			return nil
+		}
+		dt, shape, err := decide(b.dk, &b.k)
+		if err != nil {
+			b.fail(err)
+			return nil
+		}
+		b.k.changed = false
+		b.dt, b.rowShape, b.decided = dt, shape, true
+		b.rb, _ = rowBytes(dt, shape)
+		if b.newSink != nil {
+			if b.out, err = b.newSink(); err != nil {
+				return err
+			}
+		}
+		if err := b.writeMissing(b.pending); err != nil {
+			return err
+		}
+	} else if err := b.widen(false); err != nil {
+		return err
+	}
+	if b.out == nil {
+		// Observe only; still check that every value fits the decided shape and dtype.
+		return b.check(col, n)
+	}
+	buf := b.buffer(n * b.rb)
+	if err := b.encode(buf, col, n); err != nil {
+		b.fail(err)
+		return nil
+	}
+	return b.out.append(buf)
+}
+
+func (b *builder) buffer(n int) []byte {
+	if cap(b.scratch) < n {
+		b.scratch = make([]byte, n)
+	}
+	return b.scratch[:n]
+}
+
+// check encodes the values one row at a time without keeping them, so that a field re-read
+// from the catalog fails at once when one of its values cannot be encoded.
+func (b *builder) check(col *catalog.Column, n int) error {
+	row := b.buffer(b.rb)
+	for i := 0; i < n; i++ {
+		var v any
+		if col != nil {
+			v = col.At(i)
+		}
+		if err := putValue(row, b.dt, b.rowShape, v); err != nil {
+			b.fail(fmt.Errorf("row %d: %w", b.rows+i, err))
+			return nil
+		}
+	}
+	return nil
+}
+
+// encode writes n rows of col into dst.
+func (b *builder) encode(dst []byte, col *catalog.Column, n int) error {
+	if col == nil {
+		return putMissing(dst, b.dt)
+	}
+	if len(b.rowShape) == 0 {
+		switch {
+		case col.Kind == catalog.KindFloat && b.dt.Descr == "<f8":
+			putFloats(dst, col.F[:n])
+			return nil
+		case col.Kind == catalog.KindInt && b.dt.Descr == "<i8":
+			putInts(dst, col.I[:n])
+			return nil
+		}
+	}
+	for i := 0; i < n; i++ {
+		if err := putValue(dst[i*b.rb:(i+1)*b.rb], b.dt, b.rowShape, col.At(i)); err != nil {
+			return fmt.Errorf("row %d: %w", b.rows+i, err)
+		}
+	}
+	return nil
+}
+
+func (b *builder) writeMissing(n int) error {
+	if n == 0 || b.out == nil {
+		return nil
+	}
+	const chunk = 1 << 16
+	per := max(1, chunk/max(b.rb, 1))
+	for n > 0 {
+		k := min(n, per)
+		buf := b.buffer(k * b.rb)
+		if err := putMissing(buf, b.dt); err != nil {
+			b.fail(err)
+			return nil
+		}
+		if err := b.out.append(buf); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+// widen converts the stored rows when the values now call for another dtype. While building,
+// strings grow to at least twice their width; final cuts them to the exact width.
+func (b *builder) widen(final bool) error {
+	if !b.k.changed && !final {
+		return nil
+	}
+	b.k.changed = false
+	want, _, err := decide(b.dk, &b.k)
+	if err != nil {
+		b.fail(err)
+		return nil
+	}
+	if want == b.dt {
+		return nil
+	}
+	if want.Descr[1] == 'U' && b.dt.Descr[1] == 'U' && !final {
+		if want.Size <= b.dt.Size {
+			return nil
+		}
+		if w := 2 * b.dt.Size / 4; w > want.Size/4 && w <= maxRowBytes/4 {
+			want = encode.Unicode(w)
+		}
+	}
+	rb, err := rowBytes(want, b.rowShape)
+	if err != nil {
+		b.fail(err)
+		return nil
+	}
+	old, oldDt, oldRB := b.out, b.dt, b.rb
+	b.dt, b.rb = want, rb
+	if old == nil {
+		return nil
+	}
+	out, err := b.newSink()
+	if err != nil {
+		return err
+	}
+	// Convert in chunks of whole rows.
+	per := max(1, (1<<20)/max(oldRB, 1))
+	src := make([]byte, per*oldRB)
+	rows := int(old.size() / int64(max(oldRB, 1)))
+	for r := 0; r < rows; r += per {
+		k := min(per, rows-r)
+		if err := old.readAt(src[:k*oldRB], int64(r)*int64(oldRB)); err != nil {
+			out.discard()
+			return err
+		}
+		dst := b.buffer(k * rb)
+		if err := encode.Convert(dst, want, src[:k*oldRB], oldDt); err != nil {
+			out.discard()
+			b.out = old
+			b.fail(err)
+			return nil
+		}
+		if err := out.append(dst); err != nil {
+			out.discard()
+			return err
+		}
+	}
+	old.discard()
+	b.out = out
+	return nil
+}
+
+// finish settles the dtype once every value has been seen. A field with no value at all is
+// float64 NaNs (databroker's reading of an all-None column), shaped as its data key says.
+func (b *builder) finish() error {
+	if b.err != nil {
+		return nil
+	}
+	if !b.decided {
+		dt, shape, err := decide(b.dk, &b.k)
+		if err != nil {
+			b.fail(err)
+			return nil
+		}
+		b.dt, b.rowShape, b.decided = dt, shape, true
+		b.rb, _ = rowBytes(dt, shape)
+		if b.newSink != nil {
+			if b.out, err = b.newSink(); err != nil {
+				return err
+			}
+		}
+		return b.writeMissing(b.pending)
+	}
+	return b.widen(true)
+}
+
+// sink holds a column's data bytes (no header) while it is built.
+type sink interface {
+	append(p []byte) error
+	readAt(p []byte, off int64) error
+	size() int64
+	discard()
+}
+
+// memSink keeps the bytes in memory, within a budget shared by the columns of one stream.
+type memSink struct {
+	b      []byte
+	budget *int64
+}
+
+func (m *memSink) append(p []byte) error {
+	if *m.budget < int64(len(p)) {
+		return errSpill
+	}
+	*m.budget -= int64(len(p))
+	m.b = append(m.b, p...)
+	return nil
+}
+
+func (m *memSink) readAt(p []byte, off int64) error {
+	if off+int64(len(p)) > int64(len(m.b)) {
+		return fmt.Errorf("read %d bytes at %d of %d", len(p), off, len(m.b))
+	}
+	copy(p, m.b[off:])
+	return nil
+}
+
+func (m *memSink) size() int64 { return int64(len(m.b)) }
+
+func (m *memSink) discard() {
+	*m.budget += int64(len(m.b))
+	m.b = nil
+}
+
+// Storage is where a scan writes the files of a cache entry (a cache.Builder).
+type Storage interface {
+	Create(name string) (*os.File, error)
+	Discard(name string) error
+	Reserve(n int64) error
+}
+
+// fileSink writes the bytes into a file of a cache entry, after room for the .npy header,
+// through a buffer: a stream of a million one-row pages must not cost a write per row.
+type fileSink struct {
+	st       Storage
+	f        *os.File
+	hdr      int64 // header room at the start of the file
+	n        int64 // data bytes appended, buffered ones included
+	reserved int64
+	buf      []byte // appended, not yet written; they start at data offset n-len(buf)
+}
+
+// sinkBuffer is how much a fileSink gathers before it writes.
+const sinkBuffer = 1 << 20
+
+// reserveChunk is how much cache space a column asks for at a time.
+const reserveChunk = 8 << 20
+
+func (s *fileSink) append(p []byte) error {
+	if s.n+int64(len(p)) > s.reserved {
+		need := s.n + int64(len(p)) - s.reserved
+		ask := max(need, min(reserveChunk, s.reserved+int64(len(p))))
+		if err := s.st.Reserve(ask); err != nil {
+			return fmt.Errorf("%w: %w", errSpill, err)
+		}
+		s.reserved += ask
+	}
+	if len(s.buf)+len(p) > sinkBuffer {
+		if err := s.flush(); err != nil {
+			return err
+		}
+	}
+	if len(p) >= sinkBuffer {
+		if _, err := s.f.WriteAt(p, s.hdr+s.n); err != nil {
+			return fmt.Errorf("%w: %w", errSpill, err)
+		}
+	} else {
+		if s.buf == nil {
+			s.buf = make([]byte, 0, sinkBuffer)
+		}
+		s.buf = append(s.buf, p...)
+	}
+	s.n += int64(len(p))
+	return nil
+}
+
+// flush writes the buffered bytes.
+func (s *fileSink) flush() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	if _, err := s.f.WriteAt(s.buf, s.hdr+s.n-int64(len(s.buf))); err != nil {
+		return fmt.Errorf("%w: %w", errSpill, err)
+	}
+	s.buf = s.buf[:0]
+	return nil
+}
+
+func (s *fileSink) readAt(p []byte, off int64) error {
+	if err := s.flush(); err != nil {
+		return err
+	}
+	_, err := s.f.ReadAt(p, s.hdr+off)
+	return err
+}
+
+func (s *fileSink) size() int64 { return s.n }
+
+func (s *fileSink) discard() {
+	s.st.Discard(filepath.Base(s.f.Name()))
+}

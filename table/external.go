@@ -1,0 +1,449 @@
+package table
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/brokerfs/brokerfs/cache"
+	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/encode"
+	"github.com/brokerfs/brokerfs/handlers"
+)
+
+// Externals resolves a run's datums to their resources and kwargs; loaded once per run, on
+// the first read of an external field. A failed load is retried on the next read.
+type Externals struct {
+	run    catalog.Run
+	filler *handlers.Filler
+
+	mu        sync.Mutex
+	loaded    bool                        // guarded by mu
+	resources []*catalog.Resource         // guarded by mu
+	datums    map[string]datumRef         // datum id -> ref; guarded by mu
+	byRes     map[string][]map[string]any // resource uid -> datum kwargs; guarded by mu
+}
+
+type datumRef struct {
+	res    *catalog.Resource
+	kwargs map[string]any
+}
+
+// NewExternals prepares the datum lookups of run.
+func NewExternals(run catalog.Run, filler *handlers.Filler) *Externals {
+	return &Externals{run: run, filler: filler}
+}
+
+func (x *Externals) load(ctx context.Context) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.loaded {
+		return nil
+	}
+	res, err := x.run.Resources(ctx)
+	if err != nil {
+		return fmt.Errorf("read resources: %w", err)
+	}
+	datums := map[string]datumRef{}
+	byRes := map[string][]map[string]any{}
+	for _, r := range res {
+		err := x.run.Datums(ctx, r.UID, func(p *catalog.DatumPage) error {
+			for i, id := range p.DatumID {
+				kw := make(map[string]any, len(p.DatumKwargs))
+				for k, col := range p.DatumKwargs {
+					if i < len(col) {
+						kw[k] = keepValue(col[i])
+					}
+				}
+				id = strings.Clone(id)
+				datums[id] = datumRef{res: r, kwargs: kw}
+				byRes[r.UID] = append(byRes[r.UID], kw)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read datums of resource %s: %w", r.UID, err)
+		}
+	}
+	x.resources, x.datums, x.byRes, x.loaded = res, datums, byRes, true
+	return nil
+}
+
+// keepValue copies a value out of a backend's reused buffers.
+func keepValue(v any) any {
+	switch x := v.(type) {
+	case *catalog.NDArray:
+		c := *x
+		c.Shape = append([]int{}, x.Shape...)
+		c.Data = append([]byte(nil), x.Data...)
+		if x.Strings != nil {
+			c.Strings = make([]string, len(x.Strings))
+			for i, s := range x.Strings {
+				c.Strings[i] = strings.Clone(s)
+			}
+		}
+		return &c
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = keepValue(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[strings.Clone(k)] = keepValue(e)
+		}
+		return out
+	case string:
+		return strings.Clone(x)
+	}
+	return v
+}
+
+func (x *Externals) datum(ctx context.Context, id string) (datumRef, error) {
+	if err := x.load(ctx); err != nil {
+		return datumRef{}, err
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ref, ok := x.datums[id]
+	if !ok {
+		return datumRef{}, fmt.Errorf("datum %q: no datum document with this id", id)
+	}
+	return ref, nil
+}
+
+// FilesTxt lists the external files the run needs, after root_map, one per line, sorted:
+// databroker's get_file_list, ready for `rsync --files-from`.
+func (x *Externals) FilesTxt(ctx context.Context) ([]byte, error) {
+	if err := x.load(ctx); err != nil {
+		return nil, err
+	}
+	x.mu.Lock()
+	res, byRes := x.resources, x.byRes
+	x.mu.Unlock()
+	seen := map[string]bool{}
+	var lines []string
+	for _, r := range res {
+		files, err := x.filler.Files(ctx, r, byRes[r.UID])
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if !seen[f] {
+				seen[f] = true
+				lines = append(lines, f)
+			}
+		}
+	}
+	sort.Strings(lines)
+	var b []byte
+	for _, l := range lines {
+		b = append(append(b, l...), '\n')
+	}
+	return b, nil
+}
+
+// lazyColumn is a field whose rows are filled on demand: external data through the handler
+// registry (one datum per row) or a remote run's array read by row range. With a cache, rows
+// go into a sparse file of the .npy's exact bytes, data 4096-byte aligned, with a bitmap of the
+// rows filled; once every row is there the file is served like any other.
+type lazyColumn struct {
+	s      *Stream
+	field  string
+	rows   int
+	ids    []string // external: datum id by merged row
+	remote bool
+	descs  []descRange // remote: stored rows of each descriptor
+	order  []int32     // remote: merged row -> stored row; nil for identity
+
+	descMu    sync.Mutex
+	described bool // guarded by descMu; only a success is remembered
+	dt        encode.Dtype
+	rowShape  []int
+	rb        int
+
+	spMu   sync.Mutex
+	spDone bool          // guarded by spMu
+	sp     *cache.Sparse // guarded by spMu; nil without a cache
+	hdr    []byte
+
+	fillMu   sync.Mutex
+	inflight map[int]chan struct{} // rows being filled; guarded by fillMu
+}
+
+// lazyAlign is where the data of a lazily filled .npy starts: a page, so that reading frame k
+// through mmap touches frame k's pages and not the header's.
+const lazyAlign = 4096
+
+func (lc *lazyColumn) Dtype() encode.Dtype { return lc.dt }
+func (lc *lazyColumn) RowShape() []int     { return lc.rowShape }
+func (lc *lazyColumn) Rows() int           { return lc.rows }
+
+// describe sets the field's dtype and row shape from its first datum's file (its dataset
+// header) or from the remote array's metadata: descriptor shapes are often wrong, and st_size
+// must equal what a full read returns.
+func (lc *lazyColumn) describe(ctx context.Context) error {
+	lc.descMu.Lock()
+	defer lc.descMu.Unlock()
+	if lc.described {
+		return nil
+	}
+	var descr string
+	var shape []int
+	switch {
+	case lc.rows == 0:
+		descr, shape = "<f8", []int{}
+	case lc.remote:
+		ar, err := arrayReader(ctx, lc.s.run)
+		if err != nil {
+			return err
+		}
+		d, sh, ok, err := ar.ArrayField(ctx, lc.descs[0].uid, lc.field)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("field %s: not served as an array", lc.field)
+		}
+		descr, shape = d, sh
+	default:
+		id := lc.ids[0]
+		ref, err := lc.s.ext.datum(ctx, id)
+		if err != nil {
+			return err
+		}
+		descr, shape, err = lc.s.cfg.Filler.Describe(ctx, ref.res, ref.kwargs)
+		if err != nil {
+			return err
+		}
+	}
+	dt, err := encode.ParseDtype(littleEndian(descr))
+	if err != nil {
+		return fmt.Errorf("field %s: %w", lc.field, err)
+	}
+	if len(shape) > maxDims {
+		return fmt.Errorf("field %s: %d dimensions per event: numpy reads at most %d", lc.field, len(shape), maxDims)
+	}
+	rb, err := rowBytes(dt, shape)
+	if err != nil {
+		return fmt.Errorf("field %s: %w", lc.field, err)
+	}
+	lc.dt, lc.rowShape, lc.rb, lc.described = dt, append([]int{}, shape...), rb, true
+	return nil
+}
+
+// npy returns the field's .npy.
+func (lc *lazyColumn) npy(ctx context.Context) (File, error) {
+	if err := lc.describe(ctx); err != nil {
+		return nil, err
+	}
+	sp, err := lc.sparse()
+	if err != nil {
+		return nil, err
+	}
+	if sp == nil {
+		return npyFile(lc), nil
+	}
+	return &lazyFile{lc: lc, size: int64(len(lc.hdr)) + int64(lc.rows)*int64(lc.rb)}, nil
+}
+
+// sparse opens the column's sparse cache file once; nil without a cache. A failure to open it
+// serves the field without the cache.
+func (lc *lazyColumn) sparse() (*cache.Sparse, error) {
+	lc.spMu.Lock()
+	defer lc.spMu.Unlock()
+	if lc.spDone {
+		return lc.sp, nil
+	}
+	s := lc.s
+	st := s.cfg.Store
+	if st == nil || s.key == "" {
+		lc.spDone = true
+		return nil, nil
+	}
+	lc.hdr = encode.NPYHeaderAligned(lc.dt, append([]int{lc.rows}, lc.rowShape...), lazyAlign)
+	key := fmt.Sprintf("%s\x00lazy\x00%s\x00%s%v", s.key, lc.field, lc.dt.Descr, lc.rowShape)
+	sp, err := st.OpenSparse(key, lc.hdr, lc.rows, int64(lc.rb))
+	if err != nil {
+		if _, logged := s.cfg.warned.LoadOrStore(rootCause(err), true); !logged {
+			s.cfg.logger().Error("cannot keep external data in the cache; serving without it", "dir", st.Dir(), "err", err)
+		}
+	}
+	lc.sp, lc.spDone = sp, true
+	return sp, nil
+}
+
+// ReadRows implements encode.Array: through the sparse file when there is one, else straight
+// from the handlers into dst.
+func (lc *lazyColumn) ReadRows(ctx context.Context, from, to int, dst []byte) error {
+	sp, err := lc.sparse()
+	if err != nil {
+		return err
+	}
+	if sp == nil {
+		for r := from; r < to; r++ {
+			if err := lc.fill(ctx, r, dst[(r-from)*lc.rb:(r-from+1)*lc.rb]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := lc.ensure(ctx, sp, from, to); err != nil {
+		return err
+	}
+	_, err = sp.File().ReadAt(dst[:(to-from)*lc.rb], int64(len(lc.hdr))+int64(from)*int64(lc.rb))
+	return err
+}
+
+// fill reads row r from its source into dst.
+func (lc *lazyColumn) fill(ctx context.Context, r int, dst []byte) error {
+	lc.s.cfg.stats().FramesFilled.Add(1)
+	if lc.remote {
+		st := r
+		if lc.order != nil {
+			st = int(lc.order[r])
+		}
+		desc, row := locate(lc.descs, st)
+		ar, err := arrayReader(ctx, lc.s.run)
+		if err != nil {
+			return err
+		}
+		return ar.ReadArray(ctx, desc, lc.field, row, row+1, dst)
+	}
+	id := lc.ids[r]
+	ref, err := lc.s.ext.datum(ctx, id)
+	if err != nil {
+		return err
+	}
+	arr, err := lc.s.cfg.Filler.Read(ctx, ref.res, id, ref.kwargs)
+	if err != nil {
+		return err
+	}
+	if err := putValue(dst, lc.dt, lc.rowShape, arr); err != nil {
+		return fmt.Errorf("field %s row %d (datum %s): %w", lc.field, r, id, err)
+	}
+	return nil
+}
+
+// fillWorkers bounds the rows of one read filled at once.
+const fillWorkers = 4
+
+// ensure fills the rows of [from, to) that the sparse file lacks. Rows another reader is
+// filling are waited for, not filled twice.
+func (lc *lazyColumn) ensure(ctx context.Context, sp *cache.Sparse, from, to int) error {
+	var mine []int
+	var waits []chan struct{}
+	lc.fillMu.Lock()
+	for r := from; r < to; r++ {
+		if sp.Filled(r) {
+			continue
+		}
+		if ch, ok := lc.inflight[r]; ok {
+			waits = append(waits, ch)
+			continue
+		}
+		if lc.inflight == nil {
+			lc.inflight = map[int]chan struct{}{}
+		}
+		lc.inflight[r] = make(chan struct{})
+		mine = append(mine, r)
+	}
+	lc.fillMu.Unlock()
+
+	errs := make([]error, len(mine))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < min(fillWorkers, len(mine)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, lc.rb)
+			for i := range next {
+				r := mine[i]
+				err := lc.fill(ctx, r, buf)
+				if err == nil {
+					err = sp.Fill(r, buf)
+				}
+				errs[i] = err
+				lc.fillMu.Lock()
+				close(lc.inflight[r])
+				delete(lc.inflight, r)
+				lc.fillMu.Unlock()
+			}
+		}()
+	}
+	for i := range mine {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	// A row another reader failed to fill is still missing: fill it here.
+	for r := from; r < to; r++ {
+		if !sp.Filled(r) {
+			return lc.ensure(ctx, sp, r, to)
+		}
+	}
+	return nil
+}
+
+// lazyFile is the .npy of a lazy column with a sparse cache file.
+type lazyFile struct {
+	lc   *lazyColumn
+	size int64
+}
+
+func (f *lazyFile) Size() int64 { return f.size }
+
+func (f *lazyFile) Open(context.Context) (Handle, error) { return &lazyHandle{f: f}, nil }
+
+type lazyHandle struct{ f *lazyFile }
+
+// Backing offers the sparse file for passthrough once every row is in it.
+func (h *lazyHandle) Backing() *os.File {
+	if sp := h.f.lc.sp; sp != nil && sp.Complete() {
+		return sp.File()
+	}
+	return nil
+}
+
+func (h *lazyHandle) Close() error { return nil }
+
+func (h *lazyHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	lc, size := h.f.lc, h.f.size
+	if off >= size {
+		return 0, io.EOF
+	}
+	if rest := size - off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	hdr := int64(len(lc.hdr))
+	if end := off + int64(len(p)); end > hdr && lc.rb > 0 {
+		first := int((max(off, hdr) - hdr) / int64(lc.rb))
+		last := int((end - hdr - 1) / int64(lc.rb))
+		if err := lc.ensure(ctx, lc.sp, first, last+1); err != nil {
+			return 0, err
+		}
+	}
+	n, err := lc.sp.File().ReadAt(p, off)
+	if err == nil && off+int64(n) == size {
+		err = io.EOF
+	}
+	return n, err
+}

@@ -1,0 +1,111 @@
+package table
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+
+	"github.com/brokerfs/brokerfs/encode"
+)
+
+// File is the content of one file of the tree that the table layer makes: a column's .npy,
+// a .csv. Its size is known without reading data.
+type File interface {
+	Size() int64
+	// Open returns a reader for one open of the file.
+	Open(ctx context.Context) (Handle, error)
+}
+
+// Handle is one open of a File.
+type Handle interface {
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	// Backing returns an open file whose bytes are exactly this file's, for the kernel to
+	// read directly (FUSE passthrough) or for splice; nil when there is none.
+	Backing() *os.File
+	Close() error
+}
+
+// osFile serves a complete file of a cache entry.
+type osFile struct {
+	size int64
+	open func() (*os.File, error)
+}
+
+func (f *osFile) Size() int64 { return f.size }
+
+func (f *osFile) Open(context.Context) (Handle, error) {
+	file, err := f.open()
+	if err != nil {
+		return nil, err
+	}
+	return &osHandle{f: file, size: f.size}, nil
+}
+
+type osHandle struct {
+	f    *os.File
+	size int64
+}
+
+func (h *osHandle) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
+	if off >= h.size {
+		return 0, io.EOF
+	}
+	if rest := h.size - off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := h.f.ReadAt(p, off)
+	if err == nil && off+int64(n) == h.size {
+		err = io.EOF
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("read cache file %s: %w", h.f.Name(), err)
+	}
+	return n, err
+}
+
+func (h *osHandle) Backing() *os.File { return h.f }
+func (h *osHandle) Close() error      { return h.f.Close() }
+
+// readerFile serves an encoding computed on read (memory columns, columns re-read from the
+// catalog, CSV text without a cache).
+type readerFile struct {
+	size int64
+	r    interface {
+		ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	}
+}
+
+func (f *readerFile) Size() int64 { return f.size }
+
+func (f *readerFile) Open(context.Context) (Handle, error) { return readerHandle{f.r}, nil }
+
+type readerHandle struct {
+	r interface {
+		ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	}
+}
+
+func (h readerHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return h.r.ReadAt(ctx, p, off)
+}
+func (readerHandle) Backing() *os.File { return nil }
+func (readerHandle) Close() error      { return nil }
+
+// npyFile is the .npy encoding of an Array, computed on read.
+func npyFile(a encode.Array) File {
+	n := encode.NewNPY(a)
+	return &readerFile{size: n.Size(), r: n}
+}
+
+// Stats count what the table layer did, for metrics and tests.
+type Stats struct {
+	Scans        atomic.Int64 // stream scans (each a pass over the stream's events)
+	CacheHits    atomic.Int64 // streams served from a persisted entry
+	CacheStores  atomic.Int64 // streams stored into the cache
+	CacheFailed  atomic.Int64 // streams that could not be stored (served without the cache)
+	FramesFilled atomic.Int64 // rows of external or remote fields filled
+	CSVFormatted atomic.Int64 // CSV files formatted into the cache
+}
