@@ -90,7 +90,7 @@ type state struct {
 	cfg    Config
 	log    *slog.Logger
 	tables *table.Config
-	group singleflight.Group
+	group  singleflight.Group
 
 	mu       sync.Mutex
 	list     *listing             // guarded by mu
@@ -125,7 +125,7 @@ type runState struct {
 	version   string
 	checkedAt time.Time // guarded by state.mu
 	loadedAt  time.Time
-	usedAt       time.Time // guarded by state.mu
+	usedAt    time.Time // guarded by state.mu
 }
 
 func (r *runState) live() bool { return r.stop == nil }
