@@ -186,8 +186,8 @@ func TestBadStart(t *testing.T) {
 	}
 }
 
-// TestDuplicateUID: two files with one start uid list once (the first path wins), with one
-// warning naming the other file.
+// TestDuplicateUID: two files with one start uid list once (filestore's rule: the newer mtime,
+// then the smaller path), with one warning naming both files.
 func TestDuplicateUID(t *testing.T) {
 	dir := t.TempDir()
 	content := []byte(strings.Join([]string{badStart, badDesc, goodEv1, ""}, "\n"))

@@ -11,12 +11,14 @@ import (
 	"sync"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/catalog/filestore"
 )
 
-// checkpointRows is how many rows of a descriptor lie between two checkpoints. EventPages reads
-// from the checkpoint before its first row, so it decodes or skips at most this many rows too
-// many, and a million one-event lines cost a thousand checkpoints, not a million offsets.
-const checkpointRows = 1024
+// Checkpoints follow the rule both file formats share (filestore.NeedCheckpoint): EventPages
+// reads from the checkpoint before its first row, so it decodes or skips at most
+// checkpointRows rows or about filestore.CheckpointBytes bytes too many, and a million
+// one-event lines cost a thousand checkpoints, not a million offsets.
+const checkpointRows = filestore.CheckpointRows
 
 // checkpoint is a place to start reading one descriptor's events.
 type checkpoint struct {
@@ -161,7 +163,11 @@ func (x *index) add(line []byte, off, end int64) {
 			ev = &eventIndex{}
 			x.events[string(info.ref)] = ev
 		}
-		if n := len(ev.cps); n == 0 || ev.rows-ev.cps[n-1].row >= checkpointRows {
+		var last checkpoint
+		if n := len(ev.cps); n > 0 {
+			last = ev.cps[n-1]
+		}
+		if filestore.NeedCheckpoint(len(ev.cps) > 0, last.off, int64(last.row), off, int64(ev.rows), ev.end) {
 			ev.cps = append(ev.cps, checkpoint{off: off, row: ev.rows, line: x.lines})
 		}
 		ev.rows += info.rows

@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/brokerfs/brokerfs/catalog/filestore"
 )
 
 // TestIndexExtendAndRewrite: a file that grows is indexed from where the index stopped; a file
@@ -51,5 +54,39 @@ func TestIndexExtendAndRewrite(t *testing.T) {
 	}
 	if x.lines != 4001 || len(x.events) != 0 || len(x.descs) != 4000 || x.descs[0].doc.UID != "d2" {
 		t.Fatalf("after rewrite: lines %d events %d descs %d", x.lines, len(x.events), len(x.descs))
+	}
+}
+
+// TestCheckpointsByBytes: big event lines get a checkpoint every
+// filestore.CheckpointBytes of file, not only every checkpointRows rows, so a read from the
+// middle of a stream of 20 KiB events walks over a bounded stretch.
+func TestCheckpointsByBytes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.jsonl")
+	start := `["start", {"uid": "u", "time": 1}]` + "\n"
+	var b strings.Builder
+	b.WriteString(start)
+	b.WriteString(`["descriptor", {"uid": "d", "run_start": "u", "time": 1, "data_keys": {"s": {"dtype": "string", "shape": [], "source": "x"}}}]` + "\n")
+	big := strings.Repeat("x", 20<<10)
+	const rows = 300
+	for i := range rows {
+		b.WriteString(`["event", {"descriptor": "d", "time": 1, "seq_num": ` + strconv.Itoa(i+1) + `, "data": {"s": "` + big + `"}, "timestamps": {"s": 1}}]` + "\n")
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	x := newIndex(path, slog.New(slog.NewTextHandler(io.Discard, nil)), int64(len(start)))
+	if err := x.ensure(int64(b.Len())); err != nil {
+		t.Fatal(err)
+	}
+	lineLen := int64(len(big)) + 100 // about
+	perCheckpoint := int(filestore.CheckpointBytes/lineLen) + 1
+	for _, row := range []int{0, 150, 299} {
+		cp, _, ok := x.seek("d", row, int64(b.Len()))
+		if !ok || cp.row > row || row-cp.row > perCheckpoint {
+			t.Errorf("seek(%d) = checkpoint at row %d: more than %d rows (%d KiB) before it", row, cp.row, perCheckpoint, filestore.CheckpointBytes>>10)
+		}
+	}
+	if n := len(x.events["d"].cps); n < rows/perCheckpoint {
+		t.Errorf("%d checkpoints for %d rows of 20 KiB", n, rows)
 	}
 }

@@ -16,49 +16,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"runtime"
-	"sort"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/catalog/filestore"
 )
 
 // Options configure a Catalog.
 type Options struct {
 	// Logger receives warnings about files and lines that are skipped; nil means slog.Default().
 	Logger *slog.Logger
+	// Index is the listing index file (see filestore.Options); "" means none.
+	Index string
 }
 
-// Catalog is a suitcase-jsonl store. It is safe for concurrent use.
-type Catalog struct {
-	patterns []string
-	log      *slog.Logger
-
-	scanMu sync.Mutex // serializes Runs, so that a changed file is read (and logged) once
-
-	mu    sync.Mutex
-	files map[string]*runFile // path -> file; guarded by mu
-	uids  map[string]*runFile // start uid -> file; guarded by mu
-}
-
-var _ catalog.Catalog = (*Catalog)(nil)
-
-// runFile is one version of a run file, as a listing saw it. It is immutable: a changed file
-// gets a new runFile, which keeps the index when the file only grew.
-type runFile struct {
-	path  string
-	size  int64
-	mtime time.Time
-	start *catalog.Start // nil when err is set
-	err   error
-	ix    *index
-}
+// Catalog is a suitcase-jsonl store (package filestore lists its files).
+type Catalog = filestore.Catalog
 
 // Open returns a catalog of the run files that patterns name. Each pattern is a directory (its
 // *.jsonl files), a glob or a file; they are expanded again on each call to Runs, so files that
@@ -67,223 +44,137 @@ func Open(patterns []string, opts Options) (*Catalog, error) {
 	if len(patterns) == 0 {
 		return nil, errors.New("open jsonl catalog: no paths")
 	}
-	for _, p := range patterns {
-		if _, err := filepath.Match(p, ""); err != nil {
-			return nil, fmt.Errorf("open jsonl catalog: pattern %q: %w", p, err)
-		}
+	c, err := filestore.Open(patterns, []*filestore.Format{NewFormat(opts.Logger)}, filestore.Options{Logger: opts.Logger, Index: opts.Index})
+	if err != nil {
+		return nil, fmt.Errorf("open jsonl catalog: %w", err)
 	}
-	log := opts.Logger
+	return c, nil
+}
+
+// cachedIndexes is how many run indexes a Format keeps, for the runs opened last.
+const cachedIndexes = 256
+
+// NewFormat returns the JSONL file format for a filestore.Catalog. It keeps the indexes of the
+// runs opened last, extended as their files grow; use one per catalog.
+func NewFormat(log *slog.Logger) *filestore.Format {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Catalog{
-		patterns: append([]string(nil), patterns...),
-		log:      log,
-		files:    make(map[string]*runFile),
-		uids:     make(map[string]*runFile),
-	}, nil
-}
-
-// Close implements catalog.Catalog. The catalog holds no open files between calls.
-func (c *Catalog) Close() error { return nil }
-
-// expand lists the files the patterns name, sorted and without duplicates.
-func (c *Catalog) expand() ([]string, error) {
-	seen := make(map[string]bool)
-	var out []string
-	for _, p := range c.patterns {
-		var matches []string
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			// Not filepath.Glob: the directory's name may hold glob metacharacters.
-			entries, err := os.ReadDir(p)
-			if err != nil {
-				return nil, fmt.Errorf("list %s: %w", p, err)
-			}
-			for _, e := range entries {
-				if strings.HasSuffix(e.Name(), ".jsonl") && !e.IsDir() {
-					matches = append(matches, filepath.Join(p, e.Name()))
-				}
-			}
-		} else if strings.ContainsAny(p, `*?[\`) {
-			matches, _ = filepath.Glob(p) // the pattern was checked by Open
-		} else {
-			matches = []string{p}
-		}
-		for _, m := range matches {
-			m = filepath.Clean(m)
-			if !seen[m] {
-				seen[m] = true
-				out = append(out, m)
-			}
-		}
+	ic := &indexCache{log: log, entries: map[string]*cached{}}
+	return &filestore.Format{
+		Name:      "jsonl",
+		Ext:       ".jsonl",
+		ReadHead:  readHead,
+		ParseHead: parseHead,
+		Open:      ic.open,
 	}
-	sort.Strings(out)
-	return out, nil
 }
 
-// Runs implements catalog.Catalog. It expands the patterns, stats every file and reads the
-// first line of the new and changed ones in a bounded pool of workers.
-func (c *Catalog) Runs(ctx context.Context) ([]*catalog.Start, error) {
-	c.scanMu.Lock()
-	defer c.scanMu.Unlock()
-	paths, err := c.expand()
+// indexCache keeps the indexes of the run files opened last, by path.
+type indexCache struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	entries map[string]*cached // guarded by mu
+	tick    uint64             // guarded by mu
+}
+
+// cached is a file's index and the start line it was built under.
+type cached struct {
+	head  []byte
+	ix    *index
+	used  uint64
+	size  int64 // the file when last opened
+	mtime time.Time
+}
+
+// readHead reads a file's first line for the listing. A file without a complete first line
+// yet is being created by a writer: filestore.ErrIncomplete.
+func readHead(fh *os.File, size int64) (*catalog.Start, []byte, error) {
+	line, err := readFirstLine(fh, size)
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, nil, filestore.ErrIncomplete
+	case errors.Is(err, errLongLine):
+		return nil, nil, fmt.Errorf("%s: first line: %w", fh.Name(), err)
+	case err != nil:
+		return nil, nil, err
+	}
+	line = bytes.Clone(line)
+	s, err := parseStartLine(fh.Name(), line)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	prev := make([]*runFile, len(paths)) // copied: Run's refresh updates c.files meanwhile
-	c.mu.Lock()
-	for i, p := range paths {
-		prev[i] = c.files[p]
-	}
-	c.mu.Unlock()
-
-	found := make([]*runFile, len(paths))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	// Stat and open are I/O bound (and slow on network file systems): more workers than cores.
-	for range min(len(paths), max(4, 4*runtime.GOMAXPROCS(0)), 32) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(paths) || ctx.Err() != nil {
-					return
-				}
-				found[i] = c.stat(paths[i], prev[i])
-			}
-		}()
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-
-	files := make(map[string]*runFile, len(found))
-	uids := make(map[string]*runFile, len(found))
-	starts := make([]*catalog.Start, 0, len(found))
-	for i, f := range found { // in path order, so the first file of a duplicated uid wins
-		if f == nil {
-			continue
-		}
-		files[f.path] = f
-		if f.start == nil {
-			continue
-		}
-		if other := uids[f.start.UID]; other != nil {
-			if prev[i] != f { // warn once, when the file is new or changed
-				c.log.Warn("skipping run file: start uid already in another file", "file", f.path, "uid", f.start.UID, "other", other.path)
-			}
-			continue
-		}
-		uids[f.start.UID] = f
-		starts = append(starts, f.start)
-	}
-	c.mu.Lock()
-	c.files, c.uids = files, uids
-	c.mu.Unlock()
-	return starts, nil
+	return s, line, nil
 }
 
-// stat returns the runFile for path, reusing prev while the file's size and mtime are unchanged;
-// nil when path is not a regular file.
-func (c *Catalog) stat(path string, prev *runFile) *runFile {
-	fi, err := os.Stat(path)
-	if err != nil || !fi.Mode().IsRegular() {
-		return nil
-	}
-	if prev != nil && prev.size == fi.Size() && prev.mtime.Equal(fi.ModTime()) {
-		return prev
-	}
-	f := c.load(path, fi, prev)
-	if f.err != nil && !errors.Is(f.err, io.EOF) {
-		c.log.Warn("skipping run file", "file", path, "err", f.err)
-	}
-	return f
-}
+// parseHead parses a first line that readHead returned.
+func parseHead(line []byte) (*catalog.Start, error) { return parseStartLine("listing index", line) }
 
-// load reads the start document of a new or changed file. A file without a complete first line
-// yet (io.EOF) is skipped silently: a writer is creating it.
-func (c *Catalog) load(path string, fi os.FileInfo, prev *runFile) *runFile {
-	f := &runFile{path: path, size: fi.Size(), mtime: fi.ModTime()}
-	fh, err := os.Open(path)
-	if err != nil {
-		f.err = err
-		return f
-	}
-	defer fh.Close()
-	line, err := readFirstLine(fh, fi.Size())
-	if errors.Is(err, errLongLine) {
-		err = fmt.Errorf("first line: %w", err)
-	}
-	if err != nil {
-		f.err = err
-		return f
-	}
+func parseStartLine(source string, line []byte) (*catalog.Start, error) {
 	var d decoder
 	kind, doc, raw, err := d.decodeLine(line)
 	switch {
 	case err != nil:
-		f.err = &catalog.DocError{Source: path + ":1", Name: kind.String(), Err: err}
+		return nil, &catalog.DocError{Source: source + ":1", Name: kind.String(), Err: err}
 	case kind != kindStart:
-		f.err = fmt.Errorf("%s:1: first document is a %s, not a start", path, kind)
-	default:
-		if prev != nil && prev.start != nil && bytes.Equal(prev.start.Raw, raw) && fi.Size() >= prev.size {
-			f.start, f.ix = prev.start, prev.ix // the file grew: keep the index, extend it later
-			return f
-		}
-		f.start, err = catalog.ParseStart(doc, bytes.Clone(raw))
-		if err != nil {
-			f.err = &catalog.DocError{Source: path + ":1", Name: "start", Err: err}
-			return f
-		}
-		f.ix = newIndex(path, c.log, int64(len(line))+1)
+		return nil, fmt.Errorf("%s:1: first document is a %s, not a start", source, kind)
 	}
-	return f
+	s, err := catalog.ParseStart(doc, bytes.Clone(raw))
+	if err != nil {
+		return nil, &catalog.DocError{Source: source + ":1", Name: "start", Err: err}
+	}
+	return s, nil
 }
 
-// Run implements catalog.Catalog. The run is a snapshot of the file at its current size.
-func (c *Catalog) Run(ctx context.Context, uid string) (catalog.Run, error) {
-	c.mu.Lock()
-	f := c.uids[uid]
-	c.mu.Unlock()
-	if f == nil { // not listed yet: list again
-		if _, err := c.Runs(ctx); err != nil {
-			return nil, err
+// open opens the run of a listed file as a snapshot of the file at its current size. When
+// the file no longer begins with the listed start, the error wraps fs.ErrNotExist, so that
+// the catalog lists again.
+func (c *indexCache) open(ctx context.Context, f *filestore.File) (catalog.Run, error) {
+	fh, err := os.Open(f.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := fi.Size()
+	if size != f.Size || !fi.ModTime().Equal(f.ModTime) {
+		line, err := readFirstLine(fh, size)
+		if err != nil || !bytes.Equal(line, f.Head) {
+			return nil, fmt.Errorf("%s changed since it was listed: %w", f.Path, fs.ErrNotExist)
 		}
-		c.mu.Lock()
-		f = c.uids[uid]
-		c.mu.Unlock()
 	}
-	if f != nil {
-		f = c.refresh(f)
-	}
-	if f == nil || f.start == nil || f.start.UID != uid {
-		return nil, fmt.Errorf("run %s: %w", uid, catalog.ErrNotFound)
-	}
-	return &run{path: f.path, start: f.start, ix: f.ix, size: f.size}, nil
+	ino, dev := filestore.StatIDs(fi)
+	version := filestore.VersionKey(f.Path, size, fi.ModTime(), ino, dev)
+	return &run{path: f.Path, start: f.Start, ix: c.index(f, size, fi.ModTime()), size: size, version: version}, nil
 }
 
-// refresh returns the current version of a listed file, or nil when it is gone.
-func (c *Catalog) refresh(f *runFile) *runFile {
-	g := c.stat(f.path, f)
-	if g == f {
-		return f
-	}
+// index returns the index of f's file, now of the given size and mtime. It is kept while the
+// file begins with the same start line and only grew (the index notices by itself when the
+// bytes before its end were rewritten); a file rewritten to the same or a smaller size gets a
+// new one.
+func (c *indexCache) index(f *filestore.File, size int64, mtime time.Time) *index {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.files[f.path] == f {
-		if g == nil {
-			delete(c.files, f.path)
-		} else {
-			c.files[f.path] = g
-		}
-		if c.uids[f.start.UID] == f {
-			delete(c.uids, f.start.UID)
-			if g != nil && g.start != nil {
-				c.uids[g.start.UID] = g
+	c.tick++
+	e := c.entries[f.Path]
+	if e == nil || !bytes.Equal(e.head, f.Head) || size < e.size || (size == e.size && !mtime.Equal(e.mtime)) {
+		e = &cached{head: f.Head, ix: newIndex(f.Path, c.log, int64(len(f.Head))+1)}
+		c.entries[f.Path] = e
+		if len(c.entries) > cachedIndexes {
+			var victim string
+			oldest := c.tick
+			for p, v := range c.entries {
+				if v.used < oldest {
+					victim, oldest = p, v.used
+				}
 			}
+			delete(c.entries, victim) // runs handed out keep their index
 		}
 	}
-	return g
+	e.used, e.size, e.mtime = c.tick, size, mtime
+	return e.ix
 }

@@ -19,13 +19,21 @@ type run struct {
 	start *catalog.Start
 	ix    *index
 	size  int64
+	// version is the file's filestore.VersionKey at the snapshot.
+	version string
 
 	mu       sync.Mutex
 	stopDone bool          // guarded by mu
 	stopDoc  *catalog.Stop // guarded by mu
 }
 
-var _ catalog.Run = (*run)(nil)
+var (
+	_ catalog.Run       = (*run)(nil)
+	_ catalog.Versioner = (*run)(nil)
+)
+
+// Version implements catalog.Versioner: the file as it was when the run was opened.
+func (r *run) Version(context.Context) (string, error) { return r.version, nil }
 
 // Start implements catalog.Run.
 func (r *run) Start() *catalog.Start { return r.start }

@@ -16,19 +16,13 @@ import (
 	"time"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/catalog/filestore"
 )
 
-// A stream gets a checkpoint every checkpointRows rows or checkpointBytes bytes of file,
-// whichever comes first, so that a read from any row walks over a bounded stretch: small rows
-// (a million scalar events) are bounded by the count, large ones (32 KiB spectra) by the bytes.
-// And at any document that follows its previous one by more than checkpointGap bytes of other
-// documents, so that a sparse stream (a baseline in a long run) does not cost a walk over
-// everything between its documents.
+// Streams get checkpoints by the rule both file formats share (filestore.NeedCheckpoint).
 const (
-	checkpointRows  = 1024
-	checkpointBytes = 256 << 10
-	checkpointGap   = 64 << 10
-	maxDocLogs      = 10 // per pass: a file of a million bad events must not flood the log
+	checkpointRows = filestore.CheckpointRows
+	maxDocLogs     = 10 // per pass: a file of a million bad events must not flood the log
 )
 
 // checkpoint is where a stream's document starts and its first row there.
@@ -45,8 +39,11 @@ type stream struct {
 }
 
 func (s *stream) add(off, end int64, rows int) {
-	if n := len(s.cps); n == 0 || s.rows-s.cps[n-1].row >= checkpointRows ||
-		off-s.cps[n-1].off >= checkpointBytes || off-s.end > checkpointGap {
+	var last checkpoint
+	if n := len(s.cps); n > 0 {
+		last = s.cps[n-1]
+	}
+	if filestore.NeedCheckpoint(len(s.cps) > 0, last.off, last.row, off, s.rows, s.end) {
 		s.cps = append(s.cps, checkpoint{off: off, row: s.rows})
 	}
 	s.rows += int64(rows)
@@ -66,8 +63,10 @@ func (s *stream) find(row int64) int {
 
 // index is an immutable snapshot of what one pass (or several, for a growing file) learned.
 type index struct {
-	size  int64 // file size and mtime when indexed
+	size  int64 // file size, mtime, inode and device when indexed
 	mtime time.Time
+	ino   uint64
+	dev   uint64
 	end   int64 // end of the last complete document: a growing file is read on from here
 	head  []byte
 	tail  []byte // the bytes just before end: they must not change for the file to have grown

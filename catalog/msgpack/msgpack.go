@@ -2,8 +2,9 @@
 // per run, a concatenation of msgpack [name, document] pairs, the start document first.
 //
 // You are in a catalog backend: package catalog defines what a Catalog and a Run must do; this
-// package serves them from files. Runs reads only the first document of each file, cached by
-// size and mtime. Run indexes a file in one pass on first use (index.go). EventPages decodes
+// package describes the file format to package filestore, which lists the files (reading only
+// the first document of each) and hands runs back here. Run indexes a file in one pass on first
+// use (index.go). EventPages decodes
 // event pages straight from the bytes into a reused page (events.go, pagemaps.go, columns.go,
 // cells.go), with a fast path for runs of same-shaped single-row pages (layout.go), reading
 // through a bounded window with pread (window.go), never the whole file. wire.go and value.go
@@ -13,65 +14,72 @@
 package msgpack
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/catalog/filestore"
 )
 
 // Options configure a Catalog.
 type Options struct {
 	// Logger receives one line per unreadable file or bad document; nil means slog.Default().
 	Logger *slog.Logger
+	// Index is the listing index file (see filestore.Options); "" means none.
+	Index string
 }
 
-// Tuning. Start documents are read by a few goroutines at once so that a cold listing of
-// thousands of files overlaps its reads; indexes are kept for the runs used last.
-const (
-	startWorkers  = 8
-	cachedIndexes = 64
-)
+// cachedIndexes is how many run indexes a Format keeps, for the runs used last.
+const cachedIndexes = 64
 
-// Catalog is a catalog of msgpack run files. It is safe for concurrent use.
-type Catalog struct {
-	patterns []string
-	log      *slog.Logger
+// Catalog is a catalog of msgpack run files (package filestore lists them).
+type Catalog = filestore.Catalog
 
-	refreshMu sync.Mutex             // serializes refreshes
-	files     map[string]*entry      // by path; guarded by refreshMu
-	dirs      map[string]*dirListing // directory listings; guarded by refreshMu
-	gen       uint64                 // refresh generation; guarded by refreshMu
-	dupLogged map[string]string      // loser path -> winner path already logged; guarded by refreshMu
-
-	mu     sync.RWMutex
-	byUID  map[string]*entry // guarded by mu
-	starts []*catalog.Start  // guarded by mu
-
-	cacheMu sync.Mutex
-	cached  map[*entry]uint64 // entries holding an index -> last use; guarded by cacheMu
-	tick    uint64            // guarded by cacheMu
+// Open returns a catalog of the run files matched by patterns: each a directory (its
+// *.msgpack files), a glob, or a file path. Patterns are matched afresh by every Runs call.
+func Open(patterns []string, opts Options) (*Catalog, error) {
+	c, err := filestore.Open(patterns, []*filestore.Format{NewFormat(opts.Logger)}, filestore.Options{Logger: opts.Logger, Index: opts.Index})
+	if err != nil {
+		return nil, fmt.Errorf("open msgpack catalog: %w", err)
+	}
+	return c, nil
 }
 
-var _ catalog.Catalog = (*Catalog)(nil)
+// NewFormat returns the msgpack file format for a filestore.Catalog. It keeps the indexes of
+// the runs opened last; use one per catalog.
+func NewFormat(log *slog.Logger) *filestore.Format {
+	if log == nil {
+		log = slog.Default()
+	}
+	ic := &indexCache{log: log, entries: map[string]*entry{}}
+	return &filestore.Format{
+		Name:      "msgpack",
+		Ext:       ".msgpack",
+		ReadHead:  readHead,
+		ParseHead: parseHead,
+		Open:      ic.open,
+	}
+}
 
-// entry is one run file. Its stat and start fields are written only by a refresh.
+// indexCache holds the indexes of the run files opened last, by path.
+type indexCache struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	entries map[string]*entry // guarded by mu
+	tick    uint64            // guarded by mu
+}
+
+// entry is one run file's index, as last built.
 type entry struct {
-	path   string
-	size   int64
-	mtime  time.Time
-	seen   uint64         // the refresh generation that last found the file
-	start  *catalog.Start // nil when the start cannot be read
-	errMsg string         // the last start error logged, so that it is logged once
+	path string
+	used uint64 // last use; guarded by indexCache.mu
 
 	mu     sync.Mutex
 	idx    *index  // guarded by mu
@@ -85,76 +93,32 @@ type flight struct {
 	err  error
 }
 
-// Open returns a catalog of the run files matched by patterns: each a directory (its
-// *.msgpack files), a glob, or a file path. Patterns are matched afresh by every Runs call.
-func Open(patterns []string, opts Options) (*Catalog, error) {
-	for _, p := range patterns {
-		if _, err := filepath.Match(p, ""); err != nil {
-			return nil, fmt.Errorf("open msgpack catalog: pattern %q: %w", p, err)
-		}
+// open opens the run of a listed file, as the file is now.
+func (c *indexCache) open(ctx context.Context, f *filestore.File) (catalog.Run, error) {
+	c.mu.Lock()
+	e := c.entries[f.Path]
+	if e == nil {
+		e = &entry{path: f.Path}
+		c.entries[f.Path] = e
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Catalog{
-		patterns:  slices.Clone(patterns),
-		log:       log,
-		files:     map[string]*entry{},
-		dirs:      map[string]*dirListing{},
-		dupLogged: map[string]string{},
-		byUID:     map[string]*entry{},
-		cached:    map[*entry]uint64{},
-	}, nil
-}
-
-// Runs implements catalog.Catalog.
-func (c *Catalog) Runs(ctx context.Context) ([]*catalog.Start, error) {
-	if err := c.refresh(ctx); err != nil {
+	c.mu.Unlock()
+	ix, err := c.index(ctx, e)
+	if err != nil {
 		return nil, err
 	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return slices.Clone(c.starts), nil
+	return newRun(e.path, ix), nil
 }
-
-// Run implements catalog.Catalog. The run is a snapshot of the file as it is now.
-func (c *Catalog) Run(ctx context.Context, uid string) (catalog.Run, error) {
-	for attempt := 0; attempt < 2; attempt++ {
-		c.mu.RLock()
-		e := c.byUID[uid]
-		c.mu.RUnlock()
-		if e != nil {
-			ix, err := c.index(ctx, e)
-			switch {
-			case err == nil && ix.start.UID == uid:
-				return newRun(e.path, ix), nil
-			case err != nil && !errors.Is(err, fs.ErrNotExist):
-				return nil, fmt.Errorf("run %s: %w", uid, err)
-			}
-			// The file is gone or now holds another run: look again.
-		}
-		if attempt == 0 {
-			if err := c.refresh(ctx); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return nil, fmt.Errorf("run %s: %w", uid, catalog.ErrNotFound)
-}
-
-// Close implements catalog.Catalog. A msgpack catalog holds no open files.
-func (c *Catalog) Close() error { return nil }
 
 // index returns the index of e for the file as it is now, building or extending it when the
 // file changed. Builds are shared by concurrent callers and detached from their cancellation.
-func (c *Catalog) index(ctx context.Context, e *entry) (*index, error) {
+func (c *indexCache) index(ctx context.Context, e *entry) (*index, error) {
 	fi, err := os.Stat(e.path)
 	if err != nil {
 		return nil, err
 	}
+	ino, dev := filestore.StatIDs(fi)
 	e.mu.Lock()
-	if ix := e.idx; ix != nil && ix.size == fi.Size() && ix.mtime.Equal(fi.ModTime()) {
+	if ix := e.idx; ix != nil && ix.size == fi.Size() && ix.mtime.Equal(fi.ModTime()) && ix.ino == ino && ix.dev == dev {
 		e.mu.Unlock()
 		c.touch(e)
 		return ix, nil
@@ -175,7 +139,7 @@ func (c *Catalog) index(ctx context.Context, e *entry) (*index, error) {
 }
 
 // build indexes e's file (extending prev when the file only grew) and publishes the result.
-func (c *Catalog) build(e *entry, prev *index, f *flight) {
+func (c *indexCache) build(e *entry, prev *index, f *flight) {
 	ix, err := func() (*index, error) {
 		file, err := os.Open(e.path)
 		if err != nil {
@@ -186,7 +150,11 @@ func (c *Catalog) build(e *entry, prev *index, f *flight) {
 		if err != nil {
 			return nil, err
 		}
-		return buildIndex(e.path, file, fi.Size(), fi.ModTime(), prev, c.log)
+		ix, err := buildIndex(e.path, file, fi.Size(), fi.ModTime(), prev, c.log)
+		if err == nil {
+			ix.ino, ix.dev = filestore.StatIDs(fi)
+		}
+		return ix, err
 	}()
 	e.mu.Lock()
 	e.flight = nil
@@ -202,165 +170,77 @@ func (c *Catalog) build(e *entry, prev *index, f *flight) {
 }
 
 // touch records a use of e's index and drops the least recently used index beyond the limit.
-func (c *Catalog) touch(e *entry) {
-	c.cacheMu.Lock()
+func (c *indexCache) touch(e *entry) {
+	c.mu.Lock()
 	c.tick++
-	c.cached[e] = c.tick
+	e.used = c.tick
 	var victim *entry
-	if len(c.cached) > cachedIndexes {
+	if len(c.entries) > cachedIndexes {
 		oldest := c.tick
-		for v, t := range c.cached {
-			if t < oldest {
-				victim, oldest = v, t
+		for _, v := range c.entries {
+			if v.used < oldest {
+				victim, oldest = v, v.used
 			}
 		}
-		delete(c.cached, victim)
 	}
-	c.cacheMu.Unlock()
 	if victim != nil {
 		victim.mu.Lock()
-		victim.idx = nil // runs already handed out keep their snapshot
+		if victim.flight == nil { // a build under way publishes into its entry: keep it
+			delete(c.entries, victim.path)
+			victim.idx = nil // runs already handed out keep their snapshot
+		}
 		victim.mu.Unlock()
 	}
-}
-
-// refresh matches the patterns, stats every file and reads the start of the new and changed
-// ones.
-func (c *Catalog) refresh(ctx context.Context) error {
-	c.refreshMu.Lock()
-	defer c.refreshMu.Unlock()
-	files, err := find(c.patterns, c.dirs)
-	if err != nil {
-		return err
-	}
-	c.gen++
-	changed, seen := false, 0
-	var todo []*entry
-	for _, f := range files {
-		if f.fi == nil || !f.fi.Mode().IsRegular() {
-			continue
-		}
-		e := c.files[f.path]
-		if e == nil {
-			e = &entry{path: f.path}
-			c.files[f.path] = e
-		} else if e.seen == c.gen {
-			continue // matched by two patterns
-		}
-		e.seen, seen = c.gen, seen+1
-		if e.size != f.fi.Size() || !e.mtime.Equal(f.fi.ModTime()) || e.mtime.IsZero() {
-			e.size, e.mtime = f.fi.Size(), f.fi.ModTime()
-			todo = append(todo, e)
-		}
-	}
-	if seen != len(c.files) { // some files went away
-		for path, e := range c.files {
-			if e.seen != c.gen {
-				delete(c.files, path)
-				delete(c.dupLogged, path)
-				changed = true
-			}
-		}
-	}
-	if len(todo) > 0 {
-		if err := c.readStarts(ctx, todo); err != nil {
-			return err
-		}
-		changed = true
-	}
-	if changed {
-		c.publish()
-	}
-	return nil
-}
-
-// readStarts reads the start documents of entries with a bounded pool of workers, logging
-// each file that cannot be read once (until its error changes).
-func (c *Catalog) readStarts(ctx context.Context, todo []*entry) error {
-	work := make(chan *entry)
-	var wg sync.WaitGroup
-	for range min(startWorkers, len(todo)) {
-		wg.Go(func() {
-			var buf []byte
-			for e := range work {
-				var err error
-				e.start, buf, err = readStart(e.path, e.size, buf)
-				switch {
-				case err == nil:
-					e.errMsg = ""
-				case err.Error() != e.errMsg:
-					e.errMsg = err.Error()
-					c.log.Warn("msgpack: skipping file", "file", e.path, "err", err)
-				}
-			}
-		})
-	}
-	var err error
-	for _, e := range todo {
-		if err = ctx.Err(); err != nil {
-			e.mtime = time.Time{} // not read: read it next time
-			continue
-		}
-		work <- e
-	}
-	close(work)
-	wg.Wait()
-	return err
-}
-
-// publish rebuilds the uid map from the files. Two files with one start uid: the newer wins.
-func (c *Catalog) publish() {
-	byUID := make(map[string]*entry, len(c.files))
-	for _, e := range c.files {
-		if e.start == nil {
-			continue
-		}
-		old := byUID[e.start.UID]
-		if old != nil {
-			winner, loser := e, old
-			if old.mtime.After(e.mtime) || (old.mtime.Equal(e.mtime) && old.path > e.path) {
-				winner, loser = old, e
-			}
-			if c.dupLogged[loser.path] != winner.path {
-				c.dupLogged[loser.path] = winner.path
-				c.log.Warn("msgpack: two files hold one run, using the newer", "uid", e.start.UID, "file", winner.path, "ignored", loser.path)
-			}
-			e = winner
-		}
-		byUID[e.start.UID] = e
-	}
-	starts := make([]*catalog.Start, 0, len(byUID))
-	for _, e := range byUID {
-		starts = append(starts, e.start)
-	}
-	slices.SortFunc(starts, func(a, b *catalog.Start) int { return strings.Compare(a.UID, b.UID) })
-	c.mu.Lock()
-	c.byUID, c.starts = byUID, starts
 	c.mu.Unlock()
 }
 
-// readStart reads the start document of a file of the given size, reusing buf.
-func readStart(path string, size int64, buf []byte) (*catalog.Start, []byte, error) {
+// headPool holds buffers for reading start documents.
+var headPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// readHead reads the start document of a file for the listing: the start and its msgpack
+// bytes.
+func readHead(f *os.File, size int64) (*catalog.Start, []byte, error) {
 	if size == 0 {
-		return nil, buf, errors.New("empty file")
+		return nil, nil, errors.New("empty file")
 	}
-	f, err := os.Open(path)
+	bp := headPool.Get().(*[]byte)
+	defer headPool.Put(bp)
+	s, doc, buf, err := readStartDoc(f, size, *bp)
+	*bp = buf
 	if err != nil {
-		return nil, buf, err
+		return nil, nil, err
 	}
-	defer f.Close()
-	return readStartAt(f, size, buf)
+	return s, bytes.Clone(doc), nil
+}
+
+// parseHead parses the msgpack bytes of a start document that readHead returned.
+func parseHead(doc []byte) (*catalog.Start, error) {
+	x := &indexer{ix: &index{}}
+	if err := x.small(doc, "start", 0); err != nil {
+		return nil, fmt.Errorf("bad start document: %w", err)
+	}
+	if x.ix.start == nil {
+		return nil, errors.New("no start document")
+	}
+	return x.ix.start, nil
 }
 
 // readStartAt reads the start document at the beginning of r.
 func readStartAt(r io.ReaderAt, size int64, buf []byte) (*catalog.Start, []byte, error) {
+	s, _, buf, err := readStartDoc(r, size, buf)
+	return s, buf, err
+}
+
+// readStartDoc reads the start document at the beginning of r: the start, its bytes (in buf)
+// and buf, grown if need be.
+func readStartDoc(r io.ReaderAt, size int64, buf []byte) (*catalog.Start, []byte, []byte, error) {
 	if cap(buf) < startWindow {
 		buf = make([]byte, startWindow)
 	}
 	w := &window{r: r, limit: size, buf: buf[:cap(buf)], read: cap(buf)}
 	b, err := w.at(0)
 	if err != nil {
-		return nil, buf, err
+		return nil, nil, buf, err
 	}
 	n, err := startLen(b)
 	for errors.Is(err, errShort) {
@@ -372,15 +252,15 @@ func readStartAt(r io.ReaderAt, size int64, buf []byte) (*catalog.Start, []byte,
 		if errors.Is(err, errTruncated) {
 			err = errors.New("incomplete start document")
 		}
-		return nil, w.buf, err
+		return nil, nil, w.buf, err
 	}
 	_, p, _ := arrayLen(b, 0)
 	_, p, _ = str(b, p)
 	x := &indexer{ix: &index{}}
 	if err := x.small(b[p:n], "start", 0); err != nil {
-		return nil, w.buf, fmt.Errorf("bad start document: %w", err)
+		return nil, nil, w.buf, fmt.Errorf("bad start document: %w", err)
 	}
-	return x.ix.start, w.buf, nil
+	return x.ix.start, b[p:n], w.buf, nil
 }
 
 // startLen checks that b begins with a [\"start\", doc] pair and returns its length.

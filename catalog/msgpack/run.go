@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/catalog/filestore"
 )
 
 // run is a snapshot of one run file: its index as of the call to Catalog.Run. Reads open the
@@ -28,7 +29,15 @@ type readerAt interface {
 	io.Closer
 }
 
-var _ catalog.Run = (*run)(nil)
+var (
+	_ catalog.Run       = (*run)(nil)
+	_ catalog.Versioner = (*run)(nil)
+)
+
+// Version implements catalog.Versioner: the file as it was when indexed.
+func (r *run) Version(context.Context) (string, error) {
+	return filestore.VersionKey(r.path, r.ix.size, r.ix.mtime, r.ix.ino, r.ix.dev), nil
+}
 
 func newRun(path string, ix *index) *run {
 	return &run{path: path, ix: ix, open: func() (readerAt, error) { return openAtLeast(path, ix.end) }}

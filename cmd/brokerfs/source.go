@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/catalog/filestore"
 	"github.com/brokerfs/brokerfs/catalog/jsonl"
 	"github.com/brokerfs/brokerfs/catalog/mongo"
 	"github.com/brokerfs/brokerfs/catalog/msgpack"
@@ -56,7 +57,7 @@ func openSource(ctx context.Context, arg string, cf *catalogFlags, log *slog.Log
 		}
 		return openConfigured(ctx, s, cf, log)
 	}
-	var mp, jl []string
+	var patterns []string
 	src := &source{fsName: "brokerfs:" + arg}
 	for _, p := range strings.Split(arg, ",") {
 		if p == "" {
@@ -66,50 +67,39 @@ func openSource(ctx context.Context, arg string, cf *catalogFlags, log *slog.Log
 		switch {
 		case err == nil && fi.IsDir():
 			src.dirs = append(src.dirs, p)
-			mp = append(mp, filepath.Join(p, "*.msgpack"))
-			jl = append(jl, filepath.Join(p, "*.jsonl"))
-		case strings.HasSuffix(p, ".msgpack"):
-			mp = append(mp, p)
-			src.dirs = append(src.dirs, filepath.Dir(p))
-		case strings.HasSuffix(p, ".jsonl"):
-			jl = append(jl, p)
+		case strings.HasSuffix(p, ".msgpack"), strings.HasSuffix(p, ".jsonl"):
 			src.dirs = append(src.dirs, filepath.Dir(p))
 		case err != nil && !strings.ContainsAny(p, "*?["):
 			return nil, fmt.Errorf("source %s: %w", p, err)
 		default:
 			return nil, fmt.Errorf("source %s: not a directory and not a *.msgpack or *.jsonl glob or file", p)
 		}
+		patterns = append(patterns, p)
 	}
-	if len(mp) == 0 && len(jl) == 0 {
+	if len(patterns) == 0 {
 		return nil, fmt.Errorf("source %q names no catalog", arg)
 	}
 	var err error
-	src.cat, err = openFiles(mp, jl, log)
+	src.cat, err = openFiles(patterns, []config.Kind{config.Msgpack, config.JSONL}, cf, log)
 	return src, err
 }
 
-// openFiles opens msgpack and JSONL run files, as one catalog when there are both.
-func openFiles(mp, jl []string, log *slog.Logger) (catalog.Catalog, error) {
-	var cats multi
-	if len(mp) > 0 {
-		c, err := msgpack.Open(mp, msgpack.Options{Logger: log})
-		if err != nil {
-			return nil, err
+// openFiles opens run files of the given formats as one catalog (one listing, one duplicate
+// rule across formats), with the listing index in the cache directory unless --no-cache.
+func openFiles(patterns []string, kinds []config.Kind, cf *catalogFlags, log *slog.Logger) (catalog.Catalog, error) {
+	var formats []*filestore.Format
+	for _, k := range kinds {
+		if k == config.Msgpack {
+			formats = append(formats, msgpack.NewFormat(log))
+		} else {
+			formats = append(formats, jsonl.NewFormat(log))
 		}
-		cats = append(cats, c)
 	}
-	if len(jl) > 0 {
-		c, err := jsonl.Open(jl, jsonl.Options{Logger: log})
-		if err != nil {
-			cats.Close()
-			return nil, err
-		}
-		cats = append(cats, c)
+	opts := filestore.Options{Logger: log}
+	if !cf.noCache && cf.cacheDir != "" {
+		opts.Index = filepath.Join(cf.cacheDir, "listing.sqlite")
 	}
-	if len(cats) == 1 {
-		return cats[0], nil
-	}
-	return cats, nil
+	return filestore.Open(patterns, formats, opts)
 }
 
 // openConfigured opens a catalog found in a configuration file.
@@ -124,11 +114,7 @@ func openConfigured(ctx context.Context, s *config.Source, cf *catalogFlags, log
 		for _, p := range s.Paths {
 			src.dirs = append(src.dirs, filepath.Dir(p))
 		}
-		if s.Kind == config.Msgpack {
-			src.cat, err = openFiles(s.Paths, nil, log)
-		} else {
-			src.cat, err = openFiles(nil, s.Paths, log)
-		}
+		src.cat, err = openFiles(s.Paths, []config.Kind{s.Kind}, cf, log)
 	case config.MongoNormalized:
 		var m *source
 		m, err = openMongo(ctx, s.MetadataURI, s.AssetURI, &catalogFlags{layout: "normalized", timeout: cf.timeout}, log)
@@ -245,37 +231,4 @@ func (f filtered) Run(ctx context.Context, uid string) (catalog.Run, error) {
 		return nil, fmt.Errorf("run %s does not match --query: %w", uid, catalog.ErrNotFound)
 	}
 	return r, nil
-}
-
-// multi joins catalogs, for a source with both msgpack and JSONL files.
-type multi []catalog.Catalog
-
-func (m multi) Runs(ctx context.Context) ([]*catalog.Start, error) {
-	var all []*catalog.Start
-	for _, c := range m {
-		s, err := c.Runs(ctx)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, s...)
-	}
-	return all, nil
-}
-
-func (m multi) Run(ctx context.Context, uid string) (catalog.Run, error) {
-	for _, c := range m {
-		r, err := c.Run(ctx, uid)
-		if err == nil || !errors.Is(err, catalog.ErrNotFound) {
-			return r, err
-		}
-	}
-	return nil, fmt.Errorf("run %s: %w", uid, catalog.ErrNotFound)
-}
-
-func (m multi) Close() error {
-	var errs []error
-	for _, c := range m {
-		errs = append(errs, c.Close())
-	}
-	return errors.Join(errs...)
 }

@@ -1,6 +1,6 @@
-package msgpack
+package filestore
 
-// Finding the run files: every Runs call matches the patterns again and stats every file, so
+// Finding the run files: every listing matches the patterns again and stats every file, so
 // this is the cost of a warm listing. A stat is a few microseconds on a VM; so a directory is
 // listed again only when its mtime changed, files are stat'ed relative to the directory (no
 // path walk from /) by a worker per core, and the path strings are kept between calls.
@@ -36,10 +36,10 @@ type found struct {
 	fi   os.FileInfo
 }
 
-// find matches the patterns and stats what they match: directories (their *.msgpack files),
-// globs and file paths, in pattern order. dirs caches listings between calls (owned by the
-// caller, which serializes calls).
-func find(patterns []string, dirs map[string]*dirListing) ([]found, error) {
+// find matches the patterns and stats what they match, in pattern order: a directory gives
+// its files whose names end in one of exts, a glob what it matches, a file path itself.
+// dirs caches listings between calls (owned by the caller, which serializes calls).
+func find(patterns, exts []string, dirs map[string]*dirListing) ([]found, error) {
 	var out []found
 	for _, p := range patterns {
 		dir, name := filepath.Split(p)
@@ -47,7 +47,7 @@ func find(patterns []string, dirs map[string]*dirListing) ([]found, error) {
 		fi, err := os.Stat(p)
 		switch {
 		case err == nil && fi.IsDir():
-			dir, name = p, "*.msgpack"
+			dir, name = p, "" // "": any of exts
 		case err == nil:
 			out = append(out, found{path: p, fi: fi})
 			continue
@@ -66,8 +66,8 @@ func find(patterns []string, dirs map[string]*dirListing) ([]found, error) {
 				continue
 			}
 		}
-		key := filepath.Join(dir, name)
-		l, err := listDir(dir, name, fi.ModTime(), dirs[key])
+		key := dir + "\x00" + name
+		l, err := listDir(dir, name, exts, fi.ModTime(), dirs[key])
 		if err != nil {
 			return nil, err
 		}
@@ -77,9 +77,9 @@ func find(patterns []string, dirs map[string]*dirListing) ([]found, error) {
 	return out, nil
 }
 
-// listDir returns the directory's files whose names match pattern, from old when the
-// directory has not changed since it was listed.
-func listDir(dir, pattern string, mtime time.Time, old *dirListing) (*dirListing, error) {
+// listDir returns the directory's files whose names match pattern ("" means: end in one of
+// exts), from old when the directory has not changed since it was listed.
+func listDir(dir, pattern string, exts []string, mtime time.Time, old *dirListing) (*dirListing, error) {
 	if old != nil && old.mtime.Equal(mtime) && time.Since(mtime) > racyWindow {
 		return old, nil
 	}
@@ -95,11 +95,21 @@ func listDir(dir, pattern string, mtime time.Time, old *dirListing) (*dirListing
 	l := &dirListing{mtime: mtime}
 	// "*.msgpack" and the like are a suffix test: much cheaper than filepath.Match on
 	// thousands of names.
-	suffix, isSuffix := strings.CutPrefix(pattern, "*")
-	isSuffix = isSuffix && !hasMeta(suffix)
+	suffixes := exts
+	if pattern != "" {
+		s, ok := strings.CutPrefix(pattern, "*")
+		suffixes = nil
+		if ok && !hasMeta(s) {
+			suffixes = []string{s}
+		}
+	}
 	for _, n := range names {
-		ok := strings.HasSuffix(n, suffix)
-		if !isSuffix {
+		ok := false
+		if suffixes != nil {
+			for _, s := range suffixes {
+				ok = ok || strings.HasSuffix(n, s)
+			}
+		} else {
 			ok, _ = filepath.Match(pattern, n)
 		}
 		// Like Python's glob, which evaluates these patterns in databroker, leave out dot
@@ -140,7 +150,7 @@ func statPaths(paths []string) []found {
 	out := make([]found, len(paths))
 	parallel(len(out), func(i int) {
 		fi, _ := os.Stat(paths[i])
-		out[i] = found{path: paths[i], fi: fi}
+		out[i] = found{path: filepath.Clean(paths[i]), fi: fi}
 	})
 	return out
 }

@@ -1,0 +1,606 @@
+package filestore_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/catalog/catalogtest"
+	"github.com/brokerfs/brokerfs/catalog/filestore"
+	"github.com/brokerfs/brokerfs/catalog/jsonl"
+	"github.com/brokerfs/brokerfs/catalog/msgpack"
+)
+
+type m = map[string]any
+
+// logBuffer collects log lines; safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := strings.TrimSpace(l.b.String())
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func testLogger() (*slog.Logger, *logBuffer) {
+	lb := &logBuffer{}
+	return slog.New(slog.NewTextHandler(lb, nil)), lb
+}
+
+// counted wraps a format so that a test sees how many file heads it read.
+func counted(f *filestore.Format, n *atomic.Int64) *filestore.Format {
+	g := *f
+	g.ReadHead = func(fh *os.File, size int64) (*catalog.Start, []byte, error) {
+		n.Add(1)
+		return f.ReadHead(fh, size)
+	}
+	return &g
+}
+
+// run returns a small finished run with the given uid and scan_id and n events.
+func run(uid string, scanID int64, n int) []catalog.Document {
+	docs := []catalog.Document{
+		{Name: "start", Doc: m{"uid": uid, "time": 1700000000.5 + float64(scanID), "scan_id": scanID, "plan_name": "count"}},
+		{Name: "descriptor", Doc: m{"uid": uid + "-d", "run_start": uid, "time": 1700000001.0, "name": "primary",
+			"data_keys": m{"x": m{"dtype": "number", "shape": []any{}, "source": "sim"}}}},
+	}
+	for i := range n {
+		docs = append(docs, catalog.Document{Name: "event", Doc: m{"uid": fmt.Sprintf("%s-e%d", uid, i), "descriptor": uid + "-d",
+			"time": 1700000002.0 + float64(i), "seq_num": int64(i + 1), "data": m{"x": float64(i)}, "timestamps": m{"x": 1.0}, "filled": m{}}})
+	}
+	docs = append(docs, catalog.Document{Name: "stop", Doc: m{"uid": uid + "-s", "run_start": uid, "time": 1700000100.0,
+		"exit_status": "success", "num_events": m{"primary": int64(n)}}})
+	return docs
+}
+
+func setMtime(t *testing.T, path string, tm time.Time) {
+	t.Helper()
+	if err := os.Chtimes(path, tm, tm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func uids(t *testing.T, c catalog.Catalog) []string {
+	t.Helper()
+	starts, err := c.Runs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range starts {
+		out = append(out, s.UID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func events(t *testing.T, r catalog.Run) int {
+	t.Helper()
+	n := 0
+	descs, err := r.Descriptors(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range descs {
+		err := r.EventPages(context.Background(), d.UID, 0, -1, []string{}, func(p *catalog.EventPage) error { n += p.Len(); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+func openBoth(t *testing.T, patterns []string, index string, log *slog.Logger, reads *atomic.Int64) *filestore.Catalog {
+	t.Helper()
+	if reads == nil {
+		reads = new(atomic.Int64)
+	}
+	c, err := filestore.Open(patterns, []*filestore.Format{counted(msgpack.NewFormat(log), reads), counted(jsonl.NewFormat(log), reads)},
+		filestore.Options{Logger: log, Index: index})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestDuplicateAcrossFormats: one run in a.msgpack and a.jsonl lists once; the newer file
+// serves it, ties go to the smaller path; one log line names both files.
+func TestDuplicateAcrossFormats(t *testing.T) {
+	dir := t.TempDir()
+	mp, jl := filepath.Join(dir, "a.msgpack"), filepath.Join(dir, "a.jsonl")
+	if err := msgpack.WriteRun(mp, run("same", 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := jsonl.WriteRun(jl, run("same", 1, 5)); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	setMtime(t, mp, now.Add(-time.Hour))
+	setMtime(t, jl, now)
+	log, lb := testLogger()
+	c := openBoth(t, []string{dir}, "", log, nil)
+	ctx := context.Background()
+	for range 2 {
+		if got := uids(t, c); !slices.Equal(got, []string{"same"}) {
+			t.Fatalf("Runs = %v, want [same]", got)
+		}
+	}
+	r, err := c.Run(ctx, "same")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := events(t, r); n != 5 {
+		t.Errorf("%d events: not the newer a.jsonl's 5", n)
+	}
+	if lines := lb.lines(); len(lines) != 1 || !strings.Contains(lines[0], "ignored="+mp) || !strings.Contains(lines[0], "file="+jl) {
+		t.Errorf("log: %q, want one line naming the winner %s and the ignored %s", lines, jl, mp)
+	}
+
+	// The msgpack file becomes the newer one: it wins from the next listing on.
+	setMtime(t, mp, now.Add(time.Hour))
+	uids(t, c)
+	if r, err = c.Run(ctx, "same"); err != nil || events(t, r) != 2 {
+		t.Errorf("after touching a.msgpack: Run = %v; want its 2 events", err)
+	}
+	// A tie: the smaller path (a.jsonl < a.msgpack) wins.
+	setMtime(t, jl, now.Add(time.Hour))
+	uids(t, c)
+	if r, err = c.Run(ctx, "same"); err != nil || events(t, r) != 5 {
+		t.Errorf("equal mtimes: Run = %v; want a.jsonl's 5 events", err)
+	}
+}
+
+// TestMixedPatterns: directories, globs and files of both formats; a file's format comes from
+// its extension; other files are left out.
+func TestMixedPatterns(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	os.Mkdir(sub, 0o755)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(msgpack.WriteRun(filepath.Join(dir, "m1.msgpack"), run("m1", 1, 1)))
+	must(jsonl.WriteRun(filepath.Join(dir, "j1.jsonl"), run("j1", 2, 1)))
+	must(jsonl.WriteRun(filepath.Join(sub, "j2.jsonl"), run("j2", 3, 1)))
+	must(msgpack.WriteRun(filepath.Join(sub, "m2.msgpack"), run("m2", 4, 1)))
+	must(os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a run\n"), 0o644))
+	log, lb := testLogger()
+	c := openBoth(t, []string{dir, filepath.Join(sub, "*.jsonl"), filepath.Join(sub, "m2.msgpack")}, "", log, nil)
+	if got := uids(t, c); !slices.Equal(got, []string{"j1", "j2", "m1", "m2"}) {
+		t.Errorf("Runs = %v", got)
+	}
+	for _, uid := range []string{"j1", "j2", "m1", "m2"} {
+		r, err := c.Run(context.Background(), uid)
+		if err != nil || events(t, r) != 1 {
+			t.Errorf("Run(%s): %v", uid, err)
+		}
+	}
+	if lines := lb.lines(); len(lines) != 0 {
+		t.Errorf("log: %q", lines)
+	}
+}
+
+func writeMany(t *testing.T, dir string, n int) {
+	t.Helper()
+	for i := range n {
+		var err error
+		if i%2 == 0 {
+			err = msgpack.WriteRun(filepath.Join(dir, fmt.Sprintf("r%03d.msgpack", i)), run(fmt.Sprintf("r%03d", i), int64(i), 1))
+		} else {
+			err = jsonl.WriteRun(filepath.Join(dir, fmt.Sprintf("r%03d.jsonl", i)), run(fmt.Sprintf("r%03d", i), int64(i), 1))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestListingIndex: a second catalog on the same index lists by stat alone, with the same
+// start documents; a changed, new or removed file is noticed; stop summaries are recorded.
+func TestListingIndex(t *testing.T) {
+	dir, cache := t.TempDir(), t.TempDir()
+	ixPath := filepath.Join(cache, "listing.sqlite")
+	writeMany(t, dir, 20)
+	bad := filepath.Join(dir, "bad.msgpack")
+	if err := os.WriteFile(bad, []byte{0xc1, 1, 2, 3}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	log, lb := testLogger()
+	var reads1 atomic.Int64
+	c1 := openBoth(t, []string{dir}, ixPath, log, &reads1)
+	starts1, err := c1.Runs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reads1.Load() != 21 || len(starts1) != 20 {
+		t.Fatalf("first listing: %d heads read, %d runs; want 21 and 20", reads1.Load(), len(starts1))
+	}
+	for _, uid := range []string{"r000", "r001"} { // one of each format: their stops go to the index
+		if _, err := c1.Run(ctx, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c1.Close()
+	if lines := lb.lines(); len(lines) != 1 || !strings.Contains(lines[0], "bad.msgpack") {
+		t.Fatalf("log: %q, want one line about bad.msgpack", lines)
+	}
+
+	// A remount: no head is read, the starts are the same, the bad file is logged again.
+	log2, lb2 := testLogger()
+	var reads2 atomic.Int64
+	c2 := openBoth(t, []string{dir}, ixPath, log2, &reads2)
+	starts2, err := c2.Runs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reads2.Load() != 0 {
+		t.Errorf("remount read %d file heads, want 0", reads2.Load())
+	}
+	key := func(ss []*catalog.Start) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, fmt.Sprintf("%s %v %d %v %s %s %v", s.UID, s.Time, s.ScanID, s.HasScan, s.PlanName, s.Raw, s.Doc))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if !slices.Equal(key(starts1), key(starts2)) {
+		t.Errorf("starts from the index differ:\n%q\n%q", key(starts1), key(starts2))
+	}
+	if lines := lb2.lines(); len(lines) != 1 || !strings.Contains(lines[0], "bad.msgpack") {
+		t.Errorf("remount log: %q, want the bad file named once", lines)
+	}
+	r, err := c2.Run(ctx, "r004")
+	if err != nil || events(t, r) != 1 {
+		t.Fatalf("Run from an indexed listing: %v", err)
+	}
+
+	// Rewritten to the same size with a new mtime, removed, added: each noticed.
+	p3 := filepath.Join(dir, "r003.jsonl")
+	b, _ := os.ReadFile(p3)
+	b = bytes.Replace(b, []byte(`"r003"`), []byte(`"x003"`), 1)
+	if err := os.WriteFile(p3, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	setMtime(t, p3, time.Now().Add(time.Minute))
+	os.Remove(filepath.Join(dir, "r005.jsonl"))
+	c2.Close()
+
+	var reads3 atomic.Int64
+	c3 := openBoth(t, []string{dir}, ixPath, log2, &reads3)
+	got := uids(t, c3)
+	if reads3.Load() != 1 || slices.Contains(got, "r003") || !slices.Contains(got, "x003") || slices.Contains(got, "r005") || len(got) != 19 {
+		t.Errorf("after a rewrite and a removal: %d heads read, runs %v", reads3.Load(), got)
+	}
+	c3.Close()
+
+	db, err := sql.Open("sqlite", ixPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM files WHERE path = ?`, filepath.Join(dir, "r005.jsonl")).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the removed file's row: %d, %v", n, err)
+	}
+	for _, uid := range []string{"r000", "r001"} {
+		var status, ne string
+		var stopTime float64
+		var scan int64
+		err := db.QueryRow(`SELECT exit_status, stop_time, num_events, scan_id FROM files WHERE uid = ?`, uid).Scan(&status, &stopTime, &ne, &scan)
+		if err != nil || status != "success" || stopTime != 1700000100.0 || ne != `{"primary":1}` || fmt.Sprintf("r%03d", scan) != uid {
+			t.Errorf("row of %s: %q %v %q %d, %v", uid, status, stopTime, ne, scan, err)
+		}
+	}
+	var plan, js string
+	if err := db.QueryRow(`SELECT plan_name, json_extract(start, '$.uid') FROM files WHERE uid = 'r007'`).Scan(&plan, &js); err != nil || plan != "count" || js != "r007" {
+		t.Errorf("plan_name, start.uid of r007: %q %q %v", plan, js, err)
+	}
+}
+
+// TestIndexBroken: a corrupt database, one of another version, and a cache directory that
+// cannot hold one: the catalog lists all runs, with one log line.
+func TestIndexBroken(t *testing.T) {
+	dir := t.TempDir()
+	writeMany(t, dir, 4)
+	want := []string{"r000", "r001", "r002", "r003"}
+	for _, tc := range []struct {
+		name    string
+		prepare func(t *testing.T, path string)
+		logWant string // "" : no log line
+		reused  bool   // a second catalog reads no heads
+	}{
+		{"garbage", func(t *testing.T, path string) {
+			os.WriteFile(path, bytes.Repeat([]byte("not a database "), 1000), 0o644)
+		}, "rebuilding", true},
+		{"truncated", func(t *testing.T, path string) {
+			// A valid index, cut short.
+			c := openBoth(t, []string{dir}, path, slog.New(slog.DiscardHandler), nil)
+			uids(t, c)
+			c.Close()
+			b, _ := os.ReadFile(path)
+			os.WriteFile(path, b[:len(b)/2], 0o644)
+			os.Remove(path + "-wal")
+		}, "", true},
+		{"other version", func(t *testing.T, path string) {
+			db, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			for _, q := range []string{`CREATE TABLE files (path TEXT, whatever BLOB)`, `INSERT INTO files VALUES ('x', 'y')`, `PRAGMA user_version = 99`} {
+				if _, err := db.Exec(q); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, "", true},
+		{"not a directory", func(t *testing.T, path string) {
+			os.WriteFile(filepath.Dir(path), []byte("a file where the cache dir should be"), 0o644)
+		}, "listing without the listing index", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := filepath.Join(t.TempDir(), "cache")
+			os.Mkdir(cache, 0o755)
+			path := filepath.Join(cache, "listing.sqlite")
+			if tc.name == "not a directory" {
+				os.Remove(cache)
+			}
+			tc.prepare(t, path)
+			log, lb := testLogger()
+			var reads atomic.Int64
+			c := openBoth(t, []string{dir}, path, log, &reads)
+			if got := uids(t, c); !slices.Equal(got, want) {
+				t.Errorf("Runs = %v", got)
+			}
+			c.Close()
+			lines := lb.lines()
+			switch {
+			case tc.logWant == "" && len(lines) > 1:
+				t.Errorf("log: %q, want at most one line", lines)
+			case tc.logWant != "" && (len(lines) != 1 || !strings.Contains(lines[0], tc.logWant)):
+				t.Errorf("log: %q, want one line about %q", lines, tc.logWant)
+			}
+			reads.Store(0)
+			c2 := openBoth(t, []string{dir}, path, slog.New(slog.DiscardHandler), &reads)
+			if got := uids(t, c2); !slices.Equal(got, want) {
+				t.Errorf("second Runs = %v", got)
+			}
+			if tc.reused && reads.Load() != 0 {
+				t.Errorf("the rebuilt index was not used: %d heads read", reads.Load())
+			}
+		})
+	}
+}
+
+// TestIndexFullDisk: a cache directory on a full file system (a tiny tmpfs): the catalog lists
+// every run and logs one line. Needs root to mount.
+func TestIndexFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	cache := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", cache).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", cache).Run() })
+	// Fill it.
+	f, err := os.Create(filepath.Join(cache, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	f.Close()
+	dir := t.TempDir()
+	writeMany(t, dir, 50)
+	log, lb := testLogger()
+	c := openBoth(t, []string{dir}, filepath.Join(cache, "listing.sqlite"), log, nil)
+	if got := uids(t, c); len(got) != 50 {
+		t.Errorf("Runs: %d runs, want 50", len(got))
+	}
+	c.Close()
+	if lines := lb.lines(); len(lines) != 1 || !strings.Contains(lines[0], "listing") {
+		t.Errorf("log: %q, want one line about the listing index", lines)
+	}
+}
+
+// TestIndexShared: two catalogs (two database connections, as two brokerfs processes have)
+// list and write one index at once while files change.
+func TestIndexShared(t *testing.T) {
+	dir, cache := t.TempDir(), t.TempDir()
+	writeMany(t, dir, 40)
+	path := filepath.Join(cache, "listing.sqlite")
+	log, lb := testLogger()
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := range 5 {
+				c, err := filestore.Open([]string{dir}, []*filestore.Format{msgpack.NewFormat(log), jsonl.NewFormat(log)}, filestore.Options{Logger: log, Index: path})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				starts, err := c.Runs(context.Background())
+				if err != nil || len(starts) < 40 {
+					t.Errorf("worker %d: %d runs, %v", w, len(starts), err)
+				}
+				for _, s := range starts {
+					if _, err := c.Run(context.Background(), s.UID); err != nil {
+						t.Error(err)
+					}
+				}
+				c.Close()
+				// Written aside and renamed: the other worker must not see a half-written file.
+				p := filepath.Join(dir, fmt.Sprintf("w%d-%d.msgpack", w, i))
+				if err := msgpack.WriteRun(p+".tmp", run(fmt.Sprintf("w%d-%d", w, i), 1, 1)); err != nil {
+					t.Error(err)
+				}
+				if err := os.Rename(p+".tmp", p); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if lines := lb.lines(); len(lines) != 0 {
+		t.Errorf("log: %q", lines)
+	}
+	var reads atomic.Int64
+	c := openBoth(t, []string{dir}, path, slog.New(slog.DiscardHandler), &reads)
+	if got := uids(t, c); len(got) != 50 {
+		t.Errorf("%d runs, want 50", len(got))
+	}
+	if reads.Load() > 2 { // the last file each worker wrote after its last listing
+		t.Errorf("%d heads read after the shared listings, want at most 2", reads.Load())
+	}
+}
+
+// TestVersion: the version key of a run changes with every change of its file and only then.
+func TestVersion(t *testing.T) {
+	ctx := context.Background()
+	for _, ext := range []string{".msgpack", ".jsonl"} {
+		t.Run(ext, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "v"+ext)
+			write := func(docs []catalog.Document) {
+				t.Helper()
+				var err error
+				if ext == ".msgpack" {
+					err = msgpack.WriteRun(path, docs)
+				} else {
+					err = jsonl.WriteRun(path, docs)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			docs := run("v", 1, 3)
+			write(docs)
+			base := time.Now().Add(-time.Hour).Truncate(time.Second)
+			setMtime(t, path, base)
+			c := openBoth(t, []string{dir}, "", slog.New(slog.DiscardHandler), nil)
+			version := func() string {
+				t.Helper()
+				r, err := c.Run(ctx, "v")
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := r.(catalog.Versioner).Version(ctx)
+				if err != nil || v == "" {
+					t.Fatalf("Version = %q, %v", v, err)
+				}
+				return v
+			}
+			seen := map[string]string{}
+			check := func(what string, wantNew bool) {
+				t.Helper()
+				v := version()
+				prev, dup := seen[v]
+				if wantNew && dup {
+					t.Errorf("%s: version %q unchanged (seen at %s)", what, v, prev)
+				}
+				if !wantNew && !dup {
+					t.Errorf("%s: version changed to %q", what, v)
+				}
+				seen[v] = what
+			}
+			check("first", true)
+			check("unchanged", false)
+			b, _ := os.ReadFile(path)
+			setMtime(t, path, base.Add(time.Second)) // same bytes, new mtime
+			check("touched", true)
+			b2 := bytes.Replace(b, []byte("count"), []byte("Count"), 1) // same size, new content
+			os.WriteFile(path, b2, 0o644)
+			setMtime(t, path, base.Add(2*time.Second))
+			check("rewritten", true)
+			os.WriteFile(path, b2[:len(b2)-3], 0o644)
+			setMtime(t, path, base.Add(2*time.Second)) // truncated, mtime put back
+			check("truncated", true)
+			os.WriteFile(path, append(b2, b2[len(b2)-10:]...), 0o644)
+			setMtime(t, path, base.Add(2*time.Second)) // appended, mtime put back
+			check("appended", true)
+			tmp := path + ".tmp"
+			os.WriteFile(tmp, append(b2, b2[len(b2)-10:]...), 0o644)
+			setMtime(t, tmp, base.Add(2*time.Second))
+			os.Rename(tmp, path) // replaced: the same size and mtime, another inode
+			check("replaced", true)
+		})
+	}
+}
+
+// TestContract: a catalog of both formats passes the contract suite (msgpack and JSONL
+// files alternating).
+func TestContract(t *testing.T) {
+	catalogtest.Suite(t, func(t *testing.T, runs [][]catalog.Document) catalog.Catalog {
+		dir := t.TempDir()
+		for i, docs := range runs {
+			var err error
+			if i%2 == 0 {
+				err = msgpack.WriteRun(filepath.Join(dir, fmt.Sprintf("run-%d.msgpack", i)), docs)
+			} else {
+				err = jsonl.WriteRun(filepath.Join(dir, fmt.Sprintf("run-%d.jsonl", i)), docs)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		log, _ := testLogger()
+		c, err := filestore.Open([]string{dir}, []*filestore.Format{msgpack.NewFormat(log), jsonl.NewFormat(log)},
+			filestore.Options{Logger: log, Index: filepath.Join(t.TempDir(), "listing.sqlite")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	})
+}
+
+func TestOpenErrors(t *testing.T) {
+	if _, err := filestore.Open([]string{"[bad"}, []*filestore.Format{msgpack.NewFormat(nil)}, filestore.Options{}); err == nil {
+		t.Error("Open with a malformed glob succeeded")
+	}
+	if _, err := filestore.Open([]string{"x"}, nil, filestore.Options{}); err == nil {
+		t.Error("Open without formats succeeded")
+	}
+	c, err := filestore.Open([]string{t.TempDir()}, []*filestore.Format{msgpack.NewFormat(nil)}, filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Run(context.Background(), "nope"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("Run(nope) = %v, want ErrNotFound", err)
+	}
+}

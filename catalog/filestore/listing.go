@@ -1,0 +1,354 @@
+package filestore
+
+// The listing index: what a listing learned of each run file (its stat, its start document
+// and, once a run was opened, a stop summary), kept in an SQLite database in the cache
+// directory so that a remount lists by stat alone. It is an optimisation only: every row is
+// checked against the file's stat (path, size, mtime, inode, device) before it is believed, a
+// start that no longer parses is read from the file again, and any failure of the database
+// (read-only or full cache directory, corruption) leaves the catalog working without it after
+// one log line.
+//
+// Users may open it with sqlite3; the schema is in README.md. Several brokerfs processes
+// share it: WAL journal, a busy timeout, and rows written in one transaction per listing.
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/brokerfs/brokerfs/catalog"
+	"modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// schemaVersion is kept in PRAGMA user_version. A database of another version is emptied and
+// rebuilt: it is a cache.
+const schemaVersion = 1
+
+const schema = `
+CREATE TABLE IF NOT EXISTS files (
+	path        TEXT PRIMARY KEY,  -- the run file, as the source names it
+	format      TEXT NOT NULL,     -- msgpack or jsonl
+	size        INTEGER NOT NULL,  -- bytes
+	mtime_ns    INTEGER NOT NULL,  -- modification time, ns since the Unix epoch
+	inode       INTEGER NOT NULL,
+	dev         INTEGER NOT NULL,
+	uid         TEXT,              -- start uid; NULL when the start cannot be read
+	scan_id     INTEGER,
+	plan_name   TEXT,
+	time        REAL,              -- start time, s since the Unix epoch
+	start       TEXT,              -- the start document as JSON
+	head        BLOB,              -- the start document as stored in the file
+	error       TEXT,              -- why the start cannot be read
+	exit_status TEXT,              -- from the stop document, once the run was opened
+	stop_time   REAL,
+	num_events  TEXT               -- JSON {stream: events}
+);
+CREATE INDEX IF NOT EXISTS files_uid ON files(uid);
+CREATE INDEX IF NOT EXISTS files_scan_id ON files(scan_id);
+CREATE INDEX IF NOT EXISTS files_time ON files(time);
+CREATE INDEX IF NOT EXISTS files_plan_name ON files(plan_name);
+`
+
+// row is a file as the index knows it.
+type row struct {
+	format   string
+	size     int64
+	mtimeNS  int64
+	ino, dev uint64
+	head     []byte
+	err      string
+	hasStop  bool
+}
+
+func (r *row) matches(f *File) bool {
+	return r.format == f.Format.Name && r.size == f.Size && r.mtimeNS == f.ModTime.UnixNano() &&
+		r.ino == f.Ino && r.dev == f.Dev
+}
+
+// listing is an open listing index. Writes go through one goroutine in order, so that a
+// listing never waits for the disk and an older row never overwrites a newer one.
+type listing struct {
+	path string
+	db   *sql.DB
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	closed bool // guarded by mu; writes is closed
+	writes chan func(*sql.DB) error
+	done   chan struct{}
+	failed bool // a write failed and was logged: no more writes; owned by the writer goroutine
+}
+
+// openListing opens (creating or rebuilding) the index at path. It returns nil, after one
+// log line, when the index cannot be used.
+func openListing(path string, log *slog.Logger) *listing {
+	db, err := openDB(path)
+	if corrupt(err) {
+		// Corrupt, or not a database: it is a cache, so start afresh.
+		log.Warn("listing index unreadable, rebuilding it", "file", path, "err", err)
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(path + suffix)
+		}
+		db, err = openDB(path)
+	}
+	if err != nil {
+		log.Warn("listing without the listing index", "file", path, "err", err)
+		return nil
+	}
+	l := &listing{path: path, db: db, log: log, writes: make(chan func(*sql.DB) error, 64), done: make(chan struct{})}
+	go l.writer()
+	return l
+}
+
+// corrupt reports whether err says the file is not a usable database (as opposed to a full
+// disk, a lock held too long or a read-only directory, which a rebuild cannot fix).
+func corrupt(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff { // the primary result code
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_FORMAT:
+		return true
+	}
+	return false
+}
+
+// errUnusable marks failures that a rebuild cannot fix (a read-only or missing cache
+// directory, a full disk).
+var errUnusable = errors.New("cache directory unusable")
+
+func openDB(path string) (*sql.DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUnusable, err)
+	}
+	// A probe: SQLite opens a database in a read-only directory read-only without saying so
+	// until the first write, and a WAL database needs its directory writable.
+	probe, err := os.CreateTemp(filepath.Dir(path), ".listing-probe-*")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errUnusable, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+
+	// Switching to WAL and creating the schema take locks that SQLite does not wait for with
+	// its busy handler, so a second process opening the index at the same moment retries.
+	deadline := time.Now().Add(busyWait)
+	for {
+		db, err := tryOpenDB(path)
+		if err == nil || !busy(err) || time.Now().After(deadline) {
+			return db, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// busyWait bounds how long opening the index waits for another process.
+const busyWait = 10 * time.Second
+
+func tryOpenDB(path string) (*sql.DB, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(2)
+	if err := migrate(db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// busy reports whether err is SQLite's "database is locked".
+func busy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code()&0xff == sqlite3.SQLITE_BUSY || se.Code()&0xff == sqlite3.SQLITE_LOCKED)
+}
+
+// migrate creates the schema, emptying a database of another version.
+func migrate(db *sql.DB) error {
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read listing index version: %w", err)
+	}
+	if v == schemaVersion {
+		// Touch the table: a database whose pages are garbage fails here, not later.
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM files WHERE path = ''").Scan(&n); err != nil {
+			return fmt.Errorf("check listing index: %w", err)
+		}
+		return nil
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		return fmt.Errorf("create listing index: %w", err)
+	}
+	defer tx.Rollback()
+	if v != 0 {
+		if _, err := tx.Exec("DROP TABLE IF EXISTS files"); err != nil {
+			return fmt.Errorf("rebuild listing index of version %d: %w", v, err)
+		}
+	}
+	if _, err := tx.Exec(schema); err != nil {
+		return fmt.Errorf("create listing index: %w", err)
+	}
+	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return fmt.Errorf("create listing index: %w", err)
+	}
+	return tx.Commit()
+}
+
+// load reads every row. A failure leaves the index empty (files are read instead).
+func (l *listing) load() map[string]*row {
+	rows, err := l.db.Query(`SELECT path, format, size, mtime_ns, inode, dev, head, coalesce(error, ''), exit_status IS NOT NULL FROM files`)
+	if err != nil {
+		l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
+		return nil
+	}
+	defer rows.Close()
+	out := map[string]*row{}
+	for rows.Next() {
+		var (
+			path string
+			r    row
+			ino  int64
+			dev  int64
+		)
+		if err := rows.Scan(&path, &r.format, &r.size, &r.mtimeNS, &ino, &dev, &r.head, &r.err, &r.hasStop); err != nil {
+			l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
+			return nil
+		}
+		r.ino, r.dev = uint64(ino), uint64(dev)
+		out[path] = &r
+	}
+	if err := rows.Err(); err != nil {
+		l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
+		return nil
+	}
+	return out
+}
+
+// put records files read from disk and forgets files that went away, in one transaction.
+func (l *listing) put(files []*File, gone []string) {
+	type rec struct {
+		f        *File
+		scan     any
+		plan, js any
+		time     any
+		uid      any
+		err      any
+	}
+	recs := make([]rec, 0, len(files))
+	for _, f := range files {
+		if f.fromIx {
+			continue
+		}
+		r := rec{f: f}
+		if s := f.Start; s != nil {
+			r.uid, r.time, r.js = s.UID, s.Time, string(s.Raw)
+			if s.HasScan {
+				r.scan = s.ScanID
+			}
+			if s.PlanName != "" {
+				r.plan = s.PlanName
+			}
+		}
+		if f.err != "" {
+			r.err = f.err
+		}
+		recs = append(recs, r)
+	}
+	gone = append([]string(nil), gone...)
+	l.send(func(db *sql.DB) error {
+		tx, err := db.Begin()
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		ins, err := tx.Prepare(`INSERT OR REPLACE INTO files (path, format, size, mtime_ns, inode, dev, uid, scan_id, plan_name, time, start, head, error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			f := r.f
+			if _, err := ins.Exec(f.Path, f.Format.Name, f.Size, f.ModTime.UnixNano(), int64(f.Ino), int64(f.Dev),
+				r.uid, r.scan, r.plan, r.time, r.js, f.Head, r.err); err != nil {
+				return err
+			}
+		}
+		for _, p := range gone {
+			if _, err := tx.Exec(`DELETE FROM files WHERE path = ?`, p); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	})
+}
+
+// putStop records a run's stop summary, if the row still describes the same file version.
+func (l *listing) putStop(f *File, s *catalog.Stop) {
+	var ne any
+	if s.NumEvents != nil {
+		b, err := json.Marshal(s.NumEvents)
+		if err == nil {
+			ne = string(b)
+		}
+	}
+	status, t := s.ExitStatus, s.Time
+	path, size, mtime, ino, dev := f.Path, f.Size, f.ModTime.UnixNano(), int64(f.Ino), int64(f.Dev)
+	l.send(func(db *sql.DB) error {
+		_, err := db.Exec(`UPDATE files SET exit_status = ?, stop_time = ?, num_events = ?
+			WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ? AND dev = ?`,
+			status, t, ne, path, size, mtime, ino, dev)
+		return err
+	})
+}
+
+func (l *listing) send(w func(*sql.DB) error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.writes <- w
+	}
+}
+
+// writer applies writes in order. The first failure (a full disk, a read-only file) is
+// logged and turns the index off for writing: the catalog works on without it.
+func (l *listing) writer() {
+	for w := range l.writes {
+		if l.failed {
+			continue
+		}
+		err := w(l.db)
+		for try := 0; busy(err) && try < 3; try++ { // another process held the lock past the busy timeout
+			time.Sleep(100 * time.Millisecond)
+			err = w(l.db)
+		}
+		if err != nil {
+			l.failed = true
+			l.log.Warn("listing index not updated; listing goes on without it", "file", l.path, "err", err)
+		}
+	}
+	l.db.Close()
+	close(l.done)
+}
+
+// close writes what is queued and closes the database.
+func (l *listing) close() {
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.writes)
+	}
+	l.mu.Unlock()
+	<-l.done
+}

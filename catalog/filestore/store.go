@@ -1,0 +1,478 @@
+// Package filestore is what the file-backed catalogs (msgpack and JSONL run files) share:
+// finding the run files (directories, globs, files), reading and caching their start
+// documents, the one rule for two files that hold the same run, the listing index that lets a
+// remount list by stat alone, and version keys for the persistent cache.
+//
+// You are under the concrete backends: catalog/msgpack and catalog/jsonl each describe their
+// file format as a Format (how to read a start document, how to open a run); a Catalog lists
+// the files of any mix of formats and hands a run to its format. cmd/brokerfs opens one Catalog
+// per source with every format, so that a directory holding a.msgpack and a.jsonl of one run
+// lists it once.
+package filestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/brokerfs/brokerfs/catalog"
+)
+
+// ErrIncomplete is wrapped by a Format's ReadHead when the file does not hold a complete start
+// document yet (a writer is creating it): the file is left out of the listing silently and
+// read again when it changes.
+var ErrIncomplete = errors.New("incomplete start document")
+
+// Format is one kind of run file.
+type Format struct {
+	// Name names the format in log lines and in the listing index ("msgpack", "jsonl").
+	Name string
+	// Ext is the file name suffix (".msgpack") that picks the format's files in a directory
+	// and decides a file's format when a Catalog has several.
+	Ext string
+	// ReadHead reads the start document at the beginning of f, a file of size bytes. It
+	// returns the start and the bytes it was parsed from, as stored in the file: the listing
+	// index keeps them and a later mount parses them again with ParseHead instead of reading
+	// the file.
+	ReadHead func(f *os.File, size int64) (start *catalog.Start, head []byte, err error)
+	// ParseHead parses bytes that ReadHead returned.
+	ParseHead func(head []byte) (*catalog.Start, error)
+	// Open opens the run that f held when it was listed. When the file changed since, the
+	// run's start may differ from f.Start or the error may wrap fs.ErrNotExist: the Catalog
+	// then lists again and retries once.
+	Open func(ctx context.Context, f *File) (catalog.Run, error)
+}
+
+// File is one run file as a listing saw it. It is immutable: a changed file gets a new File.
+type File struct {
+	Path    string
+	Format  *Format
+	Size    int64
+	ModTime time.Time
+	Ino     uint64
+	Dev     uint64
+	Start   *catalog.Start // nil when the start cannot be read
+	Head    []byte         // the start document as stored in the file (what ReadHead returned)
+
+	err     string // why the start cannot be read ("" for ErrIncomplete)
+	fromIx  bool   // the start came from the listing index: nothing to write back
+	stopped atomic.Bool
+}
+
+// Version returns the file's version key (see VersionKey).
+func (f *File) Version() string { return VersionKey(f.Path, f.Size, f.ModTime, f.Ino, f.Dev) }
+
+// VersionKey names one state of a run file: its path, size, mtime (ns), inode and device. A
+// rewrite (even to the same size), truncation, append or replacement by another file changes
+// it, so it keys what the persistent cache decoded from the file (catalog.Versioner).
+func VersionKey(path string, size int64, mtime time.Time, ino, dev uint64) string {
+	b := make([]byte, 0, len(path)+64)
+	b = append(b, "file:"...)
+	b = strconv.AppendQuote(b, path)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, size, 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, mtime.UnixNano(), 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, ino, 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, dev, 10)
+	return string(b)
+}
+
+// StatIDs returns the inode and device numbers of a stat (zero where the system has none).
+func StatIDs(fi os.FileInfo) (ino, dev uint64) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino), uint64(st.Dev) //nolint:unconvert // widths differ by platform
+	}
+	return 0, 0
+}
+
+// sameFile reports whether f is what the stat fi describes.
+func (f *File) sameStat(fi os.FileInfo) bool {
+	ino, dev := StatIDs(fi)
+	return f.Size == fi.Size() && f.ModTime.Equal(fi.ModTime()) && f.Ino == ino && f.Dev == dev
+}
+
+// newer reports whether a wins over b when both hold the same run: the newer mtime, then the
+// lexically smaller path (so the choice is stable across mounts and formats).
+func newer(a, b *File) bool {
+	if !a.ModTime.Equal(b.ModTime) {
+		return a.ModTime.After(b.ModTime)
+	}
+	return a.Path < b.Path
+}
+
+// Options configure a Catalog.
+type Options struct {
+	// Logger receives one line per unreadable file, per duplicated run and per listing index
+	// problem; nil means slog.Default().
+	Logger *slog.Logger
+	// Index is the path of the listing index (<cache dir>/listing.sqlite); "" means none.
+	Index string
+}
+
+// headWorkers read start documents at once on a cold listing: reads of small heads are
+// latency bound (disk queue, network file systems), so more of them than cores overlap.
+const headWorkers = 32
+
+// Catalog is a catalog of run files of one or more formats. It is safe for concurrent use.
+type Catalog struct {
+	patterns []string
+	formats  []*Format
+	exts     []string
+	log      *slog.Logger
+	ix       *listing // nil without a listing index
+
+	refreshMu sync.Mutex             // serializes refreshes
+	files     map[string]*File       // by path; guarded by refreshMu
+	dirs      map[string]*dirListing // directory listings; guarded by refreshMu
+	dupLogged map[string]string      // loser path -> winner path already logged; guarded by refreshMu
+	errLogged map[string]string      // path -> head error already logged; guarded by refreshMu
+	ixRows    map[string]*row        // the listing index, until the first refresh used it; guarded by refreshMu
+
+	mu     sync.RWMutex
+	byUID  map[string]*File // guarded by mu
+	starts []*catalog.Start // guarded by mu
+}
+
+var _ catalog.Catalog = (*Catalog)(nil)
+
+// Open returns a catalog of the run files that patterns name, each a directory (its files
+// ending in one of the formats' Ext), a glob or a file. Patterns are matched afresh by every
+// Runs call, so files that appear, change or go away are noticed. With several formats, a
+// file's format is the one whose Ext ends its name (others are left out); with one, every
+// file matched is of that format.
+func Open(patterns []string, formats []*Format, opts Options) (*Catalog, error) {
+	if len(formats) == 0 {
+		return nil, errors.New("open file catalog: no formats")
+	}
+	for _, p := range patterns {
+		if _, err := filepath.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("open file catalog: pattern %q: %w", p, err)
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Catalog{
+		patterns:  slices.Clone(patterns),
+		formats:   formats,
+		log:       log,
+		files:     map[string]*File{},
+		dirs:      map[string]*dirListing{},
+		dupLogged: map[string]string{},
+		errLogged: map[string]string{},
+		byUID:     map[string]*File{},
+	}
+	for _, f := range formats {
+		c.exts = append(c.exts, f.Ext)
+	}
+	if opts.Index != "" {
+		c.ix = openListing(opts.Index, log)
+		if c.ix != nil {
+			c.ixRows = c.ix.load()
+		}
+	}
+	return c, nil
+}
+
+// Runs implements catalog.Catalog.
+func (c *Catalog) Runs(ctx context.Context) ([]*catalog.Start, error) {
+	if err := c.refresh(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return slices.Clone(c.starts), nil
+}
+
+// Lookup returns the file that holds run uid as last listed, listing again when the uid is
+// unknown. It returns an error wrapping catalog.ErrNotFound when no file holds it.
+func (c *Catalog) Lookup(ctx context.Context, uid string) (*File, error) {
+	c.mu.RLock()
+	f := c.byUID[uid]
+	c.mu.RUnlock()
+	if f != nil {
+		return f, nil
+	}
+	if err := c.refresh(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	f = c.byUID[uid]
+	c.mu.RUnlock()
+	if f == nil {
+		return nil, fmt.Errorf("run %s: %w", uid, catalog.ErrNotFound)
+	}
+	return f, nil
+}
+
+// Run implements catalog.Catalog: the run as its file is now.
+func (c *Catalog) Run(ctx context.Context, uid string) (catalog.Run, error) {
+	for attempt := 0; attempt < 2; attempt++ {
+		c.mu.RLock()
+		f := c.byUID[uid]
+		c.mu.RUnlock()
+		if f != nil {
+			r, err := f.Format.Open(ctx, f)
+			switch {
+			case err == nil && r.Start().UID == uid:
+				c.noteStop(ctx, f, r)
+				return r, nil
+			case err != nil && !errors.Is(err, fs.ErrNotExist):
+				return nil, fmt.Errorf("run %s: %w", uid, err)
+			}
+			// The file is gone or now holds another run: look again.
+		}
+		if attempt == 0 {
+			if err := c.refresh(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nil, fmt.Errorf("run %s: %w", uid, catalog.ErrNotFound)
+}
+
+// noteStop records the stop summary of a run in the listing index, once per file version:
+// opening a run has read (or can cheaply read) its stop, and sqlite3 users and brokerfs ls
+// want exit status and event counts without opening every file.
+func (c *Catalog) noteStop(ctx context.Context, f *File, r catalog.Run) {
+	if c.ix == nil || f.stopped.Swap(true) {
+		return
+	}
+	s, err := r.Stop(ctx)
+	if err != nil {
+		return // live, or unreadable: the run's own reads report it
+	}
+	c.ix.putStop(f, s)
+}
+
+// Close implements catalog.Catalog: it waits for the listing index to be written.
+func (c *Catalog) Close() error {
+	if c.ix != nil {
+		c.ix.close()
+	}
+	return nil
+}
+
+// format returns the format of a file at path, nil when none fits.
+func (c *Catalog) format(path string) *Format {
+	if len(c.formats) == 1 {
+		return c.formats[0]
+	}
+	for _, f := range c.formats {
+		if strings.HasSuffix(path, f.Ext) {
+			return f
+		}
+	}
+	return nil
+}
+
+// covers reports whether a pattern of the catalog names path.
+func (c *Catalog) covers(path string) bool {
+	for _, p := range c.patterns {
+		p = filepath.Clean(p)
+		if path == p || filepath.Dir(path) == p {
+			return true
+		}
+		if ok, _ := filepath.Match(p, path); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// refresh matches the patterns, stats every file and reads the start of the new and changed
+// ones (from the listing index where it knows the file as it is).
+func (c *Catalog) refresh(ctx context.Context) error {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	found, err := find(c.patterns, c.exts, c.dirs)
+	if err != nil {
+		return err
+	}
+	files := make(map[string]*File, len(found))
+	var todo, fromIx []*File
+	for _, fd := range found {
+		if fd.fi == nil || !fd.fi.Mode().IsRegular() || files[fd.path] != nil {
+			continue // gone, not a file, or matched by two patterns
+		}
+		if old := c.files[fd.path]; old != nil && old.sameStat(fd.fi) {
+			files[fd.path] = old
+			continue
+		}
+		ft := c.format(fd.path)
+		if ft == nil {
+			continue
+		}
+		ino, dev := StatIDs(fd.fi)
+		f := &File{Path: fd.path, Format: ft, Size: fd.fi.Size(), ModTime: fd.fi.ModTime(), Ino: ino, Dev: dev}
+		files[fd.path] = f
+		if r := c.ixRows[fd.path]; r != nil && r.matches(f) {
+			f.Head, f.err, f.fromIx = r.head, r.err, true
+			f.stopped.Store(r.hasStop)
+			fromIx = append(fromIx, f)
+		} else {
+			todo = append(todo, f)
+		}
+	}
+	var gone []string
+	for path := range c.ixRows {
+		// A row of a file that is gone: forget it if it is ours (the index holds other
+		// sources' files too).
+		if files[path] == nil && c.covers(path) {
+			if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+				gone = append(gone, path)
+			}
+		}
+	}
+	c.ixRows = nil // a file that changed later is read; the rows were needed once
+	for path := range c.files {
+		if files[path] == nil {
+			gone = append(gone, path)
+			delete(c.dupLogged, path)
+			delete(c.errLogged, path)
+		}
+	}
+	parseHeads(fromIx)
+	var redo []*File // index rows whose head no longer parses (another version wrote them)
+	for _, f := range fromIx {
+		if f.Start == nil && f.err == "" && f.Head != nil {
+			f.fromIx = false
+			redo = append(redo, f)
+		}
+	}
+	todo = append(todo, redo...)
+	if err := readHeads(ctx, todo); err != nil {
+		for _, f := range todo {
+			if f.Start == nil && f.err == "" {
+				delete(files, f.Path) // not read: read it next time
+			}
+		}
+		c.files = files
+		c.publish()
+		return err
+	}
+	for _, f := range append(fromIx, todo...) {
+		switch {
+		case f.err == "":
+			delete(c.errLogged, f.Path)
+		case c.errLogged[f.Path] != f.err:
+			c.errLogged[f.Path] = f.err
+			c.log.Warn(f.Format.Name+": skipping run file", "file", f.Path, "err", f.err)
+		}
+	}
+	changed := len(todo) > 0 || len(fromIx) > 0 || len(gone) > 0
+	c.files = files
+	if changed {
+		c.publish()
+	}
+	if c.ix != nil && (len(todo) > 0 || len(gone) > 0) {
+		c.ix.put(todo, gone)
+	}
+	return nil
+}
+
+// parseHeads parses start documents kept in the listing index, on every core.
+func parseHeads(fs []*File) {
+	parallel(len(fs), func(i int) {
+		f := fs[i]
+		if f.Head == nil {
+			return // an unreadable file: its error came from the index
+		}
+		if s, err := f.Format.ParseHead(f.Head); err == nil {
+			f.Start = s
+		}
+	})
+}
+
+// readHeads reads the start documents of files with a bounded pool of workers.
+func readHeads(ctx context.Context, todo []*File) error {
+	if len(todo) == 0 {
+		return nil
+	}
+	work := make(chan *File)
+	var wg sync.WaitGroup
+	for range min(max(headWorkers, runtime.GOMAXPROCS(0)), len(todo)) {
+		wg.Go(func() {
+			for f := range work {
+				readHead(f)
+			}
+		})
+	}
+	var err error
+	for _, f := range todo {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	return err
+}
+
+// readHead reads one file's start document into f.
+func readHead(f *File) {
+	err := func() error {
+		fh, err := os.Open(f.Path)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		f.Start, f.Head, err = f.Format.ReadHead(fh, f.Size)
+		return err
+	}()
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrIncomplete):
+		f.Start, f.Head = nil, nil
+	default:
+		f.Start, f.Head, f.err = nil, nil, err.Error()
+	}
+}
+
+// publish rebuilds the uid map from the files, applying the duplicate rule.
+func (c *Catalog) publish() {
+	byUID := make(map[string]*File, len(c.files))
+	for _, f := range c.files {
+		if f.Start == nil {
+			continue
+		}
+		uid := f.Start.UID
+		if old := byUID[uid]; old != nil {
+			winner, loser := f, old
+			if newer(old, f) {
+				winner, loser = old, f
+			}
+			if c.dupLogged[loser.Path] != winner.Path {
+				c.dupLogged[loser.Path] = winner.Path
+				c.log.Warn("two files hold one run, using the newer", "uid", uid, "file", winner.Path, "ignored", loser.Path)
+			}
+			f = winner
+		}
+		byUID[uid] = f
+	}
+	starts := make([]*catalog.Start, 0, len(byUID))
+	for _, f := range byUID {
+		starts = append(starts, f.Start)
+	}
+	slices.SortFunc(starts, func(a, b *catalog.Start) int { return strings.Compare(a.UID, b.UID) })
+	c.mu.Lock()
+	c.byUID, c.starts = byUID, starts
+	c.mu.Unlock()
+}
