@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -55,7 +56,8 @@ func fillDir(a *fuse.Attr, t float64) {
 	setTime(a, t)
 }
 
-func (d *dirBase) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+func (d *dirBase) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Errno) {
+	defer d.st.observe("readdir", time.Now(), &errno)
 	_, es, err := d.list(ctx)
 	if err != nil {
 		return nil, d.st.toErrno("readdir", d.path, err)
@@ -71,7 +73,8 @@ func (d *dirBase) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	return gofs.NewListDirStream(out), 0
 }
 
-func (d *dirBase) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (d *dirBase) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	defer d.st.observe("lookup", time.Now(), &errno)
 	r, es, err := d.list(ctx)
 	if err != nil {
 		return nil, d.st.toErrno("lookup", d.path+"/"+name, err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -71,7 +72,8 @@ func (f *file) current(ctx context.Context) (*runState, content, error) {
 	return r, c, err
 }
 
-func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer f.st.observe("getattr", time.Now(), &errno)
 	r, c, err := f.current(ctx)
 	if h, ok := fh.(*handle); ok && err == nil {
 		c = h.c // an open file keeps the size it was opened with
@@ -131,7 +133,8 @@ func (h *handle) Release(context.Context) syscall.Errno {
 	return 0
 }
 
-func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, errno syscall.Errno) {
+	defer f.st.observe("open", time.Now(), &errno)
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
@@ -158,7 +161,8 @@ func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	return h, fl, 0
 }
 
-func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
+	defer f.st.observe("read", time.Now(), &errno)
 	h, ok := fh.(*handle)
 	if !ok {
 		_, c, err := f.current(ctx)

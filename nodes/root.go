@@ -56,7 +56,8 @@ func (d *scanDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Attr
 	return 0
 }
 
-func (d *rootDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+func (d *rootDir) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Errno) {
+	defer d.st.observe("readdir", time.Now(), &errno)
 	l, err := d.st.listing(ctx)
 	if err != nil {
 		return nil, d.st.toErrno("readdir", "/", err)
@@ -71,7 +72,8 @@ func (d *rootDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	return gofs.NewListDirStream(entries), 0
 }
 
-func (d *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (d *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	defer d.st.observe("lookup", time.Now(), &errno)
 	l, err := d.st.listing(ctx)
 	if err != nil {
 		return nil, d.st.toErrno("lookup", name, err)

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -53,6 +54,9 @@ type Config struct {
 	Cache *cache.Store
 	// TableStats, if set, counts the table layer's work (scans, cache hits, frames filled).
 	TableStats *table.Stats
+	// Observe, if set, is told of every FUSE operation served: its name ("lookup",
+	// "readdir", "open", "read", "getattr"), how long it took and its errno.
+	Observe func(op string, took time.Duration, errno syscall.Errno)
 }
 
 func (c *Config) setDefaults() {
@@ -401,4 +405,11 @@ func (st *state) ttl(r *runState) time.Duration {
 		return st.cfg.LiveTTL
 	}
 	return st.cfg.FinishedTTL
+}
+
+// observe reports an operation to Config.Observe; use as defer st.observe("read", time.Now(), &errno).
+func (st *state) observe(op string, t0 time.Time, errno *syscall.Errno) {
+	if st.cfg.Observe != nil {
+		st.cfg.Observe(op, time.Since(t0), *errno)
+	}
 }

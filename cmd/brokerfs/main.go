@@ -26,11 +26,13 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	mongoevent "go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/brokerfs/brokerfs/catalog"
 	bfs "github.com/brokerfs/brokerfs/fs"
 	"github.com/brokerfs/brokerfs/handlers"
 	"github.com/brokerfs/brokerfs/nodes"
+	"github.com/brokerfs/brokerfs/table"
 )
 
 const usage = `brokerfs mounts a catalog of Bluesky runs as a read-only file system.
@@ -41,6 +43,8 @@ Usage:
   brokerfs catalogs                          the catalogs of your intake / databroker configs
   brokerfs sentinel install|check URI        databroker's version sentinel of a MongoDB asset database
   brokerfs copy [flags] SOURCE DEST          copy runs (and, on request, their files) to another store
+  brokerfs cache stat|clear                  what the cache of decoded columns holds; empty it
+  brokerfs cache prefetch [flags] SOURCE     decode runs (and read their external frames) into the cache
   brokerfs demo [MOUNTPOINT]                 write a demo catalog and mount it
   brokerfs install-helper [DIR]              link DIR/mount.fuse.brokerfs (default /sbin) for
                                              mount -t fuse.brokerfs and fstab
@@ -79,6 +83,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "copy":
 		err = cmdCopy(args[1:], stdout, stderr)
+	case "cache":
+		err = cmdCache(args[1:], stdout, stderr)
 	case "catalogs":
 		err = cmdCatalogs(args[1:], stdout, stderr)
 	case "sentinel":
@@ -128,6 +134,9 @@ type catalogFlags struct {
 	noCache  bool
 	cacheMax string
 	cacheTTL time.Duration
+
+	// mongoMonitor, when set (--metrics), sees every MongoDB command: catalog round trips.
+	mongoMonitor *mongoevent.CommandMonitor
 }
 
 func (c *catalogFlags) register(fl *pflag.FlagSet) {
@@ -244,23 +253,19 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	var cf catalogFlags
 	cf.register(fl)
 	var (
-		rootMap      []string
-		opts         []string
-		allowOther   bool
-		debugFuse    bool
-		liveTTL      time.Duration
-		listTTL      time.Duration
-		handlerCmds  []string
-		cacheBytes   int64
-		allowedRoots []string
+		ff          fillerFlags
+		opts        []string
+		allowOther  bool
+		debugFuse   bool
+		liveTTL     time.Duration
+		listTTL     time.Duration
+		metricsAddr string
 	)
-	fl.StringArrayVar(&rootMap, "root-map", nil, "OLD=NEW: read external files whose resource root is OLD under NEW (repeatable)")
+	ff.register(fl)
 	fl.StringArrayVarP(&opts, "option", "o", nil, "FUSE mount option, e.g. -o allow_other (repeatable; comma lists accepted)")
 	fl.BoolVar(&allowOther, "allow-other", false, "let other users read the mount (non-root: needs user_allow_other in /etc/fuse.conf)")
 	fl.BoolVar(&debugFuse, "debug-fuse", false, "log every FUSE request")
-	fl.StringArrayVar(&handlerCmds, "handler", nil, "SPEC=COMMAND: read resources of SPEC with an external program (repeatable; see handlers/external)")
-	fl.Int64Var(&cacheBytes, "cache-size", 256<<20, "bytes of external data frames kept in memory (the disk cache is --cache-max)")
-	fl.StringSliceVar(&allowedRoots, "allowed-roots", nil, "DIR,...: handlers read only files under these directories (default: any)")
+	fl.StringVar(&metricsAddr, "metrics", "", "HOST:PORT: serve Prometheus metrics at http://HOST:PORT/metrics (cache, FUSE operations, catalog round trips, handler reads)")
 	fl.DurationVar(&liveTTL, "live-ttl", time.Second, "how long a live run's state is cached before it is re-read")
 	fl.DurationVar(&listTTL, "list-ttl", 2*time.Second, "how long the list of runs is cached before the store is asked again")
 	fl.Usage = func() {
@@ -274,7 +279,7 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		return usageError{"want SOURCE and MOUNTPOINT"}
 	}
 	source, mnt := fl.Arg(0), fl.Arg(1)
-	rm, err := handlers.ParseRootMap(rootMap)
+	rm, err := handlers.ParseRootMap(ff.rootMap)
 	if err != nil {
 		return usageError{err.Error()}
 	}
@@ -300,6 +305,11 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	if err := bfs.CheckMountpoint(mnt); err != nil {
 		return err
 	}
+	var met *metrics
+	if metricsAddr != "" {
+		met = newMetrics()
+		cf.mongoMonitor = met.mongoMonitor()
+	}
 	src, err := cf.open(context.Background(), source, log)
 	if err != nil {
 		return err
@@ -309,24 +319,17 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	if err := src.refuseMountInside(mnt, rm); err != nil {
 		return err
 	}
-	registry, err := newRegistry(handlerCmds, src.handlers, log)
+	filler, err := ff.filler(src, rm, log)
 	if err != nil {
 		return err
 	}
-	filler := handlers.NewFiller(handlers.FillerOptions{
-		Registry:     registry,
-		RootMap:      rm,
-		Logger:       log,
-		CacheBytes:   cacheBytes,
-		AllowedRoots: allowedRoots,
-	})
 	defer filler.Close()
 	store, closeStore, err := cf.openCache(log)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	root := nodes.NewRoot(nodes.Config{
+	ncfg := nodes.Config{
 		Cache:        store,
 		Filler:       filler,
 		Catalog:      src.cat,
@@ -334,7 +337,17 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		IncludeField: include,
 		LiveTTL:      liveTTL,
 		ListTTL:      listTTL,
-	})
+		TableStats:   &table.Stats{},
+	}
+	if met != nil {
+		ncfg.Observe = met.observe
+		stop, err := met.serve(metricsAddr, store, ncfg.TableStats, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	root := nodes.NewRoot(ncfg)
 	// Signals are caught from before the mount exists: a SIGTERM while go-fuse finishes
 	// mounting must unmount, not kill the server and leave a stale mount.
 	sig := make(chan os.Signal, 2)

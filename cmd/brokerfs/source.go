@@ -162,7 +162,7 @@ func isMongoURI(s string) bool {
 // openMongo opens a MongoDB catalog: the normalized layout (with the asset database's
 // version sentinel checked) or the embedded one.
 func openMongo(ctx context.Context, uri, assetURI string, cf *catalogFlags, log *slog.Logger) (*source, error) {
-	opts := mongo.Options{Logger: log, Timeout: cf.timeout}
+	opts := mongo.Options{Logger: log, Timeout: cf.timeout, Monitor: cf.mongoMonitor}
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout+time.Second)
 	defer cancel()
 	var (
