@@ -147,8 +147,11 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 		// /proc/sys/fs/pipe-max-size) and go-fuse logs each failure before it falls back to
 		// pread, which is what it does here from the start, quietly.
 		DisableSplice: true,
-		Options:       append([]string{"ro", "default_permissions"}, o.Extra...),
-		Logger:        log.New(slogWriter{o.Logger}, "", 0),
+		// Live runs' files are opened with FOPEN_DIRECT_IO (one snapshot per open); this lets
+		// numpy still map them (MAP_SHARED), as it maps every other file (Linux >= 6.6).
+		ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP,
+		Options:           append([]string{"ro", "default_permissions"}, o.Extra...),
+		Logger:            log.New(slogWriter{o.Logger}, "", 0),
 	}
 	neg := o.Timeout
 	srv, err := gofs.Mount(dir, root, &gofs.Options{

@@ -810,7 +810,7 @@ func TestMongoLive(t *testing.T) {
 	tail := b[len(b)-16:]
 	for i, want := range []float64{1003.5, 1004.5} {
 		if got := math.Float64frombits(binary.LittleEndian.Uint64(tail[8*i:])); got != want {
-			t.Errorf("I0.npy row %d = %v, want %v", rows+i, got, want)
+			t.Errorf("I0.npy row %d = %v, want %v (file of %d bytes: %q)", rows+i, got, want, len(b), b[:min(len(b), 80)])
 		}
 	}
 

@@ -95,6 +95,7 @@ func (d *dirBase) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if err != nil {
 		return nil, d.st.toErrno("lookup", path, err)
 	}
+	out.SetAttrTimeout(d.st.fileAttrTTL(r))
 	fillFile(&out.Attr, r, c.Size())
 	f := &file{st: d.st, uid: d.uid, path: path, resolve: e.file}
 	return d.NewInode(ctx, f, stableAttr(path, modeFile)), 0

@@ -55,6 +55,12 @@ type file struct {
 
 	mu     sync.Mutex
 	opened *runState // the run state of the last open; guarded by mu
+	// The kernel serves all open files of an inode alike: through passthrough or through
+	// this process, never both at once (an open of the other kind fails with EIO). The
+	// first open decides for as long as any stays open. A lazily filled field that is
+	// complete by its second open is the case: opens of it follow the first one's mode.
+	opens       int  // guarded by mu
+	passthrough bool // guarded by mu; the mode of the open files
 }
 
 var (
@@ -82,8 +88,19 @@ func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 		return f.st.toErrno("getattr", f.path, err)
 	}
 	fillFile(&out.Attr, r, c.Size())
-	out.SetTimeout(f.st.ttl(r))
+	out.SetTimeout(f.st.fileAttrTTL(r))
 	return 0
+}
+
+// fileAttrTTL is how long the kernel may keep a file's attributes. A live run's files keep
+// none: the kernel then asks before each read past what it knows and before each stat, and
+// the answer is the size of the open file's own snapshot, so that a whole-file read of a
+// growing run sees the size its header states.
+func (st *state) fileAttrTTL(r *runState) time.Duration {
+	if r.live() {
+		return 0
+	}
+	return st.cfg.FinishedTTL
 }
 
 func fillFile(a *fuse.Attr, r *runState, size int64) {
@@ -107,11 +124,14 @@ func runTime(r *runState) float64 {
 // handle is an open file: the content it was opened with, so that a live run growing under a
 // reader does not change the bytes of one open.
 type handle struct {
+	f *file
 	c content
 	h table.Handle
 	// backing is the file whose bytes are exactly this file's (a cache file), read by the
 	// kernel directly through FUSE passthrough where it can, else by pread.
 	backing *os.File
+	// passthroughOff: other opens of the inode are served by this process, so this one is too.
+	passthroughOff bool
 }
 
 var (
@@ -122,7 +142,7 @@ var (
 // PassthroughFd hands the kernel the cache file, so reads bypass this process (Linux >= 6.9,
 // CAP_SYS_ADMIN; go-fuse stops asking after the kernel refuses once).
 func (h *handle) PassthroughFd() (int, bool) {
-	if h.backing == nil {
+	if h.backing == nil || h.passthroughOff {
 		return 0, false
 	}
 	return int(h.backing.Fd()), true
@@ -130,6 +150,9 @@ func (h *handle) PassthroughFd() (int, bool) {
 
 func (h *handle) Release(context.Context) syscall.Errno {
 	h.h.Close()
+	h.f.mu.Lock()
+	h.f.opens--
+	h.f.mu.Unlock()
 	return 0
 }
 
@@ -146,16 +169,30 @@ func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	if err != nil {
 		return nil, 0, f.st.toErrno("open", f.path, err)
 	}
-	h := &handle{c: c, h: th, backing: th.Backing()}
+	h := &handle{f: f, c: c, h: th, backing: th.Backing()}
 	// A finished run never changes: the kernel keeps the pages it read. Once the run was read
 	// again (its file changed), the first open drops them: an open without KEEP_CACHE makes the
 	// kernel invalidate the inode's cached pages.
 	f.mu.Lock()
 	same := f.opened == nil || f.opened == r
 	f.opened = r
+	if f.opens == 0 {
+		f.passthrough = h.backing != nil
+	} else if !f.passthrough {
+		h.passthroughOff = true
+	}
+	f.opens++
 	f.mu.Unlock()
 	var fl uint32
-	if !r.live() && same {
+	switch {
+	case r.live():
+		// A live run's file is one snapshot per open: its header states the rows of that
+		// moment. Reads bypass the page cache and the kernel's idea of the size (a stat
+		// from before the open), so a whole-file read returns exactly the snapshot.
+		// (fs asks the kernel to map such files too: CAP_DIRECT_IO_ALLOW_MMAP.)
+		fl = fuse.FOPEN_DIRECT_IO
+		h.passthroughOff = true
+	case same:
 		fl = fuse.FOPEN_KEEP_CACHE
 	}
 	return h, fl, 0
