@@ -6,10 +6,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -661,5 +663,98 @@ func TestWithoutCache(t *testing.T) {
 		"BadValues": TestBadValues, "LiveRunGrows": TestLiveRunGrows,
 	} {
 		t.Run(name, fn)
+	}
+}
+
+// countingCatalog counts Run calls and the EventPages calls of the runs it opens.
+type countingCatalog struct {
+	*memory.Catalog
+	runs, pages *atomic.Int64
+}
+
+func (c countingCatalog) Run(ctx context.Context, uid string) (catalog.Run, error) {
+	c.runs.Add(1)
+	r, err := c.Catalog.Run(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	return countingPages{r, c.pages}, nil
+}
+
+type countingPages struct {
+	catalog.Run
+	pages *atomic.Int64
+}
+
+func (r countingPages) EventPages(ctx context.Context, d string, from, to int, f []string, fn func(*catalog.EventPage) error) error {
+	r.pages.Add(1)
+	return r.Run.EventPages(ctx, d, from, to, f, fn)
+}
+
+func (r countingPages) Version(ctx context.Context) (string, error) {
+	return r.Run.(catalog.Versioner).Version(ctx)
+}
+
+// TestRemountFromCache: a second tree over the same cache (a remount) opens a finished run
+// and reads its fields without opening the catalog's run at all, with the same bytes; a run
+// changed in the catalog is noticed within the list TTL and read again.
+func TestRemountFromCache(t *testing.T) {
+	if withoutCache {
+		t.Skip("needs the cache")
+	}
+	mem, err := memory.New(catalogtest.Runs()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := cache.Open(cache.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cat := countingCatalog{mem, &atomic.Int64{}, &atomic.Int64{}}
+	withStore := func(c *Config) { c.Cache = store }
+	p := catalogtest.UIDScalars + "/primary/motor.npy"
+	first := newTree(t, cat, withStore)
+	want := first.mustRead(p)
+	wantCSV := first.mustRead(catalogtest.UIDScalars + "/primary/label.csv")
+	if cat.runs.Load() != 1 || cat.pages.Load() == 0 {
+		t.Fatalf("first mount: %d runs opened, %d EventPages calls", cat.runs.Load(), cat.pages.Load())
+	}
+
+	cat.runs.Store(0)
+	cat.pages.Store(0)
+	second := newTree(t, cat, withStore)
+	if got := second.mustRead(p); !bytes.Equal(got, want) {
+		t.Errorf("remount: motor.npy differs")
+	}
+	if got := second.mustRead(catalogtest.UIDScalars + "/primary/label.csv"); !bytes.Equal(got, wantCSV) {
+		t.Errorf("remount: label.csv differs")
+	}
+	if n := cat.runs.Load(); n != 0 {
+		t.Errorf("remount opened the catalog's run %d times, want 0", n)
+	}
+
+	// The run changes in the catalog: motor becomes 100 + i.
+	var docs []catalog.Document
+	for _, d := range catalogtest.Runs()[0] {
+		if d.Name == "event" && d.Doc["descriptor"] == catalogtest.UIDScalars+"-d1" {
+			c := maps.Clone(d.Doc)
+			data := maps.Clone(c["data"].(map[string]any))
+			data["motor"] = 100 + float64(c["seq_num"].(int64)-1)
+			c["data"] = data
+			d = catalog.Document{Name: d.Name, Doc: c}
+		}
+		docs = append(docs, d)
+	}
+	if err := mem.Add(docs); err != nil {
+		t.Fatal(err)
+	}
+	if got := second.mustRead(p); !bytes.Equal(got, want) {
+		t.Errorf("within the list TTL the run should still read as before")
+	}
+	second.clock.advance(time.Minute)
+	_, _, data := parseNPY(t, second.mustRead(p))
+	if got := fmt.Sprint(floats(data)); got != "[100 101 102 103 104]" {
+		t.Errorf("after the change: motor = %s, want [100 101 102 103 104]", got)
 	}
 }

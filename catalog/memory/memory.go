@@ -81,3 +81,14 @@ func (c *Catalog) Run(_ context.Context, uid string) (catalog.Run, error) {
 
 // Close implements catalog.Catalog.
 func (c *Catalog) Close() error { return nil }
+
+// RunVersion implements catalog.RunVersioner: the version of the run as last added.
+func (c *Catalog) RunVersion(_ context.Context, uid string) (string, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	r, ok := c.runs[uid]
+	if !ok {
+		return "", fmt.Errorf("run %s: %w", uid, catalog.ErrNotFound)
+	}
+	return r.version, nil
+}
