@@ -150,7 +150,8 @@ func AsInt(v any) (int64, bool) {
 	case int64:
 		return x, true
 	case float64:
-		if x == math.Trunc(x) && !math.IsInf(x, 0) {
+		// Only integral floats that int64 holds exactly: 1e300 is no scan_id.
+		if x == math.Trunc(x) && x >= -(1<<63) && x < 1<<63 {
 			return int64(x), true
 		}
 	}

@@ -147,9 +147,10 @@ func (d *runDir) list0(ctx context.Context, r *runState) ([]entry, error) {
 			return bytesContent(b), err
 		}})
 	}
+	files := fileNames(r.names, runReserved)
 	for _, name := range r.names {
 		name := name
-		es = append(es, entry{name: name, dir: func() gofs.InodeEmbedder { return newStreamDir(d.st, d.uid, name) }})
+		es = append(es, entry{name: files[name], dir: func() gofs.InodeEmbedder { return newStreamDir(d.st, d.uid, name) }})
 	}
 	return es, nil
 }

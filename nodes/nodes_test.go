@@ -758,3 +758,50 @@ func TestRemountFromCache(t *testing.T) {
 		t.Errorf("after the change: motor = %s, want [100 101 102 103 104]", got)
 	}
 }
+
+// TestNamesFromData: every name from data maps to a unique, safe file name; reserved names are
+// never shadowed and nothing is dropped (issue 9, item 6).
+func TestNamesFromData(t *testing.T) {
+	num := map[string]any{"dtype": "number", "shape": []any{}, "source": "s"}
+	keys := map[string]any{"a/b": num, "x\x00y": num, "time": num, "Time": num, "50%": num, "ok": num}
+	var runs [][]catalog.Document
+	for _, uid := range []string{"latest", "by-scan-id", "r/1", "plain-uid-1"} {
+		docs := []catalog.Document{
+			{Name: "start", Doc: map[string]any{"uid": uid, "time": 1.0, "scan_id": int64(7)}},
+			{Name: "descriptor", Doc: map[string]any{"uid": uid + "-d", "run_start": uid, "time": 1.0, "name": "start.json", "data_keys": keys}},
+			{Name: "event", Doc: map[string]any{"descriptor": uid + "-d", "uid": uid + "-e", "time": 2.0, "seq_num": int64(1),
+				"data":       map[string]any{"a/b": 1.0, "x\x00y": 2.0, "time": 3.0, "Time": 4.0, "50%": 5.0, "ok": 6.0},
+				"timestamps": map[string]any{}}},
+			{Name: "stop", Doc: map[string]any{"uid": uid + "-s", "run_start": uid, "time": 3.0, "exit_status": "success"}},
+		}
+		runs = append(runs, docs)
+	}
+	cat, err := memory.New(runs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTree(t, cat, nil)
+	root := tr.list("")
+	sort.Strings(root)
+	if got := fmt.Sprint(root); got != "[%62y-scan-id %6Catest by-scan-id latest plain-uid-1 r%2F1]" {
+		t.Errorf("root = %s", got)
+	}
+	if got := fmt.Sprint(tr.list("r%2F1")); !strings.Contains(got, "%73tart.json") || !strings.Contains(got, "start.json") {
+		t.Errorf("run dir = %s", got)
+	}
+	stream := tr.list("r%2F1/%73tart.json")
+	sort.Strings(stream)
+	want := "[%54ime.csv %54ime.npy %74ime.csv %74ime.npy 50%25.csv 50%25.npy a%2Fb.csv a%2Fb.npy descriptors.json ok.csv ok.npy time.csv time.npy timestamps x%00y.csv x%00y.npy]"
+	if got := fmt.Sprint(stream); got != want {
+		t.Errorf("stream dir = %s\nwant         %s", got, want)
+	}
+	for file, v := range map[string]float64{"a%2Fb.npy": 1, "x%00y.npy": 2, "%74ime.npy": 3, "%54ime.npy": 4, "50%25.npy": 5, "time.npy": 2} {
+		_, _, data := parseNPY(t, tr.mustRead("r%2F1/%73tart.json/"+file))
+		if got := floats(data); len(got) != 1 || got[0] != v {
+			t.Errorf("%s = %v, want [%v]", file, got, v)
+		}
+	}
+	if target := tr.mustLookup("latest").(*symlink).target; strings.Contains(target, "/") || target == "latest" {
+		t.Errorf("latest -> %q", target)
+	}
+}

@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strconv"
 	"syscall"
@@ -67,7 +68,7 @@ func (d *rootDir) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.
 		fuse.DirEntry{Name: byScanName, Mode: modeDir, Ino: inoOf(byScanName)},
 		fuse.DirEntry{Name: latestName, Mode: modeSymlink, Ino: inoOf(latestName)})
 	for _, uid := range l.uids {
-		entries = append(entries, fuse.DirEntry{Name: uid, Mode: modeDir, Ino: inoOf(uid)})
+		entries = append(entries, fuse.DirEntry{Name: l.file[uid], Mode: modeDir, Ino: inoOf(uid)})
 	}
 	return gofs.NewListDirStream(entries), 0
 }
@@ -88,7 +89,7 @@ func (d *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		if l.latest == "" {
 			return nil, syscall.ENOENT
 		}
-		link := &symlink{target: l.latest, mtime: l.starts[l.latest].Time}
+		link := &symlink{target: l.file[l.latest], mtime: l.starts[l.latest].Time}
 		link.fill(&out.Attr)
 		out.SetEntryTimeout(d.st.cfg.ListTTL)
 		out.SetAttrTimeout(d.st.cfg.ListTTL)
@@ -151,7 +152,7 @@ func (d *scanDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if !ok {
 		return nil, syscall.ENOENT
 	}
-	link := &symlink{target: "../" + uid, mtime: l.starts[uid].Time}
+	link := &symlink{target: "../" + l.file[uid], mtime: l.starts[uid].Time}
 	link.fill(&out.Attr)
 	out.SetEntryTimeout(d.st.cfg.ListTTL)
 	out.SetAttrTimeout(d.st.cfg.ListTTL)
@@ -185,7 +186,12 @@ func (l *symlink) fill(a *fuse.Attr) {
 }
 
 // setTime sets a, m and ctime from a Bluesky timestamp (seconds since the epoch).
+// A time that is not a number or lies outside what int64 nanoseconds hold (NaN, Inf, 1e300)
+// is shown as the epoch rather than wrapped to 1677.
 func setTime(a *fuse.Attr, t float64) {
+	if math.IsNaN(t) || t < -9.2e9 || t > 9.2e9 {
+		t = 0
+	}
 	tm := time.Unix(0, int64(t*1e9))
 	a.SetTimes(&tm, &tm, &tm)
 }

@@ -108,8 +108,10 @@ type state struct {
 type listing struct {
 	uids   []string // sorted
 	starts map[string]*catalog.Start
-	byScan map[int64]string // scan_id -> uid of the newest run with it
-	latest string           // uid of the newest run
+	byScan map[int64]string  // scan_id -> uid of the newest run with it
+	latest string            // uid of the newest run
+	file   map[string]string // uid -> its directory's name (names.go)
+	byFile map[string]string // directory name -> uid
 }
 
 // runState is an opened run: its documents and its streams.
@@ -203,7 +205,7 @@ func (st *state) newListing(starts []*catalog.Start) *listing {
 	l := &listing{starts: make(map[string]*catalog.Start, len(starts)), byScan: map[int64]string{}}
 	var newest *catalog.Start
 	for _, full := range starts {
-		if !st.cfg.Filter(full) || !validName(full.UID) {
+		if !st.cfg.Filter(full) {
 			continue
 		}
 		s := &catalog.Start{UID: full.UID, Time: full.Time, ScanID: full.ScanID, HasScan: full.HasScan, PlanName: full.PlanName}
@@ -222,6 +224,11 @@ func (st *state) newListing(starts []*catalog.Start) *listing {
 	if newest != nil {
 		l.latest = newest.UID
 	}
+	l.file = fileNames(l.uids, rootReserved)
+	l.byFile = make(map[string]string, len(l.file))
+	for uid, f := range l.file {
+		l.byFile[f] = uid
+	}
 	return l
 }
 
@@ -236,15 +243,11 @@ func newer(a, b *catalog.Start) bool {
 	return a.UID > b.UID
 }
 
-// validName reports whether s can be a file name.
-func validName(s string) bool {
-	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
-}
-
-// resolve turns a name in the root directory into a uid: an exact uid, else a unique prefix.
+// resolve turns a name in the root directory into a uid: a run's file name, else a unique
+// prefix of a uid.
 func (l *listing) resolve(name string) (string, error) {
-	if _, ok := l.starts[name]; ok {
-		return name, nil
+	if uid, ok := l.byFile[name]; ok {
+		return uid, nil
 	}
 	i := sort.SearchStrings(l.uids, name)
 	if i < len(l.uids) && strings.HasPrefix(l.uids[i], name) {
@@ -355,10 +358,6 @@ func (st *state) buildStreams(r *runState, run catalog.Run, version string) {
 	}
 	byName := map[string][]*catalog.Descriptor{}
 	for _, d := range r.descs {
-		if !validName(d.Name) {
-			st.log.Warn("skipping stream with an unusable name", "run", r.uid, "stream", d.Name)
-			continue
-		}
 		byName[d.Name] = append(byName[d.Name], d)
 	}
 	for name, descs := range byName {

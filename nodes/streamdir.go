@@ -92,12 +92,10 @@ func streamEntries(ctx context.Context, st *state, s *table.Stream, uid string) 
 	if len(configObjects(s)) > 0 {
 		es = append(es, entry{name: "config", dir: func() gofs.InodeEmbedder { return newConfigDir(st, uid, name) }})
 	}
+	names := fileNames(s.Fields, fieldReserved)
 	for _, f := range s.Fields {
-		if f == "time" {
-			continue // the event time wins the name
-		}
 		f := f
-		es = append(es, entry{name: f + ".npy", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
+		es = append(es, entry{name: names[f] + ".npy", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
 			c, err := column(t, f)
 			if err != nil {
 				return nil, err
@@ -113,7 +111,7 @@ func streamEntries(ctx context.Context, st *state, s *table.Stream, uid string) 
 			}
 		}
 		if csvOK {
-			es = append(es, entry{name: f + ".csv", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
+			es = append(es, entry{name: names[f] + ".csv", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
 				c, err := column(t, f)
 				if err != nil {
 					return nil, err
@@ -148,9 +146,7 @@ func descriptorsJSON(s *table.Stream) content {
 func configObjects(s *table.Stream) []string {
 	var objs []string
 	for obj := range s.Descs[0].Configuration {
-		if validName(obj + ".json") {
-			objs = append(objs, obj)
-		}
+		objs = append(objs, obj)
 	}
 	sort.Strings(objs)
 	return objs
@@ -166,9 +162,10 @@ func newTimestampsDir(st *state, uid, name string) *subDir {
 			return nil, err
 		}
 		var es []entry
+		names := fileNames(s.Fields, func(string) bool { return false })
 		for _, f := range s.Fields {
 			f := f
-			es = append(es, entry{name: f + ".npy", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
+			es = append(es, entry{name: names[f] + ".npy", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
 				c, ok := t.Timestamps[f]
 				if !ok {
 					return nil, fmt.Errorf("timestamps of %s: %w", f, catalog.ErrNotFound)
@@ -190,9 +187,11 @@ func newConfigDir(st *state, uid, name string) *subDir {
 			return nil, err
 		}
 		var es []entry
-		for _, obj := range configObjects(s) {
+		objs := configObjects(s)
+		names := fileNames(objs, func(string) bool { return false })
+		for _, obj := range objs {
 			obj := obj
-			es = append(es, entry{name: obj + ".json", file: func(_ context.Context, r *runState) (content, error) {
+			es = append(es, entry{name: names[obj] + ".json", file: func(_ context.Context, r *runState) (content, error) {
 				s, err := r.stream(name)
 				if err != nil {
 					return nil, err

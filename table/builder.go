@@ -83,13 +83,25 @@ func (b *builder) appendColumn(col *catalog.Column, n int) error {
 		// Observe only; still check that every value fits the decided shape and dtype.
 		return b.check(col, n)
 	}
-	buf := b.buffer(n * b.rb)
-	if err := b.encode(buf, col, n); err != nil {
-		b.fail(err)
-		return nil
+	// Encode in pieces of at most encodeChunk bytes: a page of a hundred large rows must not
+	// cost a buffer of its whole size.
+	per := max(1, encodeChunk/max(b.rb, 1))
+	for i := 0; i < n; i += per {
+		k := min(per, n-i)
+		buf := b.buffer(k * b.rb)
+		if err := b.encode(buf, col, i, k); err != nil {
+			b.fail(err)
+			return nil
+		}
+		if err := b.out.append(buf); err != nil {
+			return err
+		}
 	}
-	return b.out.append(buf)
+	return nil
 }
+
+// encodeChunk is the most bytes of rows encoded at once.
+const encodeChunk = 8 << 20
 
 func (b *builder) buffer(n int) []byte {
 	if cap(b.scratch) < n {
@@ -115,24 +127,24 @@ func (b *builder) check(col *catalog.Column, n int) error {
 	return nil
 }
 
-// encode writes n rows of col into dst.
-func (b *builder) encode(dst []byte, col *catalog.Column, n int) error {
+// encode writes rows [from, from+n) of col into dst.
+func (b *builder) encode(dst []byte, col *catalog.Column, from, n int) error {
 	if col == nil {
 		return putMissing(dst, b.dt)
 	}
 	if len(b.rowShape) == 0 {
 		switch {
 		case col.Kind == catalog.KindFloat && b.dt.Descr == "<f8":
-			putFloats(dst, col.F[:n])
+			putFloats(dst, col.F[from:from+n])
 			return nil
 		case col.Kind == catalog.KindInt && b.dt.Descr == "<i8":
-			putInts(dst, col.I[:n])
+			putInts(dst, col.I[from:from+n])
 			return nil
 		}
 	}
 	for i := 0; i < n; i++ {
-		if err := putValue(dst[i*b.rb:(i+1)*b.rb], b.dt, b.rowShape, col.At(i)); err != nil {
-			return fmt.Errorf("row %d: %w", b.rows+i, err)
+		if err := putValue(dst[i*b.rb:(i+1)*b.rb], b.dt, b.rowShape, col.At(from+i)); err != nil {
+			return fmt.Errorf("row %d: %w", b.rows+from+i, err)
 		}
 	}
 	return nil

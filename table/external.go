@@ -231,7 +231,7 @@ func (lc *lazyColumn) describe(ctx context.Context) error {
 	if len(shape) > maxDims {
 		return fmt.Errorf("field %s: %d dimensions per event: numpy reads at most %d", lc.field, len(shape), maxDims)
 	}
-	rb, err := rowBytes(dt, shape)
+	rb, err := rowBytesMax(dt, shape, maxFrameBytes)
 	if err != nil {
 		return fmt.Errorf("field %s: %w", lc.field, err)
 	}
@@ -332,8 +332,12 @@ func (lc *lazyColumn) fill(ctx context.Context, r int, dst []byte) error {
 	return nil
 }
 
-// fillWorkers bounds the rows of one read filled at once.
-const fillWorkers = 4
+// fillWorkers bounds the rows of one read filled at once; fillMemory bounds the frame
+// buffers they hold.
+const (
+	fillWorkers = 4
+	fillMemory  = 64 << 20
+)
 
 // ensure fills the rows of [from, to) that the sparse file lacks. Rows another reader is
 // filling are waited for, not filled twice.
@@ -360,7 +364,7 @@ func (lc *lazyColumn) ensure(ctx context.Context, sp *cache.Sparse, from, to int
 	errs := make([]error, len(mine))
 	var wg sync.WaitGroup
 	next := make(chan int)
-	for w := 0; w < min(fillWorkers, len(mine)); w++ {
+	for w := 0; w < min(fillWorkers, len(mine), max(1, fillMemory/max(lc.rb, 1))); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

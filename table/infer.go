@@ -101,9 +101,14 @@ func (k *kinds) observeLeaf(v any) {
 	}
 }
 
-// maxRowBytes bounds one event's value: a descriptor or value claiming more is refused rather
-// than allocated.
-const maxRowBytes = 1 << 30
+// maxRowBytes bounds one event's value in the event documents (a string, a list, an array):
+// a value claiming more is refused (its field fails with EIO) rather than allocated, which
+// keeps brokerfs's memory bounded for hostile catalogs. External frames, read one at a time
+// from their files, may be larger: maxFrameBytes.
+const (
+	maxRowBytes   = 64 << 20
+	maxFrameBytes = 512 << 20
+)
 
 // decide chooses the field's dtype and row shape from its data key and what its values showed,
 // as databroker's reading would have them.
@@ -168,14 +173,19 @@ func decide(dk catalog.DataKey, k *kinds) (encode.Dtype, []int, error) {
 }
 
 // rowBytes is the size of one row, checked against overflow and maxRowBytes.
-func rowBytes(dt encode.Dtype, shape []int) (int, error) {
+func rowBytes(dt encode.Dtype, shape []int) (int, error) { return rowBytesMax(dt, shape, maxRowBytes) }
+
+func rowBytesMax(dt encode.Dtype, shape []int, limit int) (int, error) {
 	n := dt.Size
+	if n > limit {
+		return 0, fmt.Errorf("dtype %s: more than %d bytes per event", dt.Descr, limit)
+	}
 	for _, d := range shape {
 		if d < 0 {
 			return 0, fmt.Errorf("shape %v: negative dimension", shape)
 		}
-		if d > 0 && n > maxRowBytes/d {
-			return 0, fmt.Errorf("shape %v of %s: more than %d bytes per event", shape, dt.Descr, maxRowBytes)
+		if d > 0 && n > limit/d {
+			return 0, fmt.Errorf("shape %v of %s: more than %d bytes per event", shape, dt.Descr, limit)
 		}
 		n *= d
 	}

@@ -326,15 +326,18 @@ func TestBadFields(t *testing.T) {
 		"deep": m{"dtype": "array", "shape": []any{}, "source": "s"},
 		"huge": m{"dtype": "array", "shape": []any{int64(1) << 40}, "source": "s"},
 		"obj":  m{"dtype": "array", "shape": []any{}, "dtype_numpy": "|O", "source": "s"},
-		"ok":   m{"dtype": "number", "shape": []any{}, "source": "s"}}
+		"ok":   m{"dtype": "number", "shape": []any{}, "source": "s"},
+		"long": m{"dtype": "string", "shape": []any{}, "source": "s"}}
+	// 17 M code points: 68 MB as numpy unicode, beyond what one event's value may take.
+	long := strings.Repeat("x", 17<<20)
 	data := []m{
-		{"ragged": []any{1.0, 2.0}, "deep": deep, "ok": 1.0, "obj": 1.0},
-		{"ragged": []any{1.0}, "deep": deep, "ok": 2.0, "obj": 2.0},
+		{"ragged": []any{1.0, 2.0}, "deep": deep, "ok": 1.0, "obj": 1.0, "long": "short"},
+		{"ragged": []any{1.0}, "deep": deep, "ok": 2.0, "obj": 2.0, "long": long},
 	}
 	for _, dir := range []string{"", t.TempDir()} {
 		e := newEnv(t, events(keys, data), dir)
 		tb := e.table("v")
-		for _, f := range []string{"ragged", "deep", "huge", "obj"} {
+		for _, f := range []string{"ragged", "deep", "huge", "obj", "long"} {
 			if _, err := tb.Fields[f].NPY(context.Background()); err == nil {
 				t.Errorf("cache %q: field %s has a .npy", dir, f)
 			}

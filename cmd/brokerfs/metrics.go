@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	mongoevent "go.mongodb.org/mongo-driver/v2/event"
 
@@ -42,7 +43,7 @@ func newMetrics() *metrics {
 		}, []string{"command"}),
 	}
 	m.reg.MustRegister(m.ops, m.opSeconds, m.roundTrips,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
