@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/brokerfs/brokerfs/handlers"
 )
 
 const python = "/usr/bin/python3"
@@ -125,7 +127,7 @@ func TestBrokenFiles(t *testing.T) {
 		"truncated.tiff": "past the end",
 		"notatiff.tiff":  "byte-order mark",
 	} {
-		_, err := readInfoFile(filepath.Join(dir, name))
+		_, err := (&handler{g: handlers.GuardOf(context.Background())}).readInfoFile(filepath.Join(dir, name))
 		if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v, want ErrFormat saying %q", name, err, want)
 		}
