@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"math"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -47,7 +47,7 @@ func NewEiger(o Options) handlers.Opener {
 			return nil, errors.New("either images_per_file or frame_per_point must be set (and positive)")
 		}
 		ensureFilters()
-		return &eiger{prefix: path, ipf: ipf, cache: o.ChunkCacheBytes, series: map[string]*series{}}, nil
+		return &eiger{prefix: path, ipf: ipf, cache: o.ChunkCacheBytes, series: map[string]*series{}, g: handlers.GuardOf(ctx)}, nil
 	}
 }
 
@@ -55,6 +55,7 @@ type eiger struct {
 	prefix string
 	ipf    int
 	cache  int
+	g      *handlers.Guard
 
 	mu     sync.Mutex
 	series map[string]*series // by seq_id; guarded by mu
@@ -104,7 +105,7 @@ func (e *eiger) get(ctx context.Context, kw map[string]any) (*series, error) {
 		if err != nil {
 			return nil, err
 		}
-		if s, err = openSeries(path, e.cache); err != nil {
+		if s, err = openSeries(e.g, path, e.cache); err != nil {
 			return nil, err
 		}
 		e.series[seq] = s
@@ -113,8 +114,8 @@ func (e *eiger) get(ctx context.Context, kw map[string]any) (*series, error) {
 	return s, nil
 }
 
-func openSeries(path string, cache int) (_ *series, err error) {
-	master, err := openFile(path, false)
+func openSeries(g *handlers.Guard, path string, cache int) (_ *series, err error) {
+	master, err := openFile(g, path, false)
 	if err != nil {
 		return nil, err
 	}
@@ -125,25 +126,31 @@ func openSeries(path string, cache int) (_ *series, err error) {
 		}
 	}()
 	group := "entry/data"
+	g0 := g
 	var names []string
 	dir := filepath.Dir(path)
 	err = call(func() error {
-		if !master.f.LinkExists(group) {
+		if ok, err := master.exists(group); err != nil {
+			return err
+		} else if !ok {
 			group = "entry" // Eiger firmware before 1.3
 		}
-		g, err := master.f.OpenGroup(group)
+		g, err := master.openGroup(group)
 		if err != nil {
-			return fmt.Errorf("no group entry/data or entry: %w", ErrNoDataset)
+			return fmt.Errorf("no group entry/data or entry (%v): %w", err, ErrNoDataset)
 		}
 		defer g.Close()
-		n, err := g.NumObjects()
+		n, err := g.count()
 		if err != nil {
-			return h5Err()
+			return err
 		}
-		for i := uint(0); i < n; i++ {
-			name, err := g.ObjectNameByIndex(i)
+		if n > maxDataSets {
+			return fmt.Errorf("group %s has %d links: %w", group, n, handlers.ErrTooLarge)
+		}
+		for i := range n {
+			name, err := g.name(i)
 			if err != nil {
-				return h5Err()
+				return err
 			}
 			if strings.HasPrefix(name, "data") {
 				names = append(names, name)
@@ -152,7 +159,7 @@ func openSeries(path string, cache int) (_ *series, err error) {
 		// A data file that is not there yet is a missing file (retried), not a broken link.
 		for i := range names {
 			name := fmt.Sprintf("data_%06d", i+1)
-			ext, err := externalFile(g.ID(), name)
+			ext, err := externalFile(int64(g.id), name)
 			if err != nil {
 				return fmt.Errorf("%s/%s: %w", group, name, ErrNoDataset)
 			}
@@ -160,7 +167,7 @@ func openSeries(path string, cache int) (_ *series, err error) {
 				if !filepath.IsAbs(ext) {
 					ext = filepath.Join(dir, ext)
 				}
-				if _, err := os.Stat(ext); err != nil {
+				if _, err := g0.Stat(ext); err != nil {
 					return fmt.Errorf("data file of %s/%s: %w", group, name, err)
 				}
 			}
@@ -190,6 +197,9 @@ func openSeries(path string, cache int) (_ *series, err error) {
 		if d.dtype != s.dtype || len(d.dims) != len(s.frame)+1 || !equal(d.dims[1:], s.frame) {
 			return nil, fmt.Errorf("eiger series %s: %s is %s %v, %s is %s %v: cannot concatenate: %w",
 				path, s.sets[0].name, s.dtype, s.sets[0].dims, d.name, d.dtype, d.dims, ErrType)
+		}
+		if s.frames > math.MaxInt-d.dims[0] {
+			return nil, fmt.Errorf("eiger series %s: too many frames: %w", path, handlers.ErrOverflow)
 		}
 		s.frames += d.dims[0]
 	}
@@ -254,7 +264,10 @@ func (e *eiger) Read(ctx context.Context, kw map[string]any) (*catalog.NDArray, 
 		return nil, err
 	}
 	defer e.wg.Done()
-	frameBytes := prod(s.frame) * s.elem
+	frameBytes, err := handlers.ArrayBytes(s.frame, s.elem)
+	if err != nil {
+		return nil, fmt.Errorf("eiger series %s: %w", s.master.path, err)
+	}
 	i, one, err := e.frameNum(kw, s)
 	if err != nil {
 		return nil, err
@@ -273,7 +286,11 @@ func (e *eiger) Read(ctx context.Context, kw map[string]any) (*catalog.NDArray, 
 			i -= d.dims[0]
 		}
 	}
-	buf := make([]byte, s.frames*frameBytes)
+	total, err := handlers.ArrayBytes(append([]int{s.frames}, s.frame...), s.elem)
+	if err != nil {
+		return nil, fmt.Errorf("eiger series %s: %w", s.master.path, err)
+	}
+	buf := make([]byte, total)
 	off := 0
 	for _, d := range s.sets {
 		if err := ctx.Err(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -62,7 +63,7 @@ func NewSlice(key string, swmr bool, o Options) handlers.Opener {
 			return nil, fmt.Errorf("frame_per_point %d: want at least 1", fpp)
 		}
 		ensureFilters()
-		f, err := openFile(path, swmr)
+		f, err := openFile(handlers.GuardOf(ctx), path, swmr)
 		if err != nil {
 			return nil, err
 		}
@@ -155,8 +156,15 @@ func (s *slice) rows(kw map[string]any, d *dataset, dims []int) (start, stop int
 	if len(dims) == 0 {
 		return 0, 0, fmt.Errorf("dataset %s in %s is a scalar: %w", d.name, d.file, ErrType)
 	}
-	start, stop = pn*s.fpp, (pn+1)*s.fpp
-	if pn < 0 || start >= dims[0] {
+	if pn < 0 {
+		return 0, 0, fmt.Errorf("point_number %d: want at least 0: %w", pn, ErrOutOfRange)
+	}
+	// Checked: pn = 2**62 with fpp 4 must not wrap around to frame 0.
+	if start, err = handlers.MulIndex(pn, s.fpp); err != nil || start > math.MaxInt-s.fpp {
+		return 0, 0, fmt.Errorf("point_number %d with frame_per_point %d: %w", pn, s.fpp, handlers.ErrOverflow)
+	}
+	stop = start + s.fpp
+	if start >= dims[0] {
 		return 0, 0, fmt.Errorf("point_number %d (frames %d to %d with frame_per_point %d): dataset %s in %s has %d frames: %w",
 			pn, start, stop, s.fpp, d.name, d.file, dims[0], ErrOutOfRange)
 	}
@@ -182,7 +190,11 @@ func (s *slice) Read(ctx context.Context, kw map[string]any) (a *catalog.NDArray
 			return err
 		}
 		shape := append([]int{stop - start}, dims[1:]...)
-		buf := make([]byte, prod(shape)*d.elem)
+		n, err := handlers.ArrayBytes(shape, d.elem)
+		if err != nil {
+			return fmt.Errorf("dataset %s in %s: %w", d.name, d.file, err)
+		}
+		buf := make([]byte, n)
 		off := make([]int, len(dims))
 		off[0] = start
 		if err := d.read(off, shape, buf); err != nil {
@@ -205,7 +217,7 @@ func NewXSP3(o Options) handlers.Opener {
 			return nil, err
 		}
 		ensureFilters()
-		f, err := openFile(path, false)
+		f, err := openFile(handlers.GuardOf(ctx), path, false)
 		if err != nil {
 			return nil, err
 		}
@@ -272,7 +284,11 @@ func (x *xsp3) Read(ctx context.Context, kw map[string]any) (a *catalog.NDArray,
 		if err != nil {
 			return err
 		}
-		buf := make([]byte, dims[2]*d.elem)
+		n, err := handlers.ArrayBytes(dims[2:], d.elem)
+		if err != nil {
+			return fmt.Errorf("dataset %s in %s: %w", d.name, d.file, err)
+		}
+		buf := make([]byte, n)
 		if err := d.read([]int{fr, ch, 0}, []int{1, 1, dims[2]}, buf); err != nil {
 			return err
 		}
