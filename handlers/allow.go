@@ -75,22 +75,41 @@ func (g *Guard) Restricted() bool { return len(g.roots) > 0 }
 
 // resolve returns path made absolute and cleaned, with the symlinks of its longest existing
 // prefix resolved (a missing file cannot lead anywhere, but its directory may be a link).
+//
+// ".." is resolved after the symlinks before it, as the kernel does (filepath.EvalSymlinks
+// walks the path): "dir/link/../x" with link -> /etc is /etc/x, not dir/x. Only the missing
+// tail of a path is cleaned lexically.
 func resolve(path string) (string, error) {
-	p, err := filepath.Abs(path)
-	if err != nil {
-		return "", err
+	p := path
+	if !filepath.IsAbs(p) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", err
+		}
+		p = wd + "/" + p // not filepath.Join, which would clean ".." lexically
 	}
 	var rest []string
 	for {
 		if r, err := filepath.EvalSymlinks(p); err == nil {
 			return filepath.Join(append([]string{r}, rest...)...), nil
 		}
-		parent := filepath.Dir(p)
-		if parent == p {
-			return filepath.Join(append([]string{p}, rest...)...), nil
+		p = strings.TrimRight(p, "/")
+		i := strings.LastIndexByte(p, '/')
+		if i < 0 {
+			return "", fmt.Errorf("resolve %s: %w", path, fs.ErrNotExist)
 		}
-		rest = append([]string{filepath.Base(p)}, rest...)
-		p = parent
+		base := p[i+1:]
+		if base == ".." {
+			// Below a missing directory ".." has no meaning the kernel would give it.
+			return "", fmt.Errorf("resolve %s: \"..\" after a missing directory: %w", path, fs.ErrNotExist)
+		}
+		if base != "." && base != "" {
+			rest = append([]string{base}, rest...)
+		}
+		p = p[:i]
+		if p == "" {
+			return filepath.Join(append([]string{"/"}, rest...)...), nil
+		}
 	}
 }
 
@@ -134,13 +153,20 @@ func (g *Guard) given() []string {
 // Stat checks path as Check does and that it is a regular file, and returns its FileInfo.
 // It is for files that a library opens by name (libhdf5): open them right after, and
 // compare what was opened with SameFile where the library gives a descriptor.
+//
+// The FileInfo is that of the path with its symlinks resolved, taken without following
+// links: a path whose meaning changes after the check gives another inode.
 func (g *Guard) Stat(path string) (fs.FileInfo, error) {
-	if err := g.Check(path); err != nil {
-		return nil, err
-	}
-	st, err := os.Stat(path)
+	res, err := resolve(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if _, _, ok := g.root(res); g.Restricted() && !ok {
+		return nil, fmt.Errorf("%s (resolves to %s): %w %v", path, res, ErrNotAllowed, g.given())
+	}
+	st, err := os.Lstat(res)
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, unwrapPath(err))
 	}
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("open %s: %s: %w", path, st.Mode().Type(), ErrNotRegular)

@@ -359,3 +359,32 @@ type badArray struct{ counting }
 func (*badArray) Read(context.Context, map[string]any) (*catalog.NDArray, error) {
 	return &catalog.NDArray{Dtype: "<u2", Shape: []int{1 << 40}, Data: make([]byte, 4)}, nil
 }
+
+// TestGuardDotDotAfterSymlink: ".." after a symlink is resolved as the kernel does.
+func TestGuardDotDotAfterSymlink(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ok")
+	os.MkdirAll(filepath.Join(ok, "deep"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "secret", "in"), 0o755)
+	os.WriteFile(filepath.Join(dir, "secret", "x"), []byte("s"), 0o644)
+	os.WriteFile(filepath.Join(ok, "x"), []byte("o"), 0o644)
+	os.Symlink(filepath.Join(dir, "secret", "in"), filepath.Join(ok, "link"))
+	g := NewGuard([]string{ok})
+	// Lexically ok/x; for the kernel secret/x.
+	p := filepath.Join(ok, "link") + "/../x"
+	if b, err := os.ReadFile(p); err != nil || string(b) != "s" {
+		t.Fatalf("test setup: %s reads %q, %v", p, b, err)
+	}
+	if err := g.Check(p); !errors.Is(err, ErrNotAllowed) {
+		t.Errorf("Check(%s) = %v", p, err)
+	}
+	if _, err := g.Stat(p); !errors.Is(err, ErrNotAllowed) {
+		t.Errorf("Stat(%s) = %v", p, err)
+	}
+	if _, err := g.Open(p); !errors.Is(err, ErrNotAllowed) {
+		t.Errorf("Open(%s) = %v", p, err)
+	}
+	if _, err := g.Stat(filepath.Join(ok, "deep") + "/../x"); err != nil {
+		t.Errorf("ok/deep/../x: %v", err)
+	}
+}
