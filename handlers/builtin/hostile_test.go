@@ -109,7 +109,7 @@ func TestHostileKwargs(t *testing.T) {
 		want   error
 		secret bool // without roots the case reads the secret
 	}{
-		{hcase{"fpp 2**40", "AD_TIFF", ok, tiff("img", int64(1) << 40), pn(0)}, handlers.ErrTooLarge, false},
+		{hcase{"fpp 2**40", "AD_TIFF", ok, tiff("img", int64(1)<<40), pn(0)}, handlers.ErrTooLarge, false},
 		{hcase{"fpp 2**40 float", "AD_TIFF", ok, tiff("img", float64(1<<40)), pn(0)}, handlers.ErrTooLarge, false},
 		{hcase{"fpp 1e300", "AD_TIFF", ok, tiff("img", 1e300), pn(0)}, nil, false},
 		{hcase{"pn 2**62 fpp 4", "AD_TIFF", ok, tiff("img", int64(4)), pn(1 << 62)}, handlers.ErrOverflow, false},
