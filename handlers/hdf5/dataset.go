@@ -130,6 +130,7 @@ type dataset struct {
 	elem  int
 	big   bool
 	dims  []int
+	chunk *chunking // set when chunks can be read raw and decoded in Go (chunk.go)
 }
 
 // openDataset opens the dataset name (a path in the file) with a chunk cache of cacheBytes
@@ -177,7 +178,11 @@ func openDatasetDepth(f *file, name string, cacheBytes, depth int) (*dataset, er
 		if err := d.checkSources(f, cacheBytes, depth); err != nil {
 			return err
 		}
-		return d.header()
+		if err := d.header(); err != nil {
+			return err
+		}
+		d.chunk = d.chunkLayout()
+		return nil
 	})
 	if err != nil {
 		if d.ds != nil {
@@ -239,6 +244,18 @@ func (d *dataset) refresh() error {
 func (d *dataset) read(offset, count []int, dst []byte) error {
 	if len(dst) == 0 {
 		return nil
+	}
+	if d.chunk != nil && len(offset) == len(d.chunk.dims) {
+		err := d.readDirect(d.chunk, offset, count, dst)
+		if err == nil {
+			if d.big {
+				npy.Swap(dst, d.elem)
+			}
+			return nil
+		}
+		if !errors.Is(err, errFallBack) {
+			return fmt.Errorf("read %s%s in %s: %w", d.name, slab(offset, count), d.file, err)
+		}
 	}
 	off := make([]uint, len(offset))
 	cnt := make([]uint, len(count))

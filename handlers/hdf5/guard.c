@@ -110,3 +110,49 @@ int bfs_virtual_source(hid_t dset, size_t i, char *file, char *name, size_t cap)
 	if (a < 0 || b < 0 || (size_t)a >= cap || (size_t)b >= cap) return -1;
 	return 0;
 }
+
+// bfs_chunk_layout reports whether dset is chunked with no filters other than deflate and
+// shuffle (then 1: cdims gets the chunk dims, ids the filters in pipeline order, *nfilt their
+// number), 0 for any other layout or filter, -1 on error. Such chunks can be read raw
+// (H5Dread_chunk) and decoded in Go, outside libhdf5's global lock.
+int bfs_chunk_layout(hid_t dset, int rank, unsigned long long *cdims, int *nfilt, int *ids, int maxf) {
+	hid_t dcpl = H5Dget_create_plist(dset);
+	if (dcpl < 0) return -1;
+	int r = 0;
+	if (H5Pget_layout(dcpl) != H5D_CHUNKED || H5Pget_chunk(dcpl, rank, (hsize_t *)cdims) != rank) goto out;
+	int n = H5Pget_nfilters(dcpl);
+	if (n < 0 || n > maxf) goto out;
+	for (int i = 0; i < n; i++) {
+		unsigned flags, cfg, vals[8];
+		size_t nv = 8;
+		char name[64];
+		H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nv, vals, sizeof name, name, &cfg);
+		if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE) goto out;
+		ids[i] = (int)id;
+	}
+	*nfilt = n;
+	r = 1;
+out:
+	H5Pclose(dcpl);
+	return r;
+}
+
+// bfs_read_chunk reads the raw (still filtered) chunk at offset into buf of cap bytes; *n is
+// its size. It returns 0, 1 when the chunk is not allocated or does not fit buf (the caller
+// falls back to H5Dread), -1 on error.
+int bfs_read_chunk(hid_t dset, const unsigned long long *offset, void *buf, size_t cap, size_t *n, unsigned *mask) {
+	hsize_t size = 0;
+	if (H5Dget_chunk_storage_size(dset, (const hsize_t *)offset, &size) < 0 || size == 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return 1;
+	}
+	if (size > cap) {
+		*n = (size_t)size;
+		return 1;
+	}
+	uint32_t m = 0;
+	if (H5Dread_chunk(dset, H5P_DEFAULT, (const hsize_t *)offset, &m, buf) < 0) return -1;
+	*mask = m;
+	*n = (size_t)size;
+	return 0;
+}

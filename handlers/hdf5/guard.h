@@ -12,4 +12,7 @@ int bfs_file_ino(hid_t f, unsigned long long *dev, unsigned long long *ino);
 int bfs_layout(hid_t dset, int *external, size_t *virt);
 int bfs_external_name(hid_t dset, unsigned i, char *buf, size_t cap);
 int bfs_virtual_source(hid_t dset, size_t i, char *file, char *name, size_t cap);
+
+int bfs_chunk_layout(hid_t dset, int rank, unsigned long long *cdims, int *nfilt, int *ids, int maxf);
+int bfs_read_chunk(hid_t dset, const unsigned long long *offset, void *buf, size_t cap, size_t *n, unsigned *mask);
 #endif

@@ -31,6 +31,9 @@ type Options struct {
 	// default (1 MiB). A compressed chunk that holds several frames is decompressed once
 	// for consecutive frames only if it fits.
 	ChunkCacheBytes int
+	// NoDirectChunkReads turns off reading deflate/shuffle chunks raw and decompressing
+	// them in Go outside libhdf5's lock (chunk.go); every read then goes through H5Dread.
+	NoDirectChunkReads bool
 }
 
 var errClosed = errors.New("handler is closed")
@@ -67,15 +70,16 @@ func NewSlice(key string, swmr bool, o Options) handlers.Opener {
 		if err != nil {
 			return nil, err
 		}
-		return &slice{lazy: lazy{f: f, key: key, swmr: swmr, cache: o.ChunkCacheBytes}, fpp: fpp}, nil
+		return &slice{lazy: lazy{f: f, key: key, swmr: swmr, cache: o.ChunkCacheBytes, noDirect: o.NoDirectChunkReads}, fpp: fpp}, nil
 	}
 }
 
 // lazy holds an open file and the dataset key in it, opened at first use.
 type lazy struct {
-	key   string
-	swmr  bool
-	cache int
+	key      string
+	swmr     bool
+	cache    int
+	noDirect bool
 
 	mu     sync.RWMutex // held for reading by calls using f and d, for writing by Close
 	closed bool         // guarded by mu
@@ -103,6 +107,9 @@ func (l *lazy) use(ctx context.Context, fn func(d *dataset, dims []int) error) e
 			if d, err = openDataset(l.f, l.key, l.cache); err != nil {
 				l.openMu.Unlock()
 				return err
+			}
+			if l.noDirect {
+				d.chunk = nil
 			}
 			l.d.Store(d)
 		}
@@ -221,7 +228,7 @@ func NewXSP3(o Options) handlers.Opener {
 		if err != nil {
 			return nil, err
 		}
-		return &xsp3{lazy: lazy{f: f, key: key, cache: o.ChunkCacheBytes}}, nil
+		return &xsp3{lazy: lazy{f: f, key: key, cache: o.ChunkCacheBytes, noDirect: o.NoDirectChunkReads}}, nil
 	}
 }
 
