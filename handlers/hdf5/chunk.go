@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"unsafe"
 
 	"github.com/klauspost/compress/zlib"
@@ -37,6 +36,28 @@ type chunking struct {
 	dims    []int // chunk dims
 	filters []int // in pipeline order (write order)
 	bytes   int   // decoded size of one chunk
+	rawCap  int   // room for a stored chunk (deflate may grow incompressible data a little)
+
+	// Free lists, so that a frame read allocates nothing in steady state (sync.Pool would
+	// do, but drops items at random under the race detector, and mixes sizes).
+	bufs  chan []byte        // of len rawCap
+	zlibs chan io.ReadCloser // readers implementing zlib.Resetter
+}
+
+func (c *chunking) getBuf() []byte {
+	select {
+	case b := <-c.bufs:
+		return b
+	default:
+		return make([]byte, c.rawCap)
+	}
+}
+
+func (c *chunking) putBuf(b []byte) {
+	select {
+	case c.bufs <- b:
+	default:
+	}
 }
 
 // chunkLayout returns d's chunking if its chunks can be read directly, else nil. Call it
@@ -67,43 +88,37 @@ func (d *dataset) chunkLayout() *chunking {
 		return nil
 	}
 	c.bytes = size
+	c.rawCap = size + size/8 + 4096
+	c.bufs = make(chan []byte, 12)
+	c.zlibs = make(chan io.ReadCloser, 4)
 	return c
 }
 
 // errFallBack means a direct read cannot serve a request: use H5Dread.
 var errFallBack = errors.New("fall back to H5Dread")
 
-// bufPool holds chunk buffers, so that reading a frame allocates nothing in steady state.
-var bufPool sync.Pool
-
-func getBuf(n int) *[]byte {
-	if p, ok := bufPool.Get().(*[]byte); ok && cap(*p) >= n {
-		*p = (*p)[:n]
-		return p
-	}
-	b := make([]byte, n)
-	return &b
-}
-
-var zlibPool sync.Pool // of io.ReadCloser implementing zlib.Resetter
-
 // inflate decompresses the zlib stream src into dst, which it must fill exactly.
-func inflate(dst, src []byte) error {
+func (c *chunking) inflate(dst, src []byte) error {
 	br := bytes.NewReader(src)
 	var zr io.ReadCloser
-	if z, ok := zlibPool.Get().(io.ReadCloser); ok {
-		if err := z.(zlib.Resetter).Reset(br, nil); err != nil {
-			return err
+	select {
+	case zr = <-c.zlibs:
+		if err := zr.(zlib.Resetter).Reset(br, nil); err != nil {
+			return fmt.Errorf("inflate chunk: %w", err)
 		}
-		zr = z
-	} else {
+	default:
 		z, err := zlib.NewReader(br)
 		if err != nil {
-			return err
+			return fmt.Errorf("inflate chunk: %w", err)
 		}
 		zr = z
 	}
-	defer zlibPool.Put(zr)
+	defer func() {
+		select {
+		case c.zlibs <- zr:
+		default:
+		}
+	}()
 	if _, err := io.ReadFull(zr, dst); err != nil {
 		return fmt.Errorf("inflate chunk: %w", err)
 	}
@@ -136,12 +151,8 @@ func (d *dataset) readDirect(c *chunking, offset, count []int, dst []byte) error
 		first[k] = offset[k] / c.dims[k]
 		last[k] = (offset[k] + count[k] - 1) / c.dims[k]
 	}
-	raw := getBuf(c.bytes + c.bytes/8 + 4096) // deflate of incompressible data grows a little
-	defer bufPool.Put(raw)
-	dec := getBuf(c.bytes)
-	defer bufPool.Put(dec)
-	tmp := getBuf(c.bytes)
-	defer bufPool.Put(tmp)
+	raw, dec, tmp := c.getBuf(), c.getBuf(), c.getBuf()
+	defer func() { c.putBuf(raw); c.putBuf(dec); c.putBuf(tmp) }()
 	idx := append([]int(nil), first...)
 	origin := make([]C.ulonglong, nd)
 	for {
@@ -152,7 +163,7 @@ func (d *dataset) readDirect(c *chunking, offset, count []int, dst []byte) error
 		var mask C.uint
 		var r C.int
 		err := call(func() error {
-			r = C.bfs_read_chunk(C.hid_t(d.ds.ID()), &origin[0], unsafe.Pointer(&(*raw)[0]), C.size_t(len(*raw)), &n, &mask)
+			r = C.bfs_read_chunk(C.hid_t(d.ds.ID()), &origin[0], unsafe.Pointer(&raw[0]), C.size_t(len(raw)), &n, &mask)
 			if r < 0 {
 				return h5Err()
 			}
@@ -164,21 +175,21 @@ func (d *dataset) readDirect(c *chunking, offset, count []int, dst []byte) error
 		if r == 1 {
 			return errFallBack
 		}
-		data := (*raw)[:n]
+		data := raw[:n]
 		for i := len(c.filters) - 1; i >= 0; i-- {
 			if mask&(1<<uint(i)) != 0 {
 				continue // the writer skipped this filter for this chunk
 			}
 			switch c.filters[i] {
 			case filterDeflate:
-				if err := inflate((*dec)[:c.bytes], data); err != nil {
+				if err := c.inflate(dec[:c.bytes], data); err != nil {
 					return err
 				}
-				data = (*dec)[:c.bytes]
+				data = dec[:c.bytes]
 			case filterShuffle:
-				out := *tmp
+				out := tmp
 				if &data[0] == &out[0] {
-					out = *dec
+					out = dec
 				}
 				unshuffle(out[:len(data)], data, d.elem)
 				data = out[:len(data)]

@@ -2,12 +2,17 @@ package hdf5
 
 import (
 	"context"
+	"encoding/binary"
+	"fmt"
+	"runtime"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/handlers"
 	"github.com/brokerfs/brokerfs/handlers/npy"
 )
 
@@ -96,4 +101,53 @@ func TestDirectChunkConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestReadIntoAllocations: reading frames into the caller's buffer through the Filler
+// allocates far less than a frame per read, raw or gzip (issue 8: no allocation per frame).
+func TestReadIntoAllocations(t *testing.T) {
+	dir := t.TempDir()
+	script := `
+import h5py, numpy as np, sys, os
+a = (np.arange(8*256*256) % 65521).astype('<u2').reshape(8, 256, 256)
+with h5py.File(os.path.join(sys.argv[1], 'raw.h5'), 'w') as f:
+    f.create_dataset('/entry/data/data', data=a)
+with h5py.File(os.path.join(sys.argv[1], 'gzip.h5'), 'w') as f:
+    f.create_dataset('/entry/data/data', data=a, chunks=(1, 256, 256), compression='gzip', shuffle=True)
+`
+	if out, err := exec.Command(python, "-c", script, dir).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	const frame = 256 * 256 * 2
+	for _, kind := range []string{"raw", "gzip"} {
+		reg := handlers.NewRegistry()
+		reg.Register(SpecAD, NewAD(Options{}))
+		f := handlers.NewFiller(handlers.FillerOptions{Registry: reg})
+		res := &catalog.Resource{UID: kind, Spec: SpecAD, ResourcePath: filepath.Join(dir, kind+".h5")}
+		ctx := context.Background()
+		dst := make([]byte, frame)
+		read := func(i int) {
+			if err := f.ReadInto(ctx, res, fmt.Sprint(i), pn(i%8), dst, "<u2", []int{1, 256, 256}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 16 {
+			read(i) // warm: open, pools
+		}
+		// The values: element k of frame i is (i*65536 + k) % 65521.
+		if v := binary.LittleEndian.Uint16(dst[2*100:]); v != uint16((15%8*65536+100)%65521) {
+			t.Errorf("%s: element 100 of frame 7 = %d", kind, v)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		const n = 64
+		for i := range n {
+			read(i)
+		}
+		runtime.ReadMemStats(&after)
+		if per := (after.TotalAlloc - before.TotalAlloc) / n; per > frame/8 {
+			t.Errorf("%s: %d bytes allocated per frame read into the caller's buffer (frame: %d)", kind, per, frame)
+		}
+		f.Close()
+	}
 }

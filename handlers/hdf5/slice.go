@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -213,6 +214,38 @@ func (s *slice) Read(ctx context.Context, kw map[string]any) (a *catalog.NDArray
 	return a, err
 }
 
+// ReadInto reads the datum's frames straight into dst (see handlers.IntoReader): the
+// hyperslab goes from the file, or from decoded chunks, into the caller's buffer.
+func (s *slice) ReadInto(ctx context.Context, kw map[string]any, dst []byte, descr string, want []int) error {
+	return s.use(ctx, func(d *dataset, dims []int) error {
+		start, stop, err := s.rows(kw, d, dims)
+		if err != nil {
+			return err
+		}
+		shape := append([]int{stop - start}, dims[1:]...)
+		if err := intoCheck(d, shape, descr, want, len(dst)); err != nil {
+			return err
+		}
+		off := make([]int, len(dims))
+		off[0] = start
+		return d.read(off, shape, dst)
+	})
+}
+
+// intoCheck checks a ReadInto request against the datum's shape and dtype.
+func intoCheck(d *dataset, shape []int, descr string, want []int, n int) error {
+	if !slices.Equal(shape, want) {
+		return fmt.Errorf("dataset %s in %s: datum of shape %v, want %v: %w", d.name, d.file, shape, want, handlers.ErrShape)
+	}
+	if d.dtype != descr {
+		return fmt.Errorf("dataset %s in %s is %s: %w", d.name, d.file, d.dtype, handlers.ErrNotDirect)
+	}
+	if size, err := handlers.ArrayBytes(shape, d.elem); err != nil || size != n {
+		return fmt.Errorf("dataset %s in %s: %d bytes for %v %s: %w", d.name, d.file, n, shape, d.dtype, handlers.ErrShape)
+	}
+	return nil
+}
+
 // NewXSP3 returns the opener of XSP3 (Xspress3) resources: datum {frame, channel} is
 // entry/instrument/detector/data[frame, channel-1, :], squeezed (numpy indexing: negative
 // indices count from the end). Only that spectrum is read, where area-detector-handlers
@@ -303,4 +336,18 @@ func (x *xsp3) Read(ctx context.Context, kw map[string]any) (a *catalog.NDArray,
 		return nil
 	})
 	return a, err
+}
+
+// ReadInto reads the spectrum straight into dst (see handlers.IntoReader).
+func (x *xsp3) ReadInto(ctx context.Context, kw map[string]any, dst []byte, descr string, want []int) error {
+	return x.use(ctx, func(d *dataset, dims []int) error {
+		fr, ch, shape, err := x.index(kw, d, dims)
+		if err != nil {
+			return err
+		}
+		if err := intoCheck(d, shape, descr, want, len(dst)); err != nil {
+			return err
+		}
+		return d.read([]int{fr, ch, 0}, []int{1, 1, dims[2]}, dst)
+	})
 }
