@@ -490,7 +490,8 @@ func (f *Filler) Describe(ctx context.Context, res *catalog.Resource, kwargs map
 // UTF-8 is never returned: files.txt is one path per line for `rsync --files-from`, and a
 // resource_path "good.h5\n/etc/shadow" would add lines of the catalog writer's choosing.
 // Such paths are left out, with one log line naming the resource; escaping them instead
-// would give names that exist nowhere.
+// would give names that exist nowhere. With allowed roots, paths outside them are left out
+// the same way.
 func (f *Filler) Files(ctx context.Context, res *catalog.Resource, kwargs []map[string]any) ([]string, error) {
 	oh, err := f.handler(ctx, res)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -512,20 +513,25 @@ func (f *Filler) Files(ctx context.Context, res *catalog.Resource, kwargs []map[
 	return f.safePaths(res, files), nil
 }
 
-// safePaths drops the paths that hold control characters, logging once per call.
+// safePaths drops the paths that hold control characters, and with allowed roots those
+// outside them (a handler listing a directory must not disclose names elsewhere), logging
+// once per call.
 func (f *Filler) safePaths(res *catalog.Resource, paths []string) []string {
 	out := paths[:0:0]
-	dropped := 0
+	control, outside := 0, 0
 	for _, p := range paths {
-		if SafePath(p) {
+		switch {
+		case !SafePath(p):
+			control++
+		case f.guard.Check(p) != nil:
+			outside++
+		default:
 			out = append(out, p)
-		} else {
-			dropped++
 		}
 	}
-	if dropped > 0 {
-		f.o.Logger.Warn("files.txt: paths with control characters left out", "resource", res.UID, "spec", res.Spec,
-			"resource_path", fmt.Sprintf("%q", res.ResourcePath), "dropped", dropped)
+	if control+outside > 0 {
+		f.o.Logger.Warn("files.txt: paths left out", "resource", res.UID, "spec", res.Spec,
+			"resource_path", fmt.Sprintf("%q", res.ResourcePath), "control_characters", control, "outside_allowed_roots", outside)
 	}
 	return out
 }

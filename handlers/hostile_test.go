@@ -388,3 +388,30 @@ func TestGuardDotDotAfterSymlink(t *testing.T) {
 		t.Errorf("ok/deep/../x: %v", err)
 	}
 }
+
+// lister lists a file inside and one outside the allowed root.
+type lister struct {
+	counting
+	files []string
+}
+
+func (l *lister) Files([]map[string]any) ([]string, error) { return l.files, nil }
+
+func TestFilesOutsideRoots(t *testing.T) {
+	dir := t.TempDir()
+	inside := filepath.Join(dir, "a.h5")
+	l := &lister{files: []string{inside, "/etc/passwd", filepath.Join(dir, "..", "x")}}
+	reg := NewRegistry()
+	reg.Register("L", func(context.Context, string, map[string]any) (Handler, error) { return l, nil })
+	var log bytes.Buffer
+	f := NewFiller(FillerOptions{Registry: reg, AllowedRoots: []string{dir}, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	defer f.Close()
+	r := &catalog.Resource{UID: "l", Spec: "L", Root: dir, ResourcePath: "a.h5"}
+	files, err := f.Files(context.Background(), r, []map[string]any{nil})
+	if err != nil || len(files) != 1 || files[0] != inside {
+		t.Errorf("Files = %q, %v; want only %s", files, err, inside)
+	}
+	if !strings.Contains(log.String(), "outside_allowed_roots=2") {
+		t.Errorf("log: %q", log.String())
+	}
+}
