@@ -248,8 +248,8 @@ func FuzzReadInfo(f *testing.F) {
 
 // TestHugeDimensions: width x height that overflows 64 bits is refused, not wrapped.
 func TestHugeDimensions(t *testing.T) {
-	// A little-endian classic TIFF with one IFD: width 2^33, height 2^31 (as LONG8 would be
-	// needed; classic LONG is 32 bits, so use BigTIFF) and nothing else that matters.
+	// A little-endian BigTIFF (LONG8 tags) with one IFD: width and height 2^34, one strip of
+	// one byte. 2^34 * 2^34 wraps to 0 in 64 bits.
 	var b bytes.Buffer
 	le := func(v any) { binary.Write(&b, binary.LittleEndian, v) }
 	b.WriteString("II")
@@ -260,7 +260,7 @@ func TestHugeDimensions(t *testing.T) {
 	entries := []struct {
 		tag, typ uint16
 		val      uint64
-	}{{256, 16, 1 << 34}, {257, 16, 1 << 34}, {258, 3, 16}, {273, 16, 0}, {277, 3, 1}, {279, 16, 1}}
+	}{{256, 16, 1 << 34}, {257, 16, 1 << 34}, {258, 3, 16}, {273, 16, 0}, {277, 3, 1}, {278, 16, 1 << 34}, {279, 16, 1}}
 	le(uint64(len(entries)))
 	for _, e := range entries {
 		le(e.tag)
