@@ -46,6 +46,12 @@ type FillerOptions struct {
 	NegativeTTL time.Duration
 }
 
+// Defaults of FillerOptions.
+const (
+	DefaultCallTimeout = 30 * time.Second
+	DefaultNegativeTTL = 5 * time.Second
+)
+
 // ErrTimeout means a handler call did not finish within FillerOptions.CallTimeout.
 var ErrTimeout = errors.New("handler call timed out")
 
@@ -105,10 +111,10 @@ func NewFiller(o FillerOptions) *Filler {
 		o.IdleClose = time.Minute
 	}
 	if o.CallTimeout == 0 {
-		o.CallTimeout = 30 * time.Second
+		o.CallTimeout = DefaultCallTimeout
 	}
 	if o.NegativeTTL == 0 {
-		o.NegativeTTL = 5 * time.Second
+		o.NegativeTTL = DefaultNegativeTTL
 	}
 	f := &Filler{o: o, guard: NewGuard(o.AllowedRoots), handlers: map[string]*openHandler{}, lru: list.New(),
 		cache: map[string]*list.Element{}, failed: map[string]failure{}, stop: make(chan struct{})}
