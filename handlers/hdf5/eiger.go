@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -303,6 +304,60 @@ func (e *eiger) Read(ctx context.Context, kw map[string]any) (*catalog.NDArray, 
 		off += n
 	}
 	return &catalog.NDArray{Dtype: s.dtype, Shape: append([]int{s.frames}, s.frame...), Data: buf}, nil
+}
+
+// ReadInto reads the datum's frames straight into dst (see handlers.IntoReader).
+func (e *eiger) ReadInto(ctx context.Context, kw map[string]any, dst []byte, descr string, want []int) error {
+	s, err := e.get(ctx, kw)
+	if err != nil {
+		return err
+	}
+	defer e.wg.Done()
+	i, one, err := e.frameNum(kw, s)
+	if err != nil {
+		return err
+	}
+	shape := append([]int{s.frames}, s.frame...)
+	if one {
+		shape = s.frame
+	}
+	if !slices.Equal(shape, want) {
+		return fmt.Errorf("eiger series %s: datum of shape %v, want %v: %w", s.master.path, shape, want, handlers.ErrShape)
+	}
+	if s.dtype != descr {
+		return fmt.Errorf("eiger series %s is %s: %w", s.master.path, s.dtype, handlers.ErrNotDirect)
+	}
+	frameBytes, err := handlers.ArrayBytes(s.frame, s.elem)
+	if err != nil {
+		return err
+	}
+	if n, err := handlers.ArrayBytes(shape, s.elem); err != nil || n != len(dst) {
+		return fmt.Errorf("eiger series %s: %d bytes for %v %s: %w", s.master.path, len(dst), shape, s.dtype, handlers.ErrShape)
+	}
+	off := 0
+	for _, d := range s.sets {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if one {
+			if i < d.dims[0] {
+				o := make([]int, len(d.dims))
+				o[0] = i
+				return d.read(o, append([]int{1}, s.frame...), dst)
+			}
+			i -= d.dims[0]
+			continue
+		}
+		n := d.dims[0] * frameBytes
+		if err := d.read(make([]int, len(d.dims)), d.dims, dst[off:off+n]); err != nil {
+			return err
+		}
+		off += n
+	}
+	if one {
+		return fmt.Errorf("eiger series %s: frame %d: %w", s.master.path, i, ErrOutOfRange)
+	}
+	return nil
 }
 
 // Files lists, per datum, the files {prefix}_{seq_id}_* (the master and its data files).
