@@ -497,12 +497,18 @@ func (f *Filler) Describe(ctx context.Context, res *catalog.Resource, kwargs map
 // resource_path "good.h5\n/etc/shadow" would add lines of the catalog writer's choosing.
 // Such paths are left out, with one log line naming the resource; escaping them instead
 // would give names that exist nowhere. With allowed roots, paths outside them are left out
-// the same way.
+// the same way, and a resource refused as a whole (outside the roots, not a regular file,
+// timed out) lists nothing rather than failing the listing.
 func (f *Filler) Files(ctx context.Context, res *catalog.Resource, kwargs []map[string]any) ([]string, error) {
 	oh, err := f.handler(ctx, res)
 	if errors.Is(err, fs.ErrNotExist) {
 		path, _ := f.ResolvePath(res)
 		return f.safePaths(res, []string{path}), nil
+	}
+	if errors.Is(err, ErrNotAllowed) || errors.Is(err, ErrNotRegular) || errors.Is(err, ErrTimeout) {
+		// A refused resource lists nothing, and does not hide the other resources' files.
+		f.o.Logger.Warn("files.txt: resource left out", "resource", res.UID, "spec", res.Spec, "err", err)
+		return nil, nil
 	}
 	if err != nil {
 		return nil, err

@@ -415,3 +415,15 @@ func TestFilesOutsideRoots(t *testing.T) {
 		t.Errorf("log: %q", log.String())
 	}
 }
+
+// TestFilesRefusedResource: a resource refused as a whole lists nothing, without an error
+// that would hide the run's other files.
+func TestFilesRefusedResource(t *testing.T) {
+	dir := t.TempDir()
+	f := newTestFiller(&counting{}, FillerOptions{AllowedRoots: []string{dir}})
+	defer f.Close()
+	r := &catalog.Resource{UID: "out", Spec: "C", Root: "/etc", ResourcePath: "passwd"}
+	if files, err := f.Files(context.Background(), r, nil); err != nil || len(files) != 0 {
+		t.Errorf("Files of a resource outside the roots: %q, %v", files, err)
+	}
+}
