@@ -149,7 +149,7 @@ func frameNs(b *testing.B, fn func(i int)) float64 {
 
 // BenchmarkConcurrentGzip: 4 readers reading frames of the gzip file at once, each frame a
 // different chunk, through H5Dread (decompression inside libhdf5's global lock, so readers
-// take turns) and through direct chunk reads (raw chunk under the lock, inflate in Go
+// take turns) and through direct chunk reads (raw chunk under the lock, inflated by zlib
 // outside it). ns/op is per frame; on n cores the direct path can approach n times faster.
 //
 //	go test -run XXX -bench ConcurrentGzip -benchtime 200x ./handlers/hdf5/

@@ -1,20 +1,26 @@
 package hdf5
 
 /*
-#cgo pkg-config: hdf5
+#cgo pkg-config: hdf5 zlib
 #include <stdlib.h>
+#include <zlib.h>
 #include "guard.h"
+
+// bfs_inflate inflates the zlib stream src into dst, which it must fill exactly. It is
+// zlib's own code, not libhdf5's, so it runs outside libhdf5's lock.
+static int bfs_inflate(unsigned char *dst, size_t dlen, const unsigned char *src, size_t slen) {
+	uLongf n = dlen;
+	int r = uncompress(dst, &n, src, slen);
+	if (r != Z_OK) return r;
+	return n == dlen ? 0 : -100;
+}
 */
 import "C"
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"unsafe"
-
-	"github.com/klauspost/compress/zlib"
 
 	"github.com/brokerfs/brokerfs/handlers"
 )
@@ -22,8 +28,8 @@ import (
 // Direct chunk reads: libhdf5 runs one call at a time (its global lock), so with H5Dread a
 // gzip frame is decompressed inside the lock and concurrent readers of compressed frames
 // take turns. For chunks filtered by deflate and shuffle only, this package reads the raw
-// chunk under the lock (H5Dread_chunk) and inflates and unshuffles it in Go outside it, so
-// readers decompress in parallel. Any other filter (LZ4, bitshuffle, szip, ...), a chunk
+// chunk under the lock (H5Dread_chunk) and inflates (zlib, called directly) and unshuffles
+// it outside it, so readers decompress in parallel. Any other filter (LZ4, bitshuffle, szip, ...), a chunk
 // not yet written (fill values) or a chunk larger than its bound falls back to H5Dread.
 
 const (
@@ -38,10 +44,9 @@ type chunking struct {
 	bytes   int   // decoded size of one chunk
 	rawCap  int   // room for a stored chunk (deflate may grow incompressible data a little)
 
-	// Free lists, so that a frame read allocates nothing in steady state (sync.Pool would
-	// do, but drops items at random under the race detector, and mixes sizes).
-	bufs  chan []byte        // of len rawCap
-	zlibs chan io.ReadCloser // readers implementing zlib.Resetter
+	// A free list, so that a frame read allocates nothing in steady state (sync.Pool would
+	// do, but drops items at random under the race detector).
+	bufs chan []byte // of len rawCap
 }
 
 func (c *chunking) getBuf() []byte {
@@ -90,37 +95,21 @@ func (d *dataset) chunkLayout() *chunking {
 	c.bytes = size
 	c.rawCap = size + size/8 + 4096
 	c.bufs = make(chan []byte, 12)
-	c.zlibs = make(chan io.ReadCloser, 4)
 	return c
 }
 
 // errFallBack means a direct read cannot serve a request: use H5Dread.
 var errFallBack = errors.New("fall back to H5Dread")
 
-// inflate decompresses the zlib stream src into dst, which it must fill exactly.
-func (c *chunking) inflate(dst, src []byte) error {
-	br := bytes.NewReader(src)
-	var zr io.ReadCloser
-	select {
-	case zr = <-c.zlibs:
-		if err := zr.(zlib.Resetter).Reset(br, nil); err != nil {
-			return fmt.Errorf("inflate chunk: %w", err)
-		}
-	default:
-		z, err := zlib.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("inflate chunk: %w", err)
-		}
-		zr = z
+// inflate decompresses the zlib stream src into dst, which it must fill exactly, with the
+// system's zlib (what libhdf5's deflate filter uses, and faster than Go's inflaters), called
+// without libhdf5's lock.
+func inflate(dst, src []byte) error {
+	if len(dst) == 0 || len(src) == 0 {
+		return errors.New("inflate chunk: empty")
 	}
-	defer func() {
-		select {
-		case c.zlibs <- zr:
-		default:
-		}
-	}()
-	if _, err := io.ReadFull(zr, dst); err != nil {
-		return fmt.Errorf("inflate chunk: %w", err)
+	if r := C.bfs_inflate((*C.uchar)(unsafe.Pointer(&dst[0])), C.size_t(len(dst)), (*C.uchar)(unsafe.Pointer(&src[0])), C.size_t(len(src))); r != 0 {
+		return fmt.Errorf("inflate chunk: zlib error %d", int(r))
 	}
 	return nil
 }
@@ -182,7 +171,7 @@ func (d *dataset) readDirect(c *chunking, offset, count []int, dst []byte) error
 			}
 			switch c.filters[i] {
 			case filterDeflate:
-				if err := c.inflate(dec[:c.bytes], data); err != nil {
+				if err := inflate(dec[:c.bytes], data); err != nil {
 					return err
 				}
 				data = dec[:c.bytes]
