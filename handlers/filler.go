@@ -41,12 +41,15 @@ type FillerOptions struct {
 	// with ErrTimeout; its handler is dropped and reopened by the next call.
 	CallTimeout time.Duration
 	// NegativeTTL is how long a failed read of a datum is remembered and returned again
-	// without touching the file (default 5 s; negative: never), so that a missing file costs
-	// the Retry window once, not on every read of every page of the field.
+	// without touching the file, so that a missing file costs the Retry window once, not on
+	// every read of every page of the field. Zero (or negative) remembers nothing: callers
+	// that want it set DefaultNegativeTTL (5 s); it is opt-in because a caller may rely on
+	// a restored file reading at once.
 	NegativeTTL time.Duration
 }
 
-// Defaults of FillerOptions.
+// DefaultCallTimeout is FillerOptions.CallTimeout's default; DefaultNegativeTTL is the
+// negative-cache lifetime brokerfs mounts use (FillerOptions.NegativeTTL).
 const (
 	DefaultCallTimeout = 30 * time.Second
 	DefaultNegativeTTL = 5 * time.Second
@@ -112,9 +115,6 @@ func NewFiller(o FillerOptions) *Filler {
 	}
 	if o.CallTimeout == 0 {
 		o.CallTimeout = DefaultCallTimeout
-	}
-	if o.NegativeTTL == 0 {
-		o.NegativeTTL = DefaultNegativeTTL
 	}
 	f := &Filler{o: o, guard: NewGuard(o.AllowedRoots), handlers: map[string]*openHandler{}, lru: list.New(),
 		cache: map[string]*list.Element{}, failed: map[string]failure{}, stop: make(chan struct{})}
@@ -268,7 +268,7 @@ func (f *Filler) recentFailure(key string) error {
 // remember keeps a failed read of key for NegativeTTL. A caller giving up (its context
 // canceled) is not a failure of the datum.
 func (f *Filler) remember(key string, err error) {
-	if f.o.NegativeTTL < 0 || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if f.o.NegativeTTL <= 0 || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return
 	}
 	now := f.o.Clock.Now()
@@ -291,7 +291,8 @@ func (f *Filler) remember(key string, err error) {
 const maxFailures = 1 << 14
 
 // Read returns the array of one datum of res. The array is shared: callers must not modify it.
-// A datum whose read failed within NegativeTTL fails again with the same error, at once.
+// With NegativeTTL set, a datum whose read failed within it fails again with the same
+// error, at once.
 func (f *Filler) Read(ctx context.Context, res *catalog.Resource, datumID string, kwargs map[string]any) (*catalog.NDArray, error) {
 	key := res.UID + "\x00" + datumID
 	f.mu.Lock()

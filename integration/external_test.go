@@ -352,8 +352,8 @@ func TestExternalMissingFile(t *testing.T) {
 		t.Errorf("the first resource, whose file is there, is in the log:\n%s", logs)
 	}
 
-	// A failure is remembered only briefly (handlers.DefaultNegativeTTL): with the file
-	// back, rows 3 and 4 read once that has passed.
+	// A failure is remembered only briefly (handlers.DefaultNegativeTTL, where the mount
+	// turns the negative cache on): with the file back, rows 3 and 4 read once that passed.
 	if err := os.Rename(gone, r.DetFiles[1]); err != nil {
 		t.Fatal(err)
 	}
