@@ -15,7 +15,8 @@ import (
 //   - integer to narrower integer, signed to unsigned and back: two's complement wrap-around;
 //   - float to integer: truncation toward zero, saturating at the destination's range, NaN -> 0;
 //   - to bool: nonzero (NaN is true); from bool: 0 or 1;
-//   - float64 to float32: round to nearest, overflow to ±Inf;
+//   - float64 to float32 or float16 (and float32 to float16): round to nearest even, straight
+//     from the value (no double rounding), overflow to ±Inf, NaN stays NaN;
 //   - real to complex: imaginary part 0; complex to real is refused (it would drop data);
 //   - <U{m} to <U{n}: zero-padded or truncated to n code points; strings and numbers do not mix.
 //
@@ -327,6 +328,9 @@ func storeUint(b []byte, size int, big bool, u uint64) {
 }
 
 func loadFloat(b []byte, size int, big bool) float64 {
+	if size == 2 {
+		return halfToFloat(uint16(loadUint(b, 2, big)))
+	}
 	if size == 4 {
 		return float64(math.Float32frombits(uint32(loadUint(b, 4, big))))
 	}
@@ -334,9 +338,88 @@ func loadFloat(b []byte, size int, big bool) float64 {
 }
 
 func storeFloat(b []byte, size int, big bool, f float64) {
+	if size == 2 {
+		storeUint(b, 2, big, uint64(halfFromFloat(f)))
+		return
+	}
 	if size == 4 {
 		storeUint(b, 4, big, uint64(math.Float32bits(float32(f))))
 		return
 	}
 	storeUint(b, 8, big, math.Float64bits(f))
+}
+
+// Float16ToFloat64 returns the value of the IEEE 754 binary16 (numpy float16) bits h,
+// exactly, as numpy's float16 -> float64 cast does.
+func Float16ToFloat64(h uint16) float64 { return halfToFloat(h) }
+
+// Float64ToFloat16 rounds f to the nearest binary16 (ties to even) and returns its bits, as
+// numpy's float64 -> float16 cast does.
+func Float64ToFloat16(f float64) uint16 { return halfFromFloat(f) }
+
+// halfToFloat converts IEEE 754 binary16 bits to the float64 of the same value (exact).
+func halfToFloat(h uint16) float64 {
+	sign := 1.0
+	if h&0x8000 != 0 {
+		sign = -1
+	}
+	exp := int(h>>10) & 0x1f
+	frac := float64(h & 0x3ff)
+	switch exp {
+	case 0:
+		return sign * math.Ldexp(frac, -24) // zero and subnormals
+	case 0x1f:
+		if frac != 0 {
+			// Keep the payload's top bit pattern in a quiet NaN of float64.
+			return math.Float64frombits(uint64(h&0x8000)<<48 | 0x7ff8000000000000 | uint64(h&0x3ff)<<42)
+		}
+		return sign * math.Inf(1)
+	}
+	return sign * math.Ldexp(1024+frac, exp-25)
+}
+
+// halfFromFloat rounds f to the nearest IEEE 754 binary16 (ties to even), as numpy's
+// float64 -> float16 cast does: overflow gives ±Inf, tiny values subnormals or ±0.
+func halfFromFloat(f float64) uint16 {
+	b := math.Float64bits(f)
+	sign := uint16(b>>48) & 0x8000
+	exp := int(b>>52) & 0x7ff
+	mant := b & (1<<52 - 1)
+	if exp == 0x7ff {
+		if mant != 0 {
+			return sign | 0x7e00 | uint16(mant>>42) // NaN: quiet, payload's top bits
+		}
+		return sign | 0x7c00
+	}
+	e := exp - 1023 // unbiased
+	if e > 15 {
+		return sign | 0x7c00 // at least 2^16: over the largest half (65504) by far
+	}
+	var shift int // bits of the 53-bit significand dropped
+	var base uint16
+	sig := mant | 1<<52
+	if exp == 0 {
+		sig = mant // float64 subnormals are far below half's smallest subnormal
+		e = -1022
+	}
+	if e >= -14 {
+		shift = 42 // 52 fraction bits -> 10
+		base = uint16(e+15) << 10
+		sig &^= 1 << 52 // the implicit bit is in the exponent field
+	} else {
+		// Subnormal half: value = m * 2^-24, m = sig * 2^(e-52+24).
+		shift = 52 - 24 - e // 28 - e
+		if shift > 63 {
+			return sign
+		}
+	}
+	q := sig >> uint(shift)
+	rem := sig & (1<<uint(shift) - 1)
+	halfway := uint64(1) << uint(shift-1)
+	if rem > halfway || (rem == halfway && q&1 == 1) {
+		q++
+	}
+	// A carry out of the fraction moves into the exponent field, which is right (1.111..
+	// rounds to 2.0, the largest subnormal rounds to the smallest normal, 65520 rounds to Inf).
+	return sign | (base + uint16(q))
 }

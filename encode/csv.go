@@ -137,7 +137,7 @@ func estimateText(e elem) int {
 	case 'b':
 		return len("False")
 	case 'f':
-		if e.size == 4 {
+		if e.size <= 4 {
 			return len("-1.2345678e-38")
 		}
 		return len("-2.2250738585072014e-308")

@@ -41,7 +41,7 @@ func appendFloat(dst []byte, f float64, bitSize int) []byte {
 func appendFloatLayout(dst []byte, f float64, bitSize int) []byte {
 	// 'e' with precision -1 gives "-d.ddddde±XX": the shortest digits and the exponent.
 	var buf [32]byte
-	e := strconv.AppendFloat(buf[:0], f, 'e', -1, bitSize)
+	e := appendShortestE(buf[:0], f, bitSize)
 	if e[0] == '-' {
 		dst = append(dst, '-')
 		e = e[1:]
@@ -152,4 +152,24 @@ func appendValue(dst, b []byte, e elem, strBuf []byte) ([]byte, []byte) {
 	// 'U': decoded first because quoting depends on the whole string.
 	strBuf = appendUTF32(strBuf[:0], b[:e.size], e.big)
 	return appendField(dst, strBuf), strBuf
+}
+
+// appendShortestE appends f in 'e' form with the shortest digits that read back to the same
+// value of the given size. strconv has no float16: for bitSize 16 the shortest of at most 5
+// significant digits that rounds back to the same half is searched (numpy's repr of float16
+// does the same).
+func appendShortestE(dst []byte, f float64, bitSize int) []byte {
+	if bitSize != 16 {
+		return strconv.AppendFloat(dst, f, 'e', -1, bitSize)
+	}
+	want := halfFromFloat(f)
+	for prec := 0; prec < 5; prec++ {
+		n := len(dst)
+		dst = strconv.AppendFloat(dst, f, 'e', prec, 64)
+		if v, err := strconv.ParseFloat(string(dst[n:]), 64); err == nil && halfFromFloat(v) == want {
+			return dst
+		}
+		dst = dst[:n]
+	}
+	return strconv.AppendFloat(dst, f, 'e', -1, 32)
 }

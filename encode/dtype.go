@@ -38,9 +38,10 @@ func (e elem) unit() int {
 //	"<f8" "<f4" "<i2" "<u8" ...   byte order '<' or '>' ('=' and a missing order mean '<')
 //	"|b1" "|i1" "|u1"             one-byte types take '|' whatever order was given; "?" is "|b1"
 //	"<U12" "<U0"                  UTF-32 strings of a fixed number of code points (0 allowed)
+//	"<f2"                         IEEE half floats (float16), converted exactly
 //	"<c8" "<c16"                  complex pairs of float32 / float64
 //
-// Sizes other than those (float16, long double, bytes "S", structured dtypes) are refused
+// Sizes other than those (long double, bytes "S", structured dtypes) are refused
 // with an error that names the descr and wraps ErrUnsupported.
 func ParseDtype(descr string) (Dtype, error) {
 	e, err := parseDescr(descr)
@@ -118,7 +119,7 @@ func parseDescr(s string) (elem, error) {
 	case 'i', 'u':
 		ok = n == 1 || n == 2 || n == 4 || n == 8
 	case 'f':
-		ok = n == 4 || n == 8
+		ok = n == 2 || n == 4 || n == 8
 	case 'c':
 		ok = n == 8 || n == 16
 	case 'U':

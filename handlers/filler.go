@@ -7,13 +7,18 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sync/singleflight"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/encode"
 )
 
 // FillerOptions configure a Filler. Zero values take the defaults.
@@ -28,22 +33,45 @@ type FillerOptions struct {
 	Retry time.Duration
 	// IdleClose closes a resource's handler when it has not been used for this long.
 	IdleClose time.Duration
-	// AllowedRoots, when not empty, are the only directories handlers may read under.
+	// AllowedRoots, when not empty, are the only directories handlers may read under: every
+	// file a handler opens, derived files and what libhdf5 opens by itself included (see Guard).
 	AllowedRoots []string
+	// CallTimeout bounds every handler call (open, Describe, Read, Files; default 30 s), so no
+	// FUSE request waits forever on a file that never answers. A call that times out fails
+	// with ErrTimeout; its handler is dropped and reopened by the next call.
+	CallTimeout time.Duration
+	// NegativeTTL is how long a failed read of a datum is remembered and returned again
+	// without touching the file, so that a missing file costs the Retry window once, not on
+	// every read of every page of the field. Zero (or negative) remembers nothing: callers
+	// that want it set DefaultNegativeTTL (5 s); it is opt-in because a caller may rely on
+	// a restored file reading at once.
+	NegativeTTL time.Duration
 }
+
+// DefaultCallTimeout is FillerOptions.CallTimeout's default; DefaultNegativeTTL is the
+// negative-cache lifetime brokerfs mounts use (FillerOptions.NegativeTTL).
+const (
+	DefaultCallTimeout = 30 * time.Second
+	DefaultNegativeTTL = 5 * time.Second
+)
+
+// ErrTimeout means a handler call did not finish within FillerOptions.CallTimeout.
+var ErrTimeout = errors.New("handler call timed out")
 
 // Filler fills external data: it turns a datum into its array through the resource's handler,
 // keeping handlers open per resource (closed when idle), filled datums in a bounded cache, and
 // making concurrent fills of one datum share one read. A failure is never cached.
 type Filler struct {
 	o     FillerOptions
+	guard *Guard
 	group singleflight.Group
 
 	mu       sync.Mutex
 	handlers map[string]*openHandler // resource uid -> handler; guarded by mu
 	lru      *list.List              // of *cached, most recent first; guarded by mu
 	cache    map[string]*list.Element
-	bytes    int64 // guarded by mu
+	bytes    int64              // guarded by mu
+	failed   map[string]failure // datum key -> recent failure; guarded by mu
 	stop     chan struct{}
 	closed   bool // guarded by mu
 }
@@ -53,6 +81,11 @@ type openHandler struct {
 	path   string
 	mapped bool
 	used   time.Time
+}
+
+type failure struct {
+	err   error
+	until time.Time
 }
 
 type cached struct {
@@ -80,7 +113,11 @@ func NewFiller(o FillerOptions) *Filler {
 	if o.IdleClose == 0 {
 		o.IdleClose = time.Minute
 	}
-	f := &Filler{o: o, handlers: map[string]*openHandler{}, lru: list.New(), cache: map[string]*list.Element{}, stop: make(chan struct{})}
+	if o.CallTimeout == 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	f := &Filler{o: o, guard: NewGuard(o.AllowedRoots), handlers: map[string]*openHandler{}, lru: list.New(),
+		cache: map[string]*list.Element{}, failed: map[string]failure{}, stop: make(chan struct{})}
 	go f.closeIdle()
 	return f
 }
@@ -123,9 +160,18 @@ func (f *Filler) handler(ctx context.Context, res *catalog.Resource) (*openHandl
 	v, err, _ := f.group.Do("open\x00"+res.UID, func() (any, error) {
 		var h Handler
 		err := f.retry(ctx, func() error {
-			var err error
-			h, err = f.o.Registry.Open(ctx, res.Spec, path, res.ResourceKwargs)
-			return err
+			var late Handler
+			return f.call(ctx, "open", func(ctx context.Context) error {
+				var err error
+				late, err = f.o.Registry.Open(ctx, res.Spec, path, res.ResourceKwargs)
+				h = late
+				return err
+			}, func() {
+				// The open finished after its caller gave up: nobody will use it.
+				if late != nil {
+					late.Close()
+				}
+			})
 		})
 		if err != nil {
 			return nil, err
@@ -146,7 +192,107 @@ func (f *Filler) handler(ctx context.Context, res *catalog.Resource) (*openHandl
 	return v.(*openHandler), nil
 }
 
+// call runs fn with the Filler's Guard in its context and a deadline of CallTimeout. When
+// fn does not return in time, call returns ErrTimeout at once and leaves fn to finish on its
+// own goroutine (a blocked open(2) or libhdf5 call cannot be interrupted); late, if not nil,
+// runs after such an abandoned fn returns, to release what it made. No lock of the Filler is
+// held while fn runs.
+func (f *Filler) call(ctx context.Context, what string, fn func(context.Context) error, late func()) error {
+	cctx, cancel := context.WithTimeout(WithGuard(ctx, f.guard), f.o.CallTimeout)
+	done := make(chan error, 1)
+	var abandoned atomic.Bool
+	go func() {
+		defer cancel()
+		err := fn(cctx)
+		done <- err
+		if abandoned.Load() && late != nil {
+			late()
+		}
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-cctx.Done():
+		select {
+		case err := <-done: // finished at the deadline after all
+			return err
+		default:
+		}
+		abandoned.Store(true)
+		select {
+		case err := <-done: // it finished while we marked it: late may not have seen the mark
+			return err
+		default:
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s: %w (%v)", what, ErrTimeout, f.o.CallTimeout)
+	}
+}
+
+// drop forgets the handler of uid if it is still oh (after a timed-out call, which may hold
+// the handler's locks), and closes it once its pending calls are done.
+func (f *Filler) drop(uid string, oh *openHandler) {
+	f.mu.Lock()
+	if f.handlers[uid] == oh {
+		delete(f.handlers, uid)
+	}
+	f.mu.Unlock()
+	go oh.h.Close()
+}
+
+// timedOut drops res's handler if err is a timeout, and returns err.
+func (f *Filler) timedOut(res *catalog.Resource, oh *openHandler, err error) error {
+	if errors.Is(err, ErrTimeout) {
+		f.drop(res.UID, oh)
+	}
+	return err
+}
+
+// recentFailure returns the remembered failure of key, if it is recent.
+func (f *Filler) recentFailure(key string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fl, ok := f.failed[key]
+	if !ok {
+		return nil
+	}
+	if f.o.Clock.Now().Before(fl.until) {
+		return fl.err
+	}
+	delete(f.failed, key)
+	return nil
+}
+
+// remember keeps a failed read of key for NegativeTTL. A caller giving up (its context
+// canceled) is not a failure of the datum.
+func (f *Filler) remember(key string, err error) {
+	if f.o.NegativeTTL <= 0 || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	now := f.o.Clock.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.failed) >= maxFailures {
+		for k, fl := range f.failed {
+			if !now.Before(fl.until) {
+				delete(f.failed, k)
+			}
+		}
+		if len(f.failed) >= maxFailures {
+			clear(f.failed) // a flood of distinct failures: start over rather than grow
+		}
+	}
+	f.failed[key] = failure{err: err, until: now.Add(f.o.NegativeTTL)}
+}
+
+// maxFailures bounds the negative cache.
+const maxFailures = 1 << 14
+
 // Read returns the array of one datum of res. The array is shared: callers must not modify it.
+// With NegativeTTL set, a datum whose read failed within it fails again with the same
+// error, at once.
 func (f *Filler) Read(ctx context.Context, res *catalog.Resource, datumID string, kwargs map[string]any) (*catalog.NDArray, error) {
 	key := res.UID + "\x00" + datumID
 	f.mu.Lock()
@@ -157,23 +303,35 @@ func (f *Filler) Read(ctx context.Context, res *catalog.Resource, datumID string
 		return a, nil
 	}
 	f.mu.Unlock()
+	if err := f.recentFailure(key); err != nil {
+		return nil, err
+	}
 	// The fill is detached from the caller: a reader that gives up must not fail the others
 	// waiting on the same datum.
 	dctx := context.WithoutCancel(ctx)
 	v, err, _ := f.group.Do(key, func() (any, error) {
 		oh, err := f.handler(dctx, res)
 		if err != nil {
+			f.remember(key, err)
 			return nil, err
 		}
 		var a *catalog.NDArray
 		err = f.retry(dctx, func() error {
-			var err error
-			a, err = oh.h.Read(dctx, kwargs)
-			return err
+			return f.call(dctx, "read", func(ctx context.Context) error {
+				r, err := oh.h.Read(ctx, kwargs)
+				if err == nil {
+					if err = checkArray(r); err == nil {
+						a = r
+					}
+				}
+				return err
+			}, nil)
 		})
 		if err != nil {
-			return nil, &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
-				Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, err)}
+			err = &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
+				Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, f.timedOut(res, oh, err))}
+			f.remember(key, err)
+			return nil, err
 		}
 		f.put(key, a)
 		return a, nil
@@ -182,6 +340,124 @@ func (f *Filler) Read(ctx context.Context, res *catalog.Resource, datumID string
 		return nil, err
 	}
 	return v.(*catalog.NDArray), nil
+}
+
+// checkArray checks that a handler's array is consistent: its data is exactly its shape
+// times its dtype's size, so that nobody slices past its end.
+func checkArray(a *catalog.NDArray) error {
+	if a == nil {
+		return errors.New("handler returned no array")
+	}
+	dt, err := encode.ParseDtype(a.Dtype)
+	if err != nil {
+		return fmt.Errorf("handler returned dtype %q: %w", a.Dtype, err)
+	}
+	n, err := ArrayBytes(a.Shape, dt.Size)
+	if err != nil {
+		return err
+	}
+	if n != len(a.Data) {
+		return fmt.Errorf("handler returned %d bytes for %s %v (%d bytes)", len(a.Data), a.Dtype, a.Shape, n)
+	}
+	return nil
+}
+
+// IntoReader is implemented by handlers that decode a datum straight into a buffer the
+// caller owns. ReadInto fills dst with the datum's array in C order, little-endian, when the
+// datum's dtype (as Describe gives it) is descr and its shape is shape; for another dtype it
+// returns an error wrapping ErrNotDirect and leaves dst alone (the Filler then reads and
+// converts); for another shape, an error wrapping ErrShape.
+type IntoReader interface {
+	ReadInto(ctx context.Context, datumKwargs map[string]any, dst []byte, descr string, shape []int) error
+}
+
+// ErrNotDirect is returned by IntoReader.ReadInto when the datum's dtype is not the one asked.
+var ErrNotDirect = errors.New("dtype differs: convert")
+
+// ErrShape means a datum's shape is not the shape the caller expects.
+var ErrShape = errors.New("shape differs")
+
+// ReadInto fills dst with the datum's array, in C order and converted to the numpy dtype
+// descr ("<u2", "<f8", ... as encode.ParseDtype reads it; little-endian). dst must be
+// exactly prod(shape) times the dtype's size; a datum of another shape is an error wrapping
+// ErrShape. Handlers that implement IntoReader decode straight into dst, without allocating
+// per frame; others go through Read and encode.Convert. A datum already in the Read cache is
+// converted from there. ReadInto does not add to the Read cache: the caller keeps the bytes.
+//
+// After an error wrapping ErrTimeout the abandoned handler call may still write into dst
+// until it returns: do not reuse dst then.
+func (f *Filler) ReadInto(ctx context.Context, res *catalog.Resource, datumID string, kwargs map[string]any, dst []byte, descr string, shape []int) error {
+	dt, err := encode.ParseDtype(descr)
+	if err != nil {
+		return fmt.Errorf("read datum %s into %s: %w", datumID, descr, err)
+	}
+	if !strings.HasPrefix(dt.Descr, "<") && !strings.HasPrefix(dt.Descr, "|") {
+		return fmt.Errorf("read datum %s into %s: want a little-endian dtype", datumID, descr)
+	}
+	n, err := ArrayBytes(shape, dt.Size)
+	if err != nil {
+		return fmt.Errorf("read datum %s into %s %v: %w", datumID, descr, shape, err)
+	}
+	if n != len(dst) {
+		return fmt.Errorf("read datum %s into %s %v: buffer of %d bytes, want %d", datumID, descr, shape, len(dst), n)
+	}
+	key := res.UID + "\x00" + datumID
+	f.mu.Lock()
+	var a *catalog.NDArray
+	if e, ok := f.cache[key]; ok {
+		f.lru.MoveToFront(e)
+		a = e.Value.(*cached).a
+	}
+	f.mu.Unlock()
+	if a != nil {
+		return convertInto(dst, dt, shape, a)
+	}
+	if err := f.recentFailure(key); err != nil {
+		return err
+	}
+	oh, err := f.handler(ctx, res)
+	if err != nil {
+		f.remember(key, err)
+		return err
+	}
+	if ir, ok := oh.h.(IntoReader); ok {
+		err = f.retry(ctx, func() error {
+			return f.call(ctx, "read", func(ctx context.Context) error {
+				return ir.ReadInto(ctx, kwargs, dst, dt.Descr, shape)
+			}, nil)
+		})
+		if !errors.Is(err, ErrNotDirect) {
+			if err != nil {
+				err = &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
+					Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, f.timedOut(res, oh, err))}
+				if !errors.Is(err, ErrShape) {
+					f.remember(key, err)
+				}
+			}
+			return err
+		}
+	}
+	a, err = f.Read(ctx, res, datumID, kwargs)
+	if err != nil {
+		return err
+	}
+	if err := convertInto(dst, dt, shape, a); err != nil {
+		return &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
+			Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, err)}
+	}
+	return nil
+}
+
+// convertInto converts a into dst, of dtype dt and the given shape.
+func convertInto(dst []byte, dt encode.Dtype, shape []int, a *catalog.NDArray) error {
+	if !slices.Equal(a.Shape, shape) {
+		return fmt.Errorf("datum has shape %v, want %v: %w", a.Shape, shape, ErrShape)
+	}
+	st, err := encode.ParseDtype(a.Dtype)
+	if err != nil {
+		return err
+	}
+	return encode.Convert(dst, dt, a.Data, st)
 }
 
 // Describe returns the dtype and shape a datum of res has, from file metadata only.
@@ -193,12 +469,21 @@ func (f *Filler) Describe(ctx context.Context, res *catalog.Resource, kwargs map
 	var dtype string
 	var shape []int
 	err = f.retry(ctx, func() error {
-		var err error
-		dtype, shape, err = oh.h.Describe(ctx, kwargs)
-		return err
+		return f.call(ctx, "describe", func(ctx context.Context) error {
+			d, s, err := oh.h.Describe(ctx, kwargs)
+			if err == nil {
+				if _, err = encode.ParseDtype(d); err == nil {
+					_, err = ArrayBytes(s, 1)
+				}
+			}
+			if err == nil {
+				dtype, shape = d, s
+			}
+			return err
+		}, nil)
 	})
 	if err != nil {
-		return "", nil, &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped, Err: err}
+		return "", nil, &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped, Err: f.timedOut(res, oh, err)}
 	}
 	return dtype, shape, nil
 }
@@ -207,20 +492,75 @@ func (f *Filler) Describe(ctx context.Context, res *catalog.Resource, kwargs map
 //
 // When the handler cannot be opened because its file is missing, the resource's own path is the
 // answer: files.txt is how users find out which files to fetch.
+//
+// A path holding a control character (a line break, a tab, NUL, DEL, C1 controls) or invalid
+// UTF-8 is never returned: files.txt is one path per line for `rsync --files-from`, and a
+// resource_path "good.h5\n/etc/shadow" would add lines of the catalog writer's choosing.
+// Such paths are left out, with one log line naming the resource; escaping them instead
+// would give names that exist nowhere. With allowed roots, paths outside them are left out
+// the same way, and a resource refused as a whole (outside the roots, not a regular file,
+// timed out) lists nothing rather than failing the listing.
 func (f *Filler) Files(ctx context.Context, res *catalog.Resource, kwargs []map[string]any) ([]string, error) {
 	oh, err := f.handler(ctx, res)
 	if errors.Is(err, fs.ErrNotExist) {
 		path, _ := f.ResolvePath(res)
-		return []string{path}, nil
+		return f.safePaths(res, []string{path}), nil
+	}
+	if errors.Is(err, ErrNotAllowed) || errors.Is(err, ErrNotRegular) || errors.Is(err, ErrTimeout) {
+		// A refused resource lists nothing, and does not hide the other resources' files.
+		f.o.Logger.Warn("files.txt: resource left out", "resource", res.UID, "spec", res.Spec, "err", err)
+		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	files, err := oh.h.Files(kwargs)
+	var files []string
+	err = f.call(ctx, "list files", func(context.Context) error {
+		fl, err := oh.h.Files(kwargs)
+		files = fl
+		return err
+	}, nil)
 	if err != nil {
-		return nil, &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped, Err: err}
+		return nil, &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped, Err: f.timedOut(res, oh, err)}
 	}
-	return files, nil
+	return f.safePaths(res, files), nil
+}
+
+// safePaths drops the paths that hold control characters, and with allowed roots those
+// outside them (a handler listing a directory must not disclose names elsewhere), logging
+// once per call.
+func (f *Filler) safePaths(res *catalog.Resource, paths []string) []string {
+	out := paths[:0:0]
+	control, outside := 0, 0
+	for _, p := range paths {
+		switch {
+		case !SafePath(p):
+			control++
+		case f.guard.Check(p) != nil:
+			outside++
+		default:
+			out = append(out, p)
+		}
+	}
+	if control+outside > 0 {
+		f.o.Logger.Warn("files.txt: paths left out", "resource", res.UID, "spec", res.Spec,
+			"resource_path", fmt.Sprintf("%q", res.ResourcePath), "control_characters", control, "outside_allowed_roots", outside)
+	}
+	return out
+}
+
+// SafePath reports whether p can be written as one line of a file list: valid UTF-8 with no
+// control character (C0, DEL, C1).
+func SafePath(p string) bool {
+	if !utf8.ValidString(p) {
+		return false
+	}
+	for _, r := range p {
+		if r < 0x20 || (r >= 0x7f && r < 0xa0) || r == 0x2028 || r == 0x2029 {
+			return false
+		}
+	}
+	return true
 }
 
 func (f *Filler) put(key string, a *catalog.NDArray) {
@@ -247,7 +587,8 @@ func (f *Filler) put(key string, a *catalog.NDArray) {
 // transient reports whether err may go away by itself: I/O errors from the file system, not
 // an unknown spec or a bad kwarg.
 func transient(err error) bool {
-	if errors.Is(err, ErrUnknownSpec) || errors.Is(err, ErrNotAllowed) {
+	if errors.Is(err, ErrUnknownSpec) || errors.Is(err, ErrNotAllowed) || errors.Is(err, ErrNotRegular) ||
+		errors.Is(err, ErrTimeout) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrOverflow) {
 		return false
 	}
 	var pe *fs.PathError

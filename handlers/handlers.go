@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 
@@ -94,11 +95,67 @@ func IntKwarg(kwargs map[string]any, key string, def int) (int, error) {
 	if !ok || v == nil {
 		return def, nil
 	}
+	if x, isFloat := v.(float64); isFloat && !(x >= -(1<<63) && x < 1<<63) {
+		return 0, fmt.Errorf("kwarg %s: %v is out of the integer range", key, x)
+	}
 	n, ok := catalog.AsInt(v)
 	if !ok {
 		return 0, fmt.Errorf("kwarg %s: want integer, have %T %v", key, v, v)
 	}
 	return int(n), nil
+}
+
+// Limits on sizes that documents and file headers give. Every handler checks them before
+// allocating, so a hostile resource cannot exhaust memory with a single number.
+const (
+	// MaxDatumBytes bounds the array of one datum (2 GiB): far above a detector frame stack,
+	// far below what would kill the server.
+	MaxDatumBytes = 1 << 31
+	// MaxFilesPerDatum bounds the files one datum may read (AD_TIFF frame_per_point).
+	MaxFilesPerDatum = 1 << 16
+)
+
+// ErrTooLarge means a datum's size, taken from a document or a file header, is over a limit.
+var ErrTooLarge = errors.New("too large")
+
+// ErrOverflow means index arithmetic on values from a document overflowed.
+var ErrOverflow = errors.New("integer overflow")
+
+// MulIndex returns a*b for non-negative a and b, or ErrOverflow: point_number times
+// frame_per_point must not wrap around to another point's frames.
+func MulIndex(a, b int) (int, error) {
+	if a < 0 || b < 0 {
+		return 0, fmt.Errorf("%d * %d: negative: %w", a, b, ErrOverflow)
+	}
+	if a != 0 && b > math.MaxInt/a {
+		return 0, fmt.Errorf("%d * %d: %w", a, b, ErrOverflow)
+	}
+	return a * b, nil
+}
+
+// ArrayBytes returns the size of an array of the given shape and element size, or an error
+// wrapping ErrTooLarge when it is over MaxDatumBytes (overflow included) or ErrOverflow for
+// a negative dimension.
+func ArrayBytes(shape []int, elem int) (int, error) {
+	n := elem
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("shape %v: negative dimension: %w", shape, ErrOverflow)
+		}
+		if d != 0 && n > MaxDatumBytes/d {
+			for _, d2 := range shape {
+				if d2 == 0 {
+					return 0, nil
+				}
+			}
+			return 0, fmt.Errorf("shape %v of %d-byte elements: over %d bytes: %w", shape, elem, MaxDatumBytes, ErrTooLarge)
+		}
+		n *= d
+	}
+	if n > MaxDatumBytes {
+		return 0, fmt.Errorf("shape %v of %d-byte elements: over %d bytes: %w", shape, elem, MaxDatumBytes, ErrTooLarge)
+	}
+	return n, nil
 }
 
 // StringKwarg returns kwargs[key] as a string, or def when absent.

@@ -116,7 +116,7 @@ func TestFillerRetryAndNoFailureCache(t *testing.T) {
 	// A short retry window: the failure is returned, and not cached.
 	h2 := &counting{}
 	h2.failures.Store(100)
-	f2 := newTestFiller(h2, FillerOptions{Retry: time.Millisecond})
+	f2 := newTestFiller(h2, FillerOptions{Retry: time.Millisecond, NegativeTTL: -1})
 	defer f2.Close()
 	if _, err := f2.Read(context.Background(), res, "r1/1", nil); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("want the missing-file error, got %v", err)

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	npyenc "github.com/brokerfs/brokerfs/encode"
 )
 
 // maxDepth bounds the nesting of decoded values: hostile input must not exhaust the stack.
@@ -207,35 +208,40 @@ func parseNumpy(b []byte, pos int, h *ndHeader) (ok bool, err error) {
 }
 
 // dtype parses a numpy type string: byte order, kind letter and item size in bytes
-// ("<f8" -> '<', 'f', 8; "<U3" -> '<', 'U', 12).
+// ("<f8" -> '<', 'f', 8; "<U3" -> '<', 'U', 12). Numeric, bool and unicode types are
+// parsed by npyenc.ParseDtype, the one dtype model brokerfs has (float16 included), and
+// returned in its canonical form ('|' for one-byte types); bytes ("|S5") are handled here
+// because they only ever become strings. Complex types are left to stay maps, as before.
 func dtype(t []byte) (order, kind byte, size int, ok bool) {
 	if len(t) < 3 {
 		return 0, 0, 0, false
 	}
-	order, kind = t[0], t[1]
-	if order == '=' {
-		order = '<' // native order: brokerfs runs on little-endian machines
+	if t[1] == 'S' {
+		order = t[0]
+		if order != '<' && order != '>' && order != '|' && order != '=' {
+			return 0, 0, 0, false
+		}
+		n, err := strconv.Atoi(string(t[2:]))
+		if err != nil || n <= 0 || n > 1<<20 {
+			return 0, 0, 0, false
+		}
+		return '|', 'S', n, true
 	}
-	if order != '<' && order != '>' && order != '|' {
+	if t[0] != '<' && t[0] != '>' && t[0] != '|' && t[0] != '=' {
 		return 0, 0, 0, false
 	}
-	n, err := strconv.Atoi(string(t[2:]))
-	if err != nil || n <= 0 || n > 1<<20 {
+	d, err := npyenc.ParseDtype(string(t))
+	if err != nil {
 		return 0, 0, 0, false
 	}
+	order, kind, size = d.Descr[0], d.Descr[1], d.Size
 	switch kind {
-	case 'f':
-		ok = n == 2 || n == 4 || n == 8
-	case 'i', 'u':
-		ok = n == 1 || n == 2 || n == 4 || n == 8
-	case 'b':
-		ok = n == 1
+	case 'f', 'i', 'u', 'b':
+		return order, kind, size, true
 	case 'U':
-		n, ok = 4*n, true // the count is of UCS-4 characters
-	case 'S':
-		ok = true
+		return order, kind, size, size > 0 && size <= 4<<20
 	}
-	return order, kind, n, ok
+	return 0, 0, 0, false
 }
 
 // numpy decodes a msgpack-numpy map at pos: an *NDArray for nd: true, a scalar for nd: false.
@@ -285,8 +291,8 @@ func ndValue(h *ndHeader, alias bool) (any, bool) {
 		}
 		return a, true
 	}
-	if h.typ[0] == '=' {
-		a.Dtype = "<" + a.Dtype[1:]
+	if h.typ[0] == '=' || h.typ[0] == '|' || size == 1 {
+		a.Dtype = string([]byte{order, kind}) + strconv.Itoa(size) // canonical: "<f8", "|u1"
 	}
 	if alias {
 		a.Data = h.data
@@ -349,7 +355,7 @@ func ndScalar(d []byte, order, kind byte, size int) (any, bool) {
 	case 'f':
 		switch size {
 		case 2:
-			return half(uint16(u)), true
+			return npyenc.Float16ToFloat64(uint16(u)), true
 		case 4:
 			return float64(math.Float32frombits(uint32(u))), true
 		}
@@ -362,27 +368,6 @@ func ndScalar(d []byte, order, kind byte, size int) (any, bool) {
 		return float64(u), true
 	}
 	return int64(u), true
-}
-
-// half converts an IEEE 754 binary16 to float64.
-func half(h uint16) float64 {
-	sign, exp, frac := h>>15, int(h>>10)&0x1f, float64(h&0x3ff)
-	var v float64
-	switch exp {
-	case 0:
-		v = math.Ldexp(frac, -24)
-	case 0x1f:
-		if frac != 0 {
-			return math.NaN()
-		}
-		v = math.Inf(1)
-	default:
-		v = math.Ldexp(1+frac/1024, exp-15)
-	}
-	if sign != 0 {
-		v = -v
-	}
-	return v
 }
 
 // appendJSON renders the value at pos as JSON with the separators of Python's json module,

@@ -1,14 +1,23 @@
 package hdf5
 
+/*
+#cgo pkg-config: hdf5
+#include <stdlib.h>
+#include "guard.h"
+*/
+import "C"
+
 import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strings"
+	"syscall"
+	"unsafe"
 
 	h5 "gonum.org/v1/hdf5"
 
+	"github.com/brokerfs/brokerfs/handlers"
 	"github.com/brokerfs/brokerfs/handlers/npy"
 )
 
@@ -29,39 +38,87 @@ var ErrOutOfRange = errors.New("out of range")
 type file struct {
 	path string
 	f    *h5.File
+	lg   *linkGuard
+	lapl C.hid_t // link access with lg's external-link callback
 }
 
-// openFile opens path read-only (SWMR-read when swmr). A missing file wraps fs.ErrNotExist.
-func openFile(path string, swmr bool) (*file, error) {
-	// libhdf5 says only "unable to open file"; stat says whether it exists.
-	if _, err := os.Stat(path); err != nil {
+// openFile opens path read-only (SWMR-read when swmr) if g allows it (see guard.go). A
+// missing file wraps fs.ErrNotExist.
+//
+// libhdf5 opens by name, so the file is checked first (inside the roots, a regular file: a
+// FIFO would block the open with libhdf5's global lock held), and after the open the file
+// libhdf5 holds must be the one checked (same device and inode).
+func openFile(g *handlers.Guard, path string, swmr bool) (*file, error) {
+	st, err := g.Stat(path)
+	if err != nil {
 		return nil, fmt.Errorf("open hdf5 file: %w", err)
 	}
 	flags := h5.F_ACC_RDONLY
 	if swmr {
 		flags = swmrReadFlags
 	}
-	var f *h5.File
-	err := call(func() error {
+	out := &file{path: path, lg: newLinkGuard(g)}
+	err = call(func() error {
 		var err error
-		if f, err = h5.OpenFile(path, flags); err != nil {
+		if out.f, err = h5.OpenFile(path, flags); err != nil {
+			return h5Err()
+		}
+		var dev, ino C.ulonglong
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		if C.bfs_file_ino(C.hid_t(out.f.ID()), &dev, &ino) < 0 || !ok || uint64(dev) != uint64(sys.Dev) || uint64(ino) != uint64(sys.Ino) {
+			return fmt.Errorf("the file changed while it was opened: %w", handlers.ErrNotAllowed)
+		}
+		if out.lapl = C.bfs_plist(0); out.lapl < 0 {
+			return h5Err()
+		}
+		if C.bfs_guard_plist(out.lapl, C.uintptr_t(out.lg.handle), 0) < 0 {
 			return h5Err()
 		}
 		return nil
 	})
 	if err != nil {
+		out.release()
 		return nil, fmt.Errorf("open hdf5 file %s: %w", path, err)
 	}
-	return &file{path: path, f: f}, nil
+	return out, nil
 }
 
-func (f *file) Close() error {
-	return call(func() error {
-		if f.f.Close() != nil {
-			return fmt.Errorf("close %s: %w", f.path, h5Err())
-		}
-		return nil
-	})
+// release frees what openFile made; call it inside call or on a failed open.
+func (f *file) release() error {
+	var err error
+	if f.f != nil {
+		err = call(func() error {
+			if f.f.Close() != nil {
+				return fmt.Errorf("close %s: %w", f.path, h5Err())
+			}
+			return nil
+		})
+		f.f = nil
+	}
+	if f.lapl > 0 {
+		C.H5Pclose(f.lapl)
+		f.lapl = 0
+	}
+	if f.lg != nil {
+		f.lg.release()
+		f.lg = nil
+	}
+	return err
+}
+
+func (f *file) Close() error { return f.release() }
+
+// exists reports whether name (a path in the file) exists, traversing links under the guard.
+func (f *file) exists(name string) (bool, error) {
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	if C.bfs_exists(C.hid_t(f.f.ID()), cname, f.lapl) > 0 {
+		return true, nil
+	}
+	if err := f.lg.take(); err != nil {
+		return false, err
+	}
+	return false, nil
 }
 
 // dataset is one open dataset: its type and, unless refreshed, its dims.
@@ -73,19 +130,34 @@ type dataset struct {
 	elem  int
 	big   bool
 	dims  []int
+	chunk *chunking // set when chunks can be read raw and decoded in Go (chunk.go)
 }
 
 // openDataset opens the dataset name (a path in the file) with a chunk cache of cacheBytes
-// (0: libhdf5's default) and reads its header: type and dims.
+// (0: libhdf5's default) and reads its header: type and dims. What the dataset reads from
+// other files (external storage, virtual sources) is checked against the file's guard.
 func openDataset(f *file, name string, cacheBytes int) (*dataset, error) {
+	return openDatasetDepth(f, name, cacheBytes, 0)
+}
+
+func openDatasetDepth(f *file, name string, cacheBytes, depth int) (*dataset, error) {
 	d := &dataset{file: f.path, name: name}
 	err := call(func() error {
-		if !f.f.LinkExists(name) {
+		ok, err := f.exists(name)
+		if err != nil {
+			return err
+		}
+		if !ok {
 			return ErrNoDataset
 		}
 		dapl, err := h5.NewPropList(h5.P_DATASET_ACCESS)
 		if err != nil {
 			return h5Err()
+		}
+		if C.bfs_guard_plist(C.hid_t(dapl.ID()), C.uintptr_t(f.lg.handle), 1) < 0 {
+			err := h5Err()
+			dapl.Close()
+			return err
 		}
 		if cacheBytes > 0 {
 			// 12421 slots: a prime well above the chunks a cache of this size holds.
@@ -97,13 +169,20 @@ func openDataset(f *file, name string, cacheBytes int) (*dataset, error) {
 		}
 		d.ds, err = f.f.OpenDatasetWith(name, dapl)
 		if err != nil {
-			err = h5Err() // before closing dapl clears the stack
+			err = f.lg.explain(h5Err()) // before closing dapl clears the stack
 		}
 		dapl.Close()
 		if err != nil {
 			return err
 		}
-		return d.header()
+		if err := d.checkSources(f, cacheBytes, depth); err != nil {
+			return err
+		}
+		if err := d.header(); err != nil {
+			return err
+		}
+		d.chunk = d.chunkLayout()
+		return nil
 	})
 	if err != nil {
 		if d.ds != nil {
@@ -165,6 +244,18 @@ func (d *dataset) refresh() error {
 func (d *dataset) read(offset, count []int, dst []byte) error {
 	if len(dst) == 0 {
 		return nil
+	}
+	if d.chunk != nil && len(offset) == len(d.chunk.dims) {
+		err := d.readDirect(d.chunk, offset, count, dst)
+		if err == nil {
+			if d.big {
+				npy.Swap(dst, d.elem)
+			}
+			return nil
+		}
+		if !errors.Is(err, errFallBack) {
+			return fmt.Errorf("read %s%s in %s: %w", d.name, slab(offset, count), d.file, err)
+		}
 	}
 	off := make([]uint, len(offset))
 	cnt := make([]uint, len(count))

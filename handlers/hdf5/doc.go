@@ -29,5 +29,12 @@
 // BitshuffleSource.
 //
 // Handlers are safe for concurrent use; libhdf5 serialises its calls, so concurrent reads
-// of one process do not run in parallel inside libhdf5.
+// of one process do not run in parallel inside libhdf5. Chunks filtered by deflate and
+// shuffle only are read raw (H5Dread_chunk) and decoded in Go outside libhdf5's lock, so
+// concurrent readers of gzip frames decompress in parallel (chunk.go).
+//
+// Files: every file libhdf5 opens for a handler, the resource's own and those it opens by
+// itself (external links, external raw storage, virtual dataset sources), is checked
+// against the handlers.Guard the handler was opened with (guard.go): inside the allowed
+// roots, and a regular file.
 package hdf5

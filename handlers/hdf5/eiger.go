@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -47,7 +48,7 @@ func NewEiger(o Options) handlers.Opener {
 			return nil, errors.New("either images_per_file or frame_per_point must be set (and positive)")
 		}
 		ensureFilters()
-		return &eiger{prefix: path, ipf: ipf, cache: o.ChunkCacheBytes, series: map[string]*series{}}, nil
+		return &eiger{prefix: path, ipf: ipf, cache: o.ChunkCacheBytes, series: map[string]*series{}, g: handlers.GuardOf(ctx)}, nil
 	}
 }
 
@@ -55,6 +56,7 @@ type eiger struct {
 	prefix string
 	ipf    int
 	cache  int
+	g      *handlers.Guard
 
 	mu     sync.Mutex
 	series map[string]*series // by seq_id; guarded by mu
@@ -104,7 +106,7 @@ func (e *eiger) get(ctx context.Context, kw map[string]any) (*series, error) {
 		if err != nil {
 			return nil, err
 		}
-		if s, err = openSeries(path, e.cache); err != nil {
+		if s, err = openSeries(e.g, path, e.cache); err != nil {
 			return nil, err
 		}
 		e.series[seq] = s
@@ -113,8 +115,8 @@ func (e *eiger) get(ctx context.Context, kw map[string]any) (*series, error) {
 	return s, nil
 }
 
-func openSeries(path string, cache int) (_ *series, err error) {
-	master, err := openFile(path, false)
+func openSeries(g *handlers.Guard, path string, cache int) (_ *series, err error) {
+	master, err := openFile(g, path, false)
 	if err != nil {
 		return nil, err
 	}
@@ -125,25 +127,31 @@ func openSeries(path string, cache int) (_ *series, err error) {
 		}
 	}()
 	group := "entry/data"
+	g0 := g
 	var names []string
 	dir := filepath.Dir(path)
 	err = call(func() error {
-		if !master.f.LinkExists(group) {
+		if ok, err := master.exists(group); err != nil {
+			return err
+		} else if !ok {
 			group = "entry" // Eiger firmware before 1.3
 		}
-		g, err := master.f.OpenGroup(group)
+		g, err := master.openGroup(group)
 		if err != nil {
-			return fmt.Errorf("no group entry/data or entry: %w", ErrNoDataset)
+			return fmt.Errorf("no group entry/data or entry (%v): %w", err, ErrNoDataset)
 		}
 		defer g.Close()
-		n, err := g.NumObjects()
+		n, err := g.count()
 		if err != nil {
-			return h5Err()
+			return err
 		}
-		for i := uint(0); i < n; i++ {
-			name, err := g.ObjectNameByIndex(i)
+		if n > maxDataSets {
+			return fmt.Errorf("group %s has %d links: %w", group, n, handlers.ErrTooLarge)
+		}
+		for i := range n {
+			name, err := g.name(i)
 			if err != nil {
-				return h5Err()
+				return err
 			}
 			if strings.HasPrefix(name, "data") {
 				names = append(names, name)
@@ -152,7 +160,7 @@ func openSeries(path string, cache int) (_ *series, err error) {
 		// A data file that is not there yet is a missing file (retried), not a broken link.
 		for i := range names {
 			name := fmt.Sprintf("data_%06d", i+1)
-			ext, err := externalFile(g.ID(), name)
+			ext, err := externalFile(int64(g.id), name)
 			if err != nil {
 				return fmt.Errorf("%s/%s: %w", group, name, ErrNoDataset)
 			}
@@ -160,7 +168,7 @@ func openSeries(path string, cache int) (_ *series, err error) {
 				if !filepath.IsAbs(ext) {
 					ext = filepath.Join(dir, ext)
 				}
-				if _, err := os.Stat(ext); err != nil {
+				if _, err := g0.Stat(ext); err != nil {
 					return fmt.Errorf("data file of %s/%s: %w", group, name, err)
 				}
 			}
@@ -190,6 +198,9 @@ func openSeries(path string, cache int) (_ *series, err error) {
 		if d.dtype != s.dtype || len(d.dims) != len(s.frame)+1 || !equal(d.dims[1:], s.frame) {
 			return nil, fmt.Errorf("eiger series %s: %s is %s %v, %s is %s %v: cannot concatenate: %w",
 				path, s.sets[0].name, s.dtype, s.sets[0].dims, d.name, d.dtype, d.dims, ErrType)
+		}
+		if s.frames > math.MaxInt-d.dims[0] {
+			return nil, fmt.Errorf("eiger series %s: too many frames: %w", path, handlers.ErrOverflow)
 		}
 		s.frames += d.dims[0]
 	}
@@ -254,7 +265,10 @@ func (e *eiger) Read(ctx context.Context, kw map[string]any) (*catalog.NDArray, 
 		return nil, err
 	}
 	defer e.wg.Done()
-	frameBytes := prod(s.frame) * s.elem
+	frameBytes, err := handlers.ArrayBytes(s.frame, s.elem)
+	if err != nil {
+		return nil, fmt.Errorf("eiger series %s: %w", s.master.path, err)
+	}
 	i, one, err := e.frameNum(kw, s)
 	if err != nil {
 		return nil, err
@@ -273,7 +287,11 @@ func (e *eiger) Read(ctx context.Context, kw map[string]any) (*catalog.NDArray, 
 			i -= d.dims[0]
 		}
 	}
-	buf := make([]byte, s.frames*frameBytes)
+	total, err := handlers.ArrayBytes(append([]int{s.frames}, s.frame...), s.elem)
+	if err != nil {
+		return nil, fmt.Errorf("eiger series %s: %w", s.master.path, err)
+	}
+	buf := make([]byte, total)
 	off := 0
 	for _, d := range s.sets {
 		if err := ctx.Err(); err != nil {
@@ -286,6 +304,60 @@ func (e *eiger) Read(ctx context.Context, kw map[string]any) (*catalog.NDArray, 
 		off += n
 	}
 	return &catalog.NDArray{Dtype: s.dtype, Shape: append([]int{s.frames}, s.frame...), Data: buf}, nil
+}
+
+// ReadInto reads the datum's frames straight into dst (see handlers.IntoReader).
+func (e *eiger) ReadInto(ctx context.Context, kw map[string]any, dst []byte, descr string, want []int) error {
+	s, err := e.get(ctx, kw)
+	if err != nil {
+		return err
+	}
+	defer e.wg.Done()
+	i, one, err := e.frameNum(kw, s)
+	if err != nil {
+		return err
+	}
+	shape := append([]int{s.frames}, s.frame...)
+	if one {
+		shape = s.frame
+	}
+	if !slices.Equal(shape, want) {
+		return fmt.Errorf("eiger series %s: datum of shape %v, want %v: %w", s.master.path, shape, want, handlers.ErrShape)
+	}
+	if s.dtype != descr {
+		return fmt.Errorf("eiger series %s is %s: %w", s.master.path, s.dtype, handlers.ErrNotDirect)
+	}
+	frameBytes, err := handlers.ArrayBytes(s.frame, s.elem)
+	if err != nil {
+		return err
+	}
+	if n, err := handlers.ArrayBytes(shape, s.elem); err != nil || n != len(dst) {
+		return fmt.Errorf("eiger series %s: %d bytes for %v %s: %w", s.master.path, len(dst), shape, s.dtype, handlers.ErrShape)
+	}
+	off := 0
+	for _, d := range s.sets {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if one {
+			if i < d.dims[0] {
+				o := make([]int, len(d.dims))
+				o[0] = i
+				return d.read(o, append([]int{1}, s.frame...), dst)
+			}
+			i -= d.dims[0]
+			continue
+		}
+		n := d.dims[0] * frameBytes
+		if err := d.read(make([]int, len(d.dims)), d.dims, dst[off:off+n]); err != nil {
+			return err
+		}
+		off += n
+	}
+	if one {
+		return fmt.Errorf("eiger series %s: frame %d: %w", s.master.path, i, ErrOutOfRange)
+	}
+	return nil
 }
 
 // Files lists, per datum, the files {prefix}_{seq_id}_* (the master and its data files).

@@ -86,6 +86,8 @@ static int bfs_elink(hid_t loc, const char *name, char *file, size_t cap) {
 	free(val);
 	return 1;
 }
+
+#include "guard.h"
 */
 import "C"
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -30,6 +32,9 @@ type Options struct {
 	// default (1 MiB). A compressed chunk that holds several frames is decompressed once
 	// for consecutive frames only if it fits.
 	ChunkCacheBytes int
+	// NoDirectChunkReads turns off reading deflate/shuffle chunks raw and decompressing
+	// them in Go outside libhdf5's lock (chunk.go); every read then goes through H5Dread.
+	NoDirectChunkReads bool
 }
 
 var errClosed = errors.New("handler is closed")
@@ -62,19 +67,20 @@ func NewSlice(key string, swmr bool, o Options) handlers.Opener {
 			return nil, fmt.Errorf("frame_per_point %d: want at least 1", fpp)
 		}
 		ensureFilters()
-		f, err := openFile(path, swmr)
+		f, err := openFile(handlers.GuardOf(ctx), path, swmr)
 		if err != nil {
 			return nil, err
 		}
-		return &slice{lazy: lazy{f: f, key: key, swmr: swmr, cache: o.ChunkCacheBytes}, fpp: fpp}, nil
+		return &slice{lazy: lazy{f: f, key: key, swmr: swmr, cache: o.ChunkCacheBytes, noDirect: o.NoDirectChunkReads}, fpp: fpp}, nil
 	}
 }
 
 // lazy holds an open file and the dataset key in it, opened at first use.
 type lazy struct {
-	key   string
-	swmr  bool
-	cache int
+	key      string
+	swmr     bool
+	cache    int
+	noDirect bool
 
 	mu     sync.RWMutex // held for reading by calls using f and d, for writing by Close
 	closed bool         // guarded by mu
@@ -102,6 +108,9 @@ func (l *lazy) use(ctx context.Context, fn func(d *dataset, dims []int) error) e
 			if d, err = openDataset(l.f, l.key, l.cache); err != nil {
 				l.openMu.Unlock()
 				return err
+			}
+			if l.noDirect {
+				d.chunk = nil
 			}
 			l.d.Store(d)
 		}
@@ -155,8 +164,15 @@ func (s *slice) rows(kw map[string]any, d *dataset, dims []int) (start, stop int
 	if len(dims) == 0 {
 		return 0, 0, fmt.Errorf("dataset %s in %s is a scalar: %w", d.name, d.file, ErrType)
 	}
-	start, stop = pn*s.fpp, (pn+1)*s.fpp
-	if pn < 0 || start >= dims[0] {
+	if pn < 0 {
+		return 0, 0, fmt.Errorf("point_number %d: want at least 0: %w", pn, ErrOutOfRange)
+	}
+	// Checked: pn = 2**62 with fpp 4 must not wrap around to frame 0.
+	if start, err = handlers.MulIndex(pn, s.fpp); err != nil || start > math.MaxInt-s.fpp {
+		return 0, 0, fmt.Errorf("point_number %d with frame_per_point %d: %w", pn, s.fpp, handlers.ErrOverflow)
+	}
+	stop = start + s.fpp
+	if start >= dims[0] {
 		return 0, 0, fmt.Errorf("point_number %d (frames %d to %d with frame_per_point %d): dataset %s in %s has %d frames: %w",
 			pn, start, stop, s.fpp, d.name, d.file, dims[0], ErrOutOfRange)
 	}
@@ -182,7 +198,11 @@ func (s *slice) Read(ctx context.Context, kw map[string]any) (a *catalog.NDArray
 			return err
 		}
 		shape := append([]int{stop - start}, dims[1:]...)
-		buf := make([]byte, prod(shape)*d.elem)
+		n, err := handlers.ArrayBytes(shape, d.elem)
+		if err != nil {
+			return fmt.Errorf("dataset %s in %s: %w", d.name, d.file, err)
+		}
+		buf := make([]byte, n)
 		off := make([]int, len(dims))
 		off[0] = start
 		if err := d.read(off, shape, buf); err != nil {
@@ -192,6 +212,38 @@ func (s *slice) Read(ctx context.Context, kw map[string]any) (a *catalog.NDArray
 		return nil
 	})
 	return a, err
+}
+
+// ReadInto reads the datum's frames straight into dst (see handlers.IntoReader): the
+// hyperslab goes from the file, or from decoded chunks, into the caller's buffer.
+func (s *slice) ReadInto(ctx context.Context, kw map[string]any, dst []byte, descr string, want []int) error {
+	return s.use(ctx, func(d *dataset, dims []int) error {
+		start, stop, err := s.rows(kw, d, dims)
+		if err != nil {
+			return err
+		}
+		shape := append([]int{stop - start}, dims[1:]...)
+		if err := intoCheck(d, shape, descr, want, len(dst)); err != nil {
+			return err
+		}
+		off := make([]int, len(dims))
+		off[0] = start
+		return d.read(off, shape, dst)
+	})
+}
+
+// intoCheck checks a ReadInto request against the datum's shape and dtype.
+func intoCheck(d *dataset, shape []int, descr string, want []int, n int) error {
+	if !slices.Equal(shape, want) {
+		return fmt.Errorf("dataset %s in %s: datum of shape %v, want %v: %w", d.name, d.file, shape, want, handlers.ErrShape)
+	}
+	if d.dtype != descr {
+		return fmt.Errorf("dataset %s in %s is %s: %w", d.name, d.file, d.dtype, handlers.ErrNotDirect)
+	}
+	if size, err := handlers.ArrayBytes(shape, d.elem); err != nil || size != n {
+		return fmt.Errorf("dataset %s in %s: %d bytes for %v %s: %w", d.name, d.file, n, shape, d.dtype, handlers.ErrShape)
+	}
+	return nil
 }
 
 // NewXSP3 returns the opener of XSP3 (Xspress3) resources: datum {frame, channel} is
@@ -205,11 +257,11 @@ func NewXSP3(o Options) handlers.Opener {
 			return nil, err
 		}
 		ensureFilters()
-		f, err := openFile(path, false)
+		f, err := openFile(handlers.GuardOf(ctx), path, false)
 		if err != nil {
 			return nil, err
 		}
-		return &xsp3{lazy: lazy{f: f, key: key, cache: o.ChunkCacheBytes}}, nil
+		return &xsp3{lazy: lazy{f: f, key: key, cache: o.ChunkCacheBytes, noDirect: o.NoDirectChunkReads}}, nil
 	}
 }
 
@@ -272,7 +324,11 @@ func (x *xsp3) Read(ctx context.Context, kw map[string]any) (a *catalog.NDArray,
 		if err != nil {
 			return err
 		}
-		buf := make([]byte, dims[2]*d.elem)
+		n, err := handlers.ArrayBytes(dims[2:], d.elem)
+		if err != nil {
+			return fmt.Errorf("dataset %s in %s: %w", d.name, d.file, err)
+		}
+		buf := make([]byte, n)
 		if err := d.read([]int{fr, ch, 0}, []int{1, 1, dims[2]}, buf); err != nil {
 			return err
 		}
@@ -280,4 +336,18 @@ func (x *xsp3) Read(ctx context.Context, kw map[string]any) (a *catalog.NDArray,
 		return nil
 	})
 	return a, err
+}
+
+// ReadInto reads the spectrum straight into dst (see handlers.IntoReader).
+func (x *xsp3) ReadInto(ctx context.Context, kw map[string]any, dst []byte, descr string, want []int) error {
+	return x.use(ctx, func(d *dataset, dims []int) error {
+		fr, ch, shape, err := x.index(kw, d, dims)
+		if err != nil {
+			return err
+		}
+		if err := intoCheck(d, shape, descr, want, len(dst)); err != nil {
+			return err
+		}
+		return d.read([]int{fr, ch, 0}, []int{1, 1, dims[2]}, dst)
+	})
 }

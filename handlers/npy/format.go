@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/encode"
 )
 
 // ErrFormat means a file is not a .npy file this package can read.
@@ -163,57 +164,23 @@ func parseDict(s string) (*Header, error) {
 
 // ParseDescr checks a numpy descr of a numeric or bool dtype and returns its little-endian
 // form, its element size and the unit big-endian data is swapped in (0 when the data needs
-// no swap).
+// no swap). The descr is parsed by encode.ParseDtype, brokerfs's one dtype model.
 func ParseDescr(descr string) (dtype string, size, swapUnit int, err error) {
-	bad := func() (string, int, int, error) {
+	d, err := encode.ParseDtype(descr)
+	if err != nil || d.Descr[1] == 'U' {
 		return "", 0, 0, fmt.Errorf("dtype %q: want a numeric or bool dtype: %w", descr, ErrFormat)
 	}
-	if len(descr) < 2 {
-		return bad()
-	}
-	order, rest := descr[0], descr[1:]
-	switch order {
-	case '<', '>', '|', '=':
-	default:
-		order, rest = '|', descr
-	}
-	kind := rest[0]
-	size, err = strconv.Atoi(rest[1:])
-	if err != nil {
-		return bad()
-	}
-	unit := size
-	switch kind {
-	case 'b':
-		if size != 1 {
-			return bad()
-		}
-	case 'i', 'u':
-		if size != 1 && size != 2 && size != 4 && size != 8 {
-			return bad()
-		}
-	case 'f':
-		if size != 2 && size != 4 && size != 8 {
-			return bad()
-		}
-	case 'c':
-		if size != 8 && size != 16 {
-			return bad()
-		}
-		unit = size / 2
-	default:
-		return bad()
-	}
-	if size == 1 {
+	kind, rest := d.Descr[1], d.Descr[1:]
+	if d.Size == 1 {
 		return "|" + rest, 1, 0, nil
 	}
-	if order == '|' {
-		return bad() // a multi-byte type must say its byte order
+	if d.Descr[0] == '>' {
+		swapUnit = d.Size
+		if kind == 'c' {
+			swapUnit = d.Size / 2
+		}
 	}
-	if order == '>' {
-		swapUnit = unit
-	}
-	return "<" + rest, size, swapUnit, nil
+	return "<" + rest, d.Size, swapUnit, nil
 }
 
 // Read reads a whole .npy file from r.

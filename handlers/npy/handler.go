@@ -3,10 +3,13 @@ package npy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,15 +31,21 @@ const (
 
 // OpenSeq opens an NPY_SEQ resource: path is the stem of the files; the resource kwarg root,
 // when given, is joined in front of it as ophyd's NumpySeqHandler(filename, root) does.
-func OpenSeq(_ context.Context, path string, kwargs map[string]any) (handlers.Handler, error) {
+//
+// Every file is opened through the handlers.Guard of the context the handler was opened
+// with: a datum index "dir/../../secret/x" reaches only files inside the allowed roots.
+func OpenSeq(ctx context.Context, path string, kwargs map[string]any) (handlers.Handler, error) {
 	root, err := handlers.StringKwarg(kwargs, "root", "")
 	if err != nil {
 		return nil, fmt.Errorf("open %s %s: %w", SpecSeq, path, err)
 	}
-	return &seq{stem: pyJoin(root, path)}, nil
+	return &seq{stem: pyJoin(root, path), g: handlers.GuardOf(ctx)}, nil
 }
 
-type seq struct{ stem string }
+type seq struct {
+	stem string
+	g    *handlers.Guard
+}
 
 func (s *seq) file(kw map[string]any) (string, error) {
 	v, ok := kw["index"]
@@ -55,7 +64,7 @@ func (s *seq) Describe(_ context.Context, kw map[string]any) (string, []int, err
 	if err != nil {
 		return "", nil, err
 	}
-	h, err := readHeaderFile(name)
+	h, err := readHeaderFile(s.g, name)
 	if err != nil {
 		return "", nil, err
 	}
@@ -67,7 +76,15 @@ func (s *seq) Read(ctx context.Context, kw map[string]any) (*catalog.NDArray, er
 	if err != nil {
 		return nil, err
 	}
-	return readFile(ctx, name)
+	return readFile(ctx, s.g, name)
+}
+
+func (s *seq) ReadInto(ctx context.Context, kw map[string]any, dst []byte, descr string, shape []int) error {
+	name, err := s.file(kw)
+	if err != nil {
+		return err
+	}
+	return readFileInto(ctx, s.g, name, nil, dst, descr, shape)
 }
 
 func (s *seq) Files(kws []map[string]any) ([]string, error) {
@@ -86,17 +103,21 @@ func (s *seq) Close() error { return nil }
 
 // OpenFile opens an npy resource: the .npy file at path, which must exist (databroker's
 // NpyHandler checks at construction). Its datums take no kwargs and return the whole array.
-func OpenFile(_ context.Context, path string, kwargs map[string]any) (handlers.Handler, error) {
-	if _, err := os.Stat(path); err != nil {
+func OpenFile(ctx context.Context, path string, kwargs map[string]any) (handlers.Handler, error) {
+	g := handlers.GuardOf(ctx)
+	if _, err := g.Stat(path); err != nil {
 		return nil, fmt.Errorf("open %s: %w", SpecFile, err)
 	}
-	return &whole{path: path}, nil
+	return &whole{path: path, g: g}, nil
 }
 
-type whole struct{ path string }
+type whole struct {
+	path string
+	g    *handlers.Guard
+}
 
 func (w *whole) Describe(_ context.Context, _ map[string]any) (string, []int, error) {
-	h, err := readHeaderFile(w.path)
+	h, err := readHeaderFile(w.g, w.path)
 	if err != nil {
 		return "", nil, err
 	}
@@ -104,7 +125,11 @@ func (w *whole) Describe(_ context.Context, _ map[string]any) (string, []int, er
 }
 
 func (w *whole) Read(ctx context.Context, _ map[string]any) (*catalog.NDArray, error) {
-	return readFile(ctx, w.path)
+	return readFile(ctx, w.g, w.path)
+}
+
+func (w *whole) ReadInto(ctx context.Context, _ map[string]any, dst []byte, descr string, shape []int) error {
+	return readFileInto(ctx, w.g, w.path, nil, dst, descr, shape)
 }
 
 func (w *whole) Files([]map[string]any) ([]string, error) { return []string{w.path}, nil }
@@ -113,14 +138,18 @@ func (w *whole) Close() error                             { return nil }
 // OpenFramewise opens an npy_FRAMEWISE resource: the .npy file at path; datum {frame_no}
 // is data[frame_no] (negative counts from the end, as numpy indexing does). Only that
 // frame is read from a C-order file.
-func OpenFramewise(_ context.Context, path string, kwargs map[string]any) (handlers.Handler, error) {
-	if _, err := os.Stat(path); err != nil {
+func OpenFramewise(ctx context.Context, path string, kwargs map[string]any) (handlers.Handler, error) {
+	g := handlers.GuardOf(ctx)
+	if _, err := g.Stat(path); err != nil {
 		return nil, fmt.Errorf("open %s: %w", SpecFramewise, err)
 	}
-	return &framewise{path: path}, nil
+	return &framewise{path: path, g: g}, nil
 }
 
-type framewise struct{ path string }
+type framewise struct {
+	path string
+	g    *handlers.Guard
+}
 
 func frameNo(kw map[string]any) (int, error) {
 	if _, ok := kw["frame_no"]; !ok {
@@ -134,7 +163,7 @@ func (f *framewise) Describe(_ context.Context, kw map[string]any) (string, []in
 	if err != nil {
 		return "", nil, err
 	}
-	h, err := readHeaderFile(f.path)
+	h, err := readHeaderFile(f.g, f.path)
 	if err != nil {
 		return "", nil, err
 	}
@@ -152,7 +181,7 @@ func (f *framewise) Read(ctx context.Context, kw map[string]any) (*catalog.NDArr
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	fh, err := os.Open(f.path)
+	fh, err := f.g.Open(f.path)
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +190,15 @@ func (f *framewise) Read(ctx context.Context, kw map[string]any) (*catalog.NDArr
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.path, err)
 	}
+	if len(h.Shape) > 0 && h.Shape[0] > 0 {
+		rows := h.Shape[1:]
+		if h.Fortran {
+			rows = h.Shape // a Fortran-order frame is gathered from the whole array
+		}
+		if _, err := handlers.ArrayBytes(rows, h.ElemSize); err != nil {
+			return nil, fmt.Errorf("read %s frame_no %d: %w", f.path, i, err)
+		}
+	}
 	a, err := h.ReadIndex(fh, i)
 	if err != nil {
 		return nil, fmt.Errorf("read %s frame_no %d: %w", f.path, i, err)
@@ -168,11 +206,19 @@ func (f *framewise) Read(ctx context.Context, kw map[string]any) (*catalog.NDArr
 	return a, nil
 }
 
+func (f *framewise) ReadInto(ctx context.Context, kw map[string]any, dst []byte, descr string, shape []int) error {
+	i, err := frameNo(kw)
+	if err != nil {
+		return err
+	}
+	return readFileInto(ctx, f.g, f.path, &i, dst, descr, shape)
+}
+
 func (f *framewise) Files([]map[string]any) ([]string, error) { return []string{f.path}, nil }
 func (f *framewise) Close() error                             { return nil }
 
-func readHeaderFile(name string) (*Header, error) {
-	fh, err := os.Open(name)
+func readHeaderFile(g *handlers.Guard, name string) (*Header, error) {
+	fh, err := g.Open(name)
 	if err != nil {
 		return nil, err
 	}
@@ -184,34 +230,103 @@ func readHeaderFile(name string) (*Header, error) {
 	return h, nil
 }
 
-// ReadFile reads the whole .npy file name.
+// ReadFile reads the whole .npy file name, a regular file (see handlers.Guard.Open).
 func ReadFile(ctx context.Context, name string) (*catalog.NDArray, error) {
-	return readFile(ctx, name)
+	return readFile(ctx, handlers.GuardOf(ctx), name)
 }
 
-func readFile(ctx context.Context, name string) (*catalog.NDArray, error) {
+// openData opens name, reads its header and checks that the file holds the data it claims
+// and that the data is within handlers.MaxDatumBytes.
+func openData(g *handlers.Guard, name string) (*os.File, *Header, *bufio.Reader, error) {
+	fh, err := g.Open(name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	br := bufio.NewReaderSize(fh, 4096)
+	h, err := ReadHeader(br)
+	if err == nil {
+		_, err = handlers.ArrayBytes(h.Shape, h.ElemSize)
+	}
+	if err != nil {
+		fh.Close()
+		return nil, nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if st, err := fh.Stat(); err == nil && st.Size()-h.Offset < h.DataSize() {
+		fh.Close()
+		return nil, nil, nil, fmt.Errorf("%s: truncated: shape %v %s needs %d bytes of data, the file has %d: %w",
+			name, h.Shape, h.Descr, h.DataSize(), st.Size()-h.Offset, ErrFormat)
+	}
+	return fh, h, br, nil
+}
+
+func readFile(ctx context.Context, g *handlers.Guard, name string) (*catalog.NDArray, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	fh, err := os.Open(name)
+	fh, h, br, err := openData(g, name)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
-	br := bufio.NewReaderSize(fh, 4096)
-	h, err := ReadHeader(br)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if st, err := fh.Stat(); err == nil && st.Mode().IsRegular() && st.Size()-h.Offset < h.DataSize() {
-		return nil, fmt.Errorf("%s: truncated: shape %v %s needs %d bytes of data, the file has %d: %w",
-			name, h.Shape, h.Descr, h.DataSize(), st.Size()-h.Offset, ErrFormat)
-	}
 	a, err := h.ReadData(br)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return a, nil
+}
+
+// readFileInto reads the whole array (row nil) or the row *row of its first axis (numpy
+// indexing: negative counts from the end) from name straight into dst, when the file's dtype
+// is descr and it is in C order; otherwise it returns handlers.ErrNotDirect and leaves dst
+// alone. A shape other than shape is handlers.ErrShape.
+func readFileInto(ctx context.Context, g *handlers.Guard, name string, row *int, dst []byte, descr string, shape []int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fh, err := g.Open(name)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	h, err := ReadHeader(bufio.NewReaderSize(fh, 4096))
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	have, off := h.Shape, h.Offset
+	if row != nil {
+		if len(h.Shape) == 0 {
+			return fmt.Errorf("%s: index %d of a 0-d array: %w", name, *row, ErrFormat)
+		}
+		n, j := h.Shape[0], *row
+		if j < 0 {
+			j += n
+		}
+		if j < 0 || j >= n {
+			return fmt.Errorf("%s: frame_no %d is out of range for shape %v: %w", name, *row, h.Shape, ErrIndex)
+		}
+		have = h.Shape[1:]
+		rowBytes, err := handlers.ArrayBytes(have, h.ElemSize)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		off += int64(j) * int64(rowBytes)
+	}
+	if !slices.Equal(have, shape) {
+		return fmt.Errorf("%s: shape %v, want %v: %w", name, have, shape, handlers.ErrShape)
+	}
+	if h.Dtype != descr || (h.Fortran && len(h.Shape) > 1) {
+		return fmt.Errorf("%s is %s: %w", name, h.Descr, handlers.ErrNotDirect)
+	}
+	if k, err := fh.ReadAt(dst, off); k < len(dst) {
+		if err == nil || errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: truncated: want %d bytes at %d, have %d: %w", name, len(dst), off, k, ErrFormat)
+		}
+		return fmt.Errorf("read %s: %w", name, err)
+	}
+	if h.swapUnit > 0 {
+		Swap(dst, h.swapUnit)
+	}
+	return nil
 }
 
 // PyStr formats a datum kwarg as Python's str() does, for file names built with

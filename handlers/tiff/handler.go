@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/brokerfs/brokerfs/catalog"
@@ -20,7 +22,11 @@ const Spec = "AD_TIFF"
 // {point_number} is the frames j in [pn*fpp, (pn+1)*fpp) stacked, shape (fpp, y, x) (or
 // (fpp, y, x, samples) for colour frames), fpp being the resource kwarg frame_per_point
 // (default 1). All frames of a datum must have the same shape and dtype.
-func Open(_ context.Context, path string, kw map[string]any) (handlers.Handler, error) {
+//
+// frame_per_point is bounded by handlers.MaxFilesPerDatum and pn*fpp is checked for
+// overflow; every frame file is opened through the handlers.Guard of the open's context, so
+// a filename "../../secret/img" reaches only files inside the allowed roots.
+func Open(ctx context.Context, path string, kw map[string]any) (handlers.Handler, error) {
 	template, err := handlers.StringKwarg(kw, "template", "")
 	if err != nil {
 		return nil, err
@@ -39,14 +45,14 @@ func Open(_ context.Context, path string, kw map[string]any) (handlers.Handler, 
 	if err != nil {
 		return nil, err
 	}
-	if fpp < 1 {
-		return nil, fmt.Errorf("frame_per_point %d: want at least 1", fpp)
+	if fpp < 1 || fpp > handlers.MaxFilesPerDatum {
+		return nil, fmt.Errorf("frame_per_point %d: want 1 to %d: %w", fpp, handlers.MaxFilesPerDatum, handlers.ErrTooLarge)
 	}
 	dir := path
 	if !strings.HasSuffix(dir, "/") {
 		dir += "/" // os.path.join(fpath, "")
 	}
-	h := &handler{dir: dir, template: template, filename: filename, fpp: fpp}
+	h := &handler{dir: dir, template: template, filename: filename, fpp: fpp, g: handlers.GuardOf(ctx)}
 	// Check the template once, so a bad one fails at open rather than at every read.
 	if _, err := PyFormat(template, dir, filename, int64(0)); err != nil {
 		return nil, err
@@ -57,6 +63,7 @@ func Open(_ context.Context, path string, kw map[string]any) (handlers.Handler, 
 type handler struct {
 	dir, template, filename string
 	fpp                     int
+	g                       *handlers.Guard
 }
 
 // names returns the files of a point.
@@ -71,8 +78,15 @@ func (h *handler) names(kw map[string]any) ([]string, error) {
 	if pn < 0 {
 		return nil, fmt.Errorf("point_number %d: want at least 0", pn)
 	}
+	start, err := handlers.MulIndex(pn, h.fpp)
+	if err == nil && start > math.MaxInt64-h.fpp {
+		err = handlers.ErrOverflow
+	}
+	if err != nil {
+		return nil, fmt.Errorf("point_number %d with frame_per_point %d: %w", pn, h.fpp, err)
+	}
 	out := make([]string, 0, h.fpp)
-	for j := pn * h.fpp; j < (pn+1)*h.fpp; j++ {
+	for j := start; j < start+h.fpp; j++ {
 		name, err := PyFormat(h.template, h.dir, h.filename, int64(j))
 		if err != nil {
 			return nil, err
@@ -87,7 +101,7 @@ func (h *handler) Describe(_ context.Context, kw map[string]any) (string, []int,
 	if err != nil {
 		return "", nil, err
 	}
-	in, err := readInfoFile(names[0])
+	in, err := h.readInfoFile(names[0])
 	if err != nil {
 		return "", nil, err
 	}
@@ -105,7 +119,7 @@ func (h *handler) Read(ctx context.Context, kw map[string]any) (*catalog.NDArray
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		f, err := os.Open(name)
+		f, err := h.g.Open(name)
 		if err != nil {
 			return nil, err
 		}
@@ -116,7 +130,10 @@ func (h *handler) Read(ctx context.Context, kw map[string]any) (*catalog.NDArray
 		}
 		if err == nil && first == nil {
 			first = in
-			buf = make([]byte, len(names)*in.Size())
+			var n int
+			if n, err = handlers.ArrayBytes(append([]int{len(names)}, in.Shape()...), in.ElemSize); err == nil {
+				buf = make([]byte, n)
+			}
 		}
 		if err == nil {
 			if err = ReadImage(f, in, buf[i*in.Size():(i+1)*in.Size()]); err != nil {
@@ -129,6 +146,47 @@ func (h *handler) Read(ctx context.Context, kw map[string]any) (*catalog.NDArray
 		}
 	}
 	return &catalog.NDArray{Dtype: first.Dtype, Shape: append([]int{len(names)}, first.Shape()...), Data: buf}, nil
+}
+
+// ReadInto reads the frames of a datum straight into dst when they are of dtype descr and
+// stacked have the given shape.
+func (h *handler) ReadInto(ctx context.Context, kw map[string]any, dst []byte, descr string, shape []int) error {
+	names, err := h.names(kw)
+	if err != nil {
+		return err
+	}
+	for i, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, err := h.g.Open(name)
+		if err != nil {
+			return err
+		}
+		in, err := readInfo(f, name)
+		if err == nil {
+			have := append([]int{len(names)}, in.Shape()...)
+			switch {
+			case !slices.Equal(have, shape):
+				err = fmt.Errorf("read tiff %s: frames of shape %v, want %v: %w", name, have, shape, handlers.ErrShape)
+			case in.Dtype != descr && i == 0:
+				err = fmt.Errorf("read tiff %s: %s: %w", name, in.Dtype, handlers.ErrNotDirect)
+			case in.Dtype != descr:
+				err = fmt.Errorf("read tiff %s: %s, but %s is %s: %w", name, in.Dtype, names[0], descr, ErrFormat)
+			case len(dst) != len(names)*in.Size():
+				err = fmt.Errorf("read tiff %s: %d bytes for %d frames of %d: %w", name, len(dst), len(names), in.Size(), handlers.ErrShape)
+			default:
+				if err = ReadImage(f, in, dst[i*in.Size():(i+1)*in.Size()]); err != nil {
+					err = fmt.Errorf("read tiff %s: %w", name, err)
+				}
+			}
+		}
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (h *handler) Files(kws []map[string]any) ([]string, error) {
@@ -145,8 +203,8 @@ func (h *handler) Files(kws []map[string]any) ([]string, error) {
 
 func (h *handler) Close() error { return nil }
 
-func readInfoFile(name string) (*Info, error) {
-	f, err := os.Open(name)
+func (h *handler) readInfoFile(name string) (*Info, error) {
+	f, err := h.g.Open(name)
 	if err != nil {
 		return nil, err
 	}

@@ -140,7 +140,7 @@ func ReadInfo(r io.ReaderAt, size int64) (*Info, error) {
 	if _, tiled := tags[tagTileWidth]; tiled {
 		return nil, fmt.Errorf("tiled TIFFs are not supported: %w", ErrFormat)
 	}
-	if w == 0 || h == 0 || spp == 0 || w*h > maxPixels || spp > 64 || w*h*spp > maxPixels {
+	if w == 0 || h == 0 || spp == 0 || w > maxPixels/h || spp > 64 || w*h*spp > maxPixels {
 		return nil, fmt.Errorf("image %dx%d with %d samples per pixel: %w", w, h, spp, ErrFormat)
 	}
 	if spp > 1 && planar != 1 {

@@ -3,6 +3,7 @@ package tiff
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/brokerfs/brokerfs/handlers"
 )
 
 const python = "/usr/bin/python3"
@@ -125,7 +128,7 @@ func TestBrokenFiles(t *testing.T) {
 		"truncated.tiff": "past the end",
 		"notatiff.tiff":  "byte-order mark",
 	} {
-		_, err := readInfoFile(filepath.Join(dir, name))
+		_, err := (&handler{g: handlers.GuardOf(context.Background())}).readInfoFile(filepath.Join(dir, name))
 		if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v, want ErrFormat saying %q", name, err, want)
 		}
@@ -241,4 +244,33 @@ func FuzzReadInfo(f *testing.F) {
 		}
 		_ = ReadImage(bytes.NewReader(b), in, make([]byte, in.Size()))
 	})
+}
+
+// TestHugeDimensions: width x height that overflows 64 bits is refused, not wrapped.
+func TestHugeDimensions(t *testing.T) {
+	// A little-endian BigTIFF (LONG8 tags) with one IFD: width and height 2^34, one strip of
+	// one byte. 2^34 * 2^34 wraps to 0 in 64 bits.
+	var b bytes.Buffer
+	le := func(v any) { binary.Write(&b, binary.LittleEndian, v) }
+	b.WriteString("II")
+	le(uint16(43))
+	le(uint16(8))
+	le(uint16(0))
+	le(uint64(16)) // first IFD
+	entries := []struct {
+		tag, typ uint16
+		val      uint64
+	}{{256, 16, 1 << 34}, {257, 16, 1 << 34}, {258, 3, 16}, {273, 16, 0}, {277, 3, 1}, {278, 16, 1 << 34}, {279, 16, 1}}
+	le(uint64(len(entries)))
+	for _, e := range entries {
+		le(e.tag)
+		le(e.typ)
+		le(uint64(1))
+		le(e.val)
+	}
+	le(uint64(0))
+	r := bytes.NewReader(b.Bytes())
+	if in, err := ReadInfo(r, int64(b.Len())); !errors.Is(err, ErrFormat) {
+		t.Errorf("2^34 x 2^34: %+v, %v", in, err)
+	}
 }
