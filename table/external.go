@@ -322,11 +322,8 @@ func (lc *lazyColumn) fill(ctx context.Context, r int, dst []byte) error {
 	if err != nil {
 		return err
 	}
-	arr, err := lc.s.cfg.Filler.Read(ctx, ref.res, id, ref.kwargs)
-	if err != nil {
-		return err
-	}
-	if err := putValue(dst, lc.dt, lc.rowShape, arr); err != nil {
+	// Straight into dst, converted to the field's dtype: no allocation per frame.
+	if err := lc.s.cfg.Filler.ReadInto(ctx, ref.res, id, ref.kwargs, dst, lc.dt.Descr, lc.rowShape); err != nil {
 		return fmt.Errorf("field %s row %d (datum %s): %w", lc.field, r, id, err)
 	}
 	return nil
@@ -374,6 +371,8 @@ func (lc *lazyColumn) ensure(ctx context.Context, sp *cache.Sparse, from, to int
 				err := lc.fill(ctx, r, buf)
 				if err == nil {
 					err = sp.Fill(r, buf)
+				} else {
+					buf = make([]byte, lc.rb) // a timed-out handler call may still write into it
 				}
 				errs[i] = err
 				lc.fillMu.Lock()

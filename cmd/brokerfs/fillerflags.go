@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -14,6 +15,7 @@ type fillerFlags struct {
 	handlerCmds  []string
 	cacheBytes   int64
 	allowedRoots []string
+	timeout      time.Duration
 }
 
 func (f *fillerFlags) register(fl *pflag.FlagSet) {
@@ -21,6 +23,7 @@ func (f *fillerFlags) register(fl *pflag.FlagSet) {
 	fl.StringArrayVar(&f.handlerCmds, "handler", nil, "SPEC=COMMAND: read resources of SPEC with an external program (repeatable; see handlers/external)")
 	fl.Int64Var(&f.cacheBytes, "cache-size", 256<<20, "bytes of external data frames kept in memory (the disk cache is --cache-max)")
 	fl.StringSliceVar(&f.allowedRoots, "allowed-roots", nil, "DIR,...: handlers read only files under these directories (default: any)")
+	fl.DurationVar(&f.timeout, "handler-timeout", handlers.DefaultCallTimeout, "the longest one handler call (open, read a frame) may take before it fails with EIO")
 }
 
 // filler makes the handler registry and filler of an opened source; rm is the root map
@@ -36,5 +39,9 @@ func (f *fillerFlags) filler(src *source, rm handlers.RootMap, log *slog.Logger)
 		Logger:       log,
 		CacheBytes:   f.cacheBytes,
 		AllowedRoots: f.allowedRoots,
+		CallTimeout:  f.timeout,
+		// A failing frame is remembered briefly, so a reader retrying it (readahead, mmap)
+		// does not pay the retry window each time.
+		NegativeTTL: handlers.DefaultNegativeTTL,
 	}), nil
 }
