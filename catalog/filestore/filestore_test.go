@@ -265,6 +265,7 @@ func TestListingIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c2.WaitChecked() // the check of the listing from the index: nothing changed
 	if reads2.Load() != 0 {
 		t.Errorf("remount read %d file heads, want 0", reads2.Load())
 	}
@@ -298,8 +299,14 @@ func TestListingIndex(t *testing.T) {
 	os.Remove(filepath.Join(dir, "r005.jsonl"))
 	c2.Close()
 
+	// The first listing comes from the index; the check behind it finds the changes.
 	var reads3 atomic.Int64
 	c3 := openBoth(t, []string{dir}, ixPath, log2, &reads3)
+	uids(t, c3)
+	if _, err := c3.Run(ctx, "r005"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("Run of a run whose file went away: %v, want ErrNotFound", err)
+	}
+	c3.WaitChecked()
 	got := uids(t, c3)
 	if reads3.Load() != 1 || slices.Contains(got, "r003") || !slices.Contains(got, "x003") || slices.Contains(got, "r005") || len(got) != 19 {
 		t.Errorf("after a rewrite and a removal: %d heads read, runs %v", reads3.Load(), got)
@@ -394,6 +401,8 @@ func TestIndexBroken(t *testing.T) {
 			}
 			reads.Store(0)
 			c2 := openBoth(t, []string{dir}, path, slog.New(slog.DiscardHandler), &reads)
+			uids(t, c2)
+			c2.WaitChecked()
 			if got := uids(t, c2); !slices.Equal(got, want) {
 				t.Errorf("second Runs = %v", got)
 			}
@@ -482,6 +491,8 @@ func TestIndexShared(t *testing.T) {
 	}
 	var reads atomic.Int64
 	c := openBoth(t, []string{dir}, path, slog.New(slog.DiscardHandler), &reads)
+	uids(t, c)
+	c.WaitChecked()
 	if got := uids(t, c); len(got) != 50 {
 		t.Errorf("%d runs, want 50", len(got))
 	}

@@ -12,6 +12,7 @@ package filestore
 // share it: WAL journal, a busy timeout, and rows written in one transaction per listing.
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	"golang.org/x/sys/unix"
 	"modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -63,6 +65,7 @@ type row struct {
 	mtimeNS  int64
 	ino, dev uint64
 	head     []byte
+	raw      []byte // the start as JSON
 	err      string
 	hasStop  bool
 }
@@ -154,7 +157,7 @@ func openDB(path string) (*sql.DB, error) {
 const busyWait = 10 * time.Second
 
 func tryOpenDB(path string) (*sql.DB, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
@@ -173,21 +176,52 @@ func busy(err error) bool {
 	return errors.As(err, &se) && (se.Code()&0xff == sqlite3.SQLITE_BUSY || se.Code()&0xff == sqlite3.SQLITE_LOCKED)
 }
 
-// migrate creates the schema, emptying a database of another version.
+// migrate creates the schema, emptying a database of another version, and switches the
+// database to WAL (persistent: later connections use it too).
 func migrate(db *sql.DB) error {
+	ctx := context.Background()
+	conn, err := db.Conn(ctx) // the pragmas below hold for one connection
+	if err != nil {
+		return fmt.Errorf("open listing index: %w", err)
+	}
+	defer conn.Close()
+	var pages int
+	if err := conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return fmt.Errorf("read listing index: %w", err)
+	}
+	if pages == 0 {
+		// A new database. 16 KiB pages: a row (a start document of 1-2 KiB, twice) would
+		// fill a 4 KiB page by half. The size is fixed by the first write, and a WAL database
+		// cannot change it later, so it is set before anything else.
+		if _, err := conn.ExecContext(ctx, "PRAGMA page_size = 16384"); err != nil {
+			return fmt.Errorf("create listing index: %w", err)
+		}
+	}
+	if err := createSchema(ctx, conn); err != nil {
+		return err
+	}
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		return fmt.Errorf("open listing index: %w", err)
+	}
+	return nil
+}
+
+// createSchema creates the table, emptying one of another version.
+func createSchema(ctx context.Context, db *sql.Conn) error {
 	var v int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("read listing index version: %w", err)
 	}
 	if v == schemaVersion {
 		// Touch the table: a database whose pages are garbage fails here, not later.
 		var n int
-		if err := db.QueryRow("SELECT count(*) FROM files WHERE path = ''").Scan(&n); err != nil {
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM files WHERE path = ''").Scan(&n); err != nil {
 			return fmt.Errorf("check listing index: %w", err)
 		}
 		return nil
 	}
-	tx, err := db.Begin()
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("create listing index: %w", err)
 	}
@@ -208,25 +242,48 @@ func migrate(db *sql.DB) error {
 
 // load reads every row. A failure leaves the index empty (files are read instead).
 func (l *listing) load() map[string]*row {
-	rows, err := l.db.Query(`SELECT path, format, size, mtime_ns, inode, dev, head, coalesce(error, ''), exit_status IS NOT NULL FROM files`)
+	// SQLite reads the table a page at a time; after a drop of the page cache that is
+	// thousands of small reads in B-tree order. Ask the kernel to read the files ahead, in
+	// one sequential sweep.
+	for _, suffix := range []string{"", "-wal"} {
+		if f, err := os.Open(l.path + suffix); err == nil {
+			unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
+			f.Close()
+		}
+	}
+	rows, err := l.db.Query(`SELECT path, format, size, mtime_ns, inode, dev, head, CAST(start AS BLOB), coalesce(error, ''), exit_status IS NOT NULL FROM files`)
 	if err != nil {
 		l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
 		return nil
 	}
 	defer rows.Close()
 	out := map[string]*row{}
+	// The documents are copied into large shared buffers: one allocation per MiB rather than
+	// two per row.
+	var slab []byte
+	keep := func(b sql.RawBytes) []byte {
+		if b == nil {
+			return nil // NULL
+		}
+		if len(b) > cap(slab)-len(slab) {
+			slab = make([]byte, 0, max(1<<20, len(b)))
+		}
+		slab = append(slab, b...)
+		return slab[len(slab)-len(b) : len(slab) : len(slab)]
+	}
 	for rows.Next() {
 		var (
-			path string
-			r    row
-			ino  int64
-			dev  int64
+			path      string
+			r         row
+			ino, dev  int64
+			head, raw sql.RawBytes
 		)
-		if err := rows.Scan(&path, &r.format, &r.size, &r.mtimeNS, &ino, &dev, &r.head, &r.err, &r.hasStop); err != nil {
+		if err := rows.Scan(&path, &r.format, &r.size, &r.mtimeNS, &ino, &dev, &head, &raw, &r.err, &r.hasStop); err != nil {
 			l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
 			return nil
 		}
 		r.ino, r.dev = uint64(ino), uint64(dev)
+		r.head, r.raw = keep(head), keep(raw)
 		out[path] = &r
 	}
 	if err := rows.Err(); err != nil {

@@ -47,8 +47,9 @@ type Format struct {
 	// index keeps them and a later mount parses them again with ParseHead instead of reading
 	// the file.
 	ReadHead func(f *os.File, size int64) (start *catalog.Start, head []byte, err error)
-	// ParseHead parses bytes that ReadHead returned.
-	ParseHead func(head []byte) (*catalog.Start, error)
+	// ParseHead parses bytes that ReadHead returned. raw, when not nil, is the Raw JSON of
+	// the start it parsed them into before, so that it need not be made again.
+	ParseHead func(head, raw []byte) (*catalog.Start, error)
 	// Open opens the run that f held when it was listed. When the file changed since, the
 	// run's start may differ from f.Start or the error may wrap fs.ErrNotExist: the Catalog
 	// then lists again and retries once.
@@ -68,6 +69,7 @@ type File struct {
 
 	err     string // why the start cannot be read ("" for ErrIncomplete)
 	fromIx  bool   // the start came from the listing index: nothing to write back
+	raw     []byte // the start's JSON from the listing index, until parsed
 	stopped atomic.Bool
 }
 
@@ -142,6 +144,8 @@ type Catalog struct {
 	dupLogged map[string]string      // loser path -> winner path already logged; guarded by refreshMu
 	errLogged map[string]string      // path -> head error already logged; guarded by refreshMu
 	ixRows    map[string]*row        // the listing index, until the first refresh used it; guarded by refreshMu
+	listed    bool                   // a listing was made; guarded by refreshMu
+	bg        sync.WaitGroup         // the check of a listing made from the index
 
 	mu     sync.RWMutex
 	byUID  map[string]*File // guarded by mu
@@ -263,6 +267,7 @@ func (c *Catalog) noteStop(ctx context.Context, f *File, r catalog.Run) {
 
 // Close implements catalog.Catalog: it waits for the listing index to be written.
 func (c *Catalog) Close() error {
+	c.bg.Wait()
 	if c.ix != nil {
 		c.ix.close()
 	}
@@ -282,18 +287,83 @@ func (c *Catalog) format(path string) *Format {
 	return nil
 }
 
-// covers reports whether a pattern of the catalog names path.
+// covers reports whether the catalog's patterns match path as a listing would: a file named
+// by a pattern, a file of one of the formats in a directory named by one, or a glob match
+// (dot files only when named).
 func (c *Catalog) covers(path string) bool {
+	base := filepath.Base(path)
 	for _, p := range c.patterns {
 		p = filepath.Clean(p)
-		if path == p || filepath.Dir(path) == p {
+		switch {
+		case path == p:
 			return true
-		}
-		if ok, _ := filepath.Match(p, path); ok {
-			return true
+		case base[0] == '.':
+		case filepath.Dir(path) == p:
+			for _, e := range c.exts {
+				if strings.HasSuffix(base, e) {
+					return true
+				}
+			}
+		case hasMeta(p):
+			if ok, _ := filepath.Match(p, path); ok {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// fromIndex lists the files that the listing index holds for the catalog's patterns, as the
+// index last saw them, without a stat. It returns nil when the index knows none.
+func (c *Catalog) fromIndex() map[string]*File {
+	files := map[string]*File{}
+	for path, r := range c.ixRows {
+		ft := c.format(path)
+		if ft == nil || ft.Name != r.format || !c.covers(path) {
+			continue
+		}
+		files[path] = &File{Path: path, Format: ft, Size: r.size, ModTime: time.Unix(0, r.mtimeNS), Ino: r.ino, Dev: r.dev,
+			Head: r.head, err: r.err, fromIx: true, raw: r.raw}
+		files[path].stopped.Store(r.hasStop)
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	return files
+}
+
+// listIndexed publishes the first listing from the listing index alone and checks it against
+// the files in the background: on a remount, the first ls does not wait for a stat of every
+// file (cold, about 40 µs each), and what changed since the index was written shows up as
+// soon as that check is done, well within --list-ttl. Runs are opened from the file as it
+// is, whatever the listing said. It reports false when the index knows none of the files.
+func (c *Catalog) listIndexed() bool {
+	files := c.fromIndex()
+	if files == nil {
+		return false
+	}
+	all := make([]*File, 0, len(files))
+	for _, f := range files {
+		all = append(all, f)
+	}
+	parseHeads(all)
+	for _, f := range all {
+		if f.Start == nil && f.err == "" && f.Head != nil {
+			delete(files, f.Path) // no longer parses: the check reads it
+		}
+		if f.err != "" && c.errLogged[f.Path] != f.err {
+			c.errLogged[f.Path] = f.err
+			c.log.Warn(f.Format.Name+": skipping run file", "file", f.Path, "err", f.err)
+		}
+	}
+	c.files = files
+	c.publish()
+	c.bg.Go(func() {
+		if err := c.refresh(context.Background()); err != nil {
+			c.log.Warn("list run files", "err", err)
+		}
+	})
+	return true
 }
 
 // refresh matches the patterns, stats every file and reads the start of the new and changed
@@ -301,6 +371,12 @@ func (c *Catalog) covers(path string) bool {
 func (c *Catalog) refresh(ctx context.Context) error {
 	c.refreshMu.Lock()
 	defer c.refreshMu.Unlock()
+	if !c.listed {
+		c.listed = true
+		if c.ixRows != nil && c.listIndexed() {
+			return nil
+		}
+	}
 	found, err := find(c.patterns, c.exts, c.dirs)
 	if err != nil {
 		return err
@@ -323,7 +399,7 @@ func (c *Catalog) refresh(ctx context.Context) error {
 		f := &File{Path: fd.path, Format: ft, Size: fd.fi.Size(), ModTime: fd.fi.ModTime(), Ino: ino, Dev: dev}
 		files[fd.path] = f
 		if r := c.ixRows[fd.path]; r != nil && r.matches(f) {
-			f.Head, f.err, f.fromIx = r.head, r.err, true
+			f.Head, f.err, f.fromIx, f.raw = r.head, r.err, true, r.raw
 			f.stopped.Store(r.hasStop)
 			fromIx = append(fromIx, f)
 		} else {
@@ -394,9 +470,10 @@ func parseHeads(fs []*File) {
 		if f.Head == nil {
 			return // an unreadable file: its error came from the index
 		}
-		if s, err := f.Format.ParseHead(f.Head); err == nil {
+		if s, err := f.Format.ParseHead(f.Head, f.raw); err == nil {
 			f.Start = s
 		}
+		f.raw = nil
 	})
 }
 

@@ -213,16 +213,27 @@ func readHead(f *os.File, size int64) (*catalog.Start, []byte, error) {
 	return s, bytes.Clone(doc), nil
 }
 
-// parseHead parses the msgpack bytes of a start document that readHead returned.
-func parseHead(doc []byte) (*catalog.Start, error) {
-	x := &indexer{ix: &index{}}
-	if err := x.small(doc, "start", 0); err != nil {
+// parseHead parses the msgpack bytes of a start document that readHead returned; raw, when
+// given, is its JSON as made before.
+func parseHead(doc, raw []byte) (*catalog.Start, error) {
+	v, _, err := value(doc, 0, false, 0)
+	if err != nil {
 		return nil, fmt.Errorf("bad start document: %w", err)
 	}
-	if x.ix.start == nil {
-		return nil, errors.New("no start document")
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("bad start document: want map, have %T", v)
 	}
-	return x.ix.start, nil
+	if raw == nil {
+		if raw, _, err = appendJSON(nil, doc, 0, 0); err != nil {
+			return nil, fmt.Errorf("bad start document: %w", err)
+		}
+	}
+	s, err := catalog.ParseStart(m, raw)
+	if err != nil {
+		return nil, fmt.Errorf("bad start document: %w", err)
+	}
+	return s, nil
 }
 
 // readStartAt reads the start document at the beginning of r.
