@@ -194,6 +194,9 @@ func (c *indexCache) touch(e *entry) {
 	c.mu.Unlock()
 }
 
+// headRead is the size of the first read of a file's head.
+const headRead = 4 << 10
+
 // headPool holds buffers for reading start documents.
 var headPool = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -245,10 +248,12 @@ func readStartAt(r io.ReaderAt, size int64, buf []byte) (*catalog.Start, []byte,
 // readStartDoc reads the start document at the beginning of r: the start, its bytes (in buf)
 // and buf, grown if need be.
 func readStartDoc(r io.ReaderAt, size int64, buf []byte) (*catalog.Start, []byte, []byte, error) {
-	if cap(buf) < startWindow {
+	if cap(buf) < headRead {
 		buf = make([]byte, startWindow)
 	}
-	w := &window{r: r, limit: size, buf: buf[:cap(buf)], read: cap(buf)}
+	// The first read is one page: a cold listing of thousands of files costs what reading
+	// their first pages costs; the window grows for a start that does not fit.
+	w := &window{r: r, limit: size, buf: buf[:cap(buf)], read: headRead}
 	b, err := w.at(0)
 	if err != nil {
 		return nil, nil, buf, err
