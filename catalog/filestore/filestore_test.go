@@ -501,6 +501,57 @@ func TestIndexShared(t *testing.T) {
 	}
 }
 
+// TestIndexTwoProcesses: two processes (this test binary, run twice at once) list and open
+// the same catalog three times each through one new index; both list every run and log
+// nothing, and the index they wrote serves a third catalog without reading a file.
+func TestIndexTwoProcesses(t *testing.T) {
+	if spec := os.Getenv("FILESTORE_CHILD"); spec != "" {
+		dir, index, _ := strings.Cut(spec, string(os.PathListSeparator))
+		log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+		for range 3 {
+			c, err := filestore.Open([]string{dir}, []*filestore.Format{msgpack.NewFormat(log), jsonl.NewFormat(log)}, filestore.Options{Logger: log, Index: index})
+			if err != nil {
+				t.Fatal(err)
+			}
+			starts, err := c.Runs(context.Background())
+			if err != nil || len(starts) != 60 {
+				t.Fatalf("child: %d runs, %v", len(starts), err)
+			}
+			for _, s := range starts {
+				if _, err := c.Run(context.Background(), s.UID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Close()
+		}
+		return
+	}
+	dir, cache := t.TempDir(), t.TempDir()
+	writeMany(t, dir, 60)
+	index := filepath.Join(cache, "listing.sqlite")
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			cmd := exec.Command(os.Args[0], "-test.run", "^TestIndexTwoProcesses$", "-test.v")
+			cmd.Env = append(os.Environ(), "FILESTORE_CHILD="+dir+string(os.PathListSeparator)+index)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := cmd.Run()
+			if err != nil || strings.Contains(out.String(), "level=") {
+				t.Errorf("process %d: %v\n%s", i, err, out.String())
+			}
+		})
+	}
+	wg.Wait()
+	var reads atomic.Int64
+	c := openBoth(t, []string{dir}, index, slog.New(slog.DiscardHandler), &reads)
+	uids(t, c)
+	c.WaitChecked()
+	if got := uids(t, c); len(got) != 60 || reads.Load() != 0 {
+		t.Errorf("after the processes: %d runs, %d heads read; want 60 and 0", len(got), reads.Load())
+	}
+}
+
 // TestVersion: the version key of a run changes with every change of its file and only then.
 func TestVersion(t *testing.T) {
 	ctx := context.Background()
