@@ -337,6 +337,43 @@ func TestListingIndex(t *testing.T) {
 	}
 }
 
+// TestIndexFirstListing: a remount takes its first listing from the index alone while the
+// catalog's directory is as the index saw it, and lists the files (a stat each) when the
+// directory changed since.
+func TestIndexFirstListing(t *testing.T) {
+	dir, cache := t.TempDir(), t.TempDir()
+	index := filepath.Join(cache, "listing.sqlite")
+	writeMany(t, dir, 6)
+	past := time.Now().Add(-time.Hour).Truncate(time.Second)
+	setMtime(t, dir, past) // an old directory: its listing is trustworthy
+	c := openBoth(t, []string{dir}, index, slog.New(slog.DiscardHandler), nil)
+	uids(t, c)
+	c.Close()
+
+	// A file vanishes behind the directory's back (its mtime put back): the first listing,
+	// from the index, still has it; the check behind it drops it.
+	os.Remove(filepath.Join(dir, "r001.jsonl"))
+	setMtime(t, dir, past)
+	c = openBoth(t, []string{dir}, index, slog.New(slog.DiscardHandler), nil)
+	if got := uids(t, c); len(got) != 6 {
+		t.Errorf("first listing: %v, want the 6 runs the index holds", got)
+	}
+	c.WaitChecked()
+	if got := uids(t, c); len(got) != 5 || slices.Contains(got, "r001") {
+		t.Errorf("after the check: %v, want 5 runs without r001", got)
+	}
+	c.Close()
+
+	// A file added: the directory's mtime moved, so the first listing stats the files.
+	if err := msgpack.WriteRun(filepath.Join(dir, "new.msgpack"), run("new", 9, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c = openBoth(t, []string{dir}, index, slog.New(slog.DiscardHandler), nil)
+	if got := uids(t, c); len(got) != 6 || !slices.Contains(got, "new") {
+		t.Errorf("first listing after a new file: %v, want 6 runs with new", got)
+	}
+}
+
 // TestIndexBroken: a corrupt database, one of another version, and a cache directory that
 // cannot hold one: the catalog lists all runs, with one log line.
 func TestIndexBroken(t *testing.T) {

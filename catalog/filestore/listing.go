@@ -31,7 +31,7 @@ import (
 
 // schemaVersion is kept in PRAGMA user_version. A database of another version is emptied and
 // rebuilt: it is a cache.
-const schemaVersion = 1
+const schemaVersion = 2
 
 const schema = `
 CREATE TABLE IF NOT EXISTS files (
@@ -56,6 +56,10 @@ CREATE INDEX IF NOT EXISTS files_uid ON files(uid);
 CREATE INDEX IF NOT EXISTS files_scan_id ON files(scan_id);
 CREATE INDEX IF NOT EXISTS files_time ON files(time);
 CREATE INDEX IF NOT EXISTS files_plan_name ON files(plan_name);
+CREATE TABLE IF NOT EXISTS dirs (
+	path     TEXT PRIMARY KEY,     -- a directory a listing read
+	mtime_ns INTEGER NOT NULL      -- its mtime then: unchanged, no file was added or removed
+);
 `
 
 // row is a file as the index knows it.
@@ -227,7 +231,7 @@ func createSchema(ctx context.Context, db *sql.Conn) error {
 	}
 	defer tx.Rollback()
 	if v != 0 {
-		if _, err := tx.Exec("DROP TABLE IF EXISTS files"); err != nil {
+		if _, err := tx.Exec("DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS dirs"); err != nil {
 			return fmt.Errorf("rebuild listing index of version %d: %w", v, err)
 		}
 	}
@@ -240,8 +244,9 @@ func createSchema(ctx context.Context, db *sql.Conn) error {
 	return tx.Commit()
 }
 
-// load reads every row. A failure leaves the index empty (files are read instead).
-func (l *listing) load() map[string]*row {
+// load reads every row of files and dirs. A failure leaves the index empty (files are read
+// instead).
+func (l *listing) load() (map[string]*row, map[string]int64) {
 	// SQLite reads the table a page at a time; after a drop of the page cache that is
 	// thousands of small reads in B-tree order. Ask the kernel to read the files ahead, in
 	// one sequential sweep.
@@ -254,7 +259,7 @@ func (l *listing) load() map[string]*row {
 	rows, err := l.db.Query(`SELECT path, format, size, mtime_ns, inode, dev, head, CAST(start AS BLOB), coalesce(error, ''), exit_status IS NOT NULL FROM files`)
 	if err != nil {
 		l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
-		return nil
+		return nil, nil
 	}
 	defer rows.Close()
 	out := map[string]*row{}
@@ -280,7 +285,7 @@ func (l *listing) load() map[string]*row {
 		)
 		if err := rows.Scan(&path, &r.format, &r.size, &r.mtimeNS, &ino, &dev, &head, &raw, &r.err, &r.hasStop); err != nil {
 			l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
-			return nil
+			return nil, nil
 		}
 		r.ino, r.dev = uint64(ino), uint64(dev)
 		r.head, r.raw = keep(head), keep(raw)
@@ -288,13 +293,31 @@ func (l *listing) load() map[string]*row {
 	}
 	if err := rows.Err(); err != nil {
 		l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
-		return nil
+		return nil, nil
 	}
-	return out
+	dirs := map[string]int64{}
+	drows, err := l.db.Query(`SELECT path, mtime_ns FROM dirs`)
+	if err != nil {
+		return out, nil
+	}
+	defer drows.Close()
+	for drows.Next() {
+		var path string
+		var mtime int64
+		if drows.Scan(&path, &mtime) != nil {
+			return out, nil
+		}
+		dirs[path] = mtime
+	}
+	if drows.Err() != nil {
+		return out, nil
+	}
+	return out, dirs
 }
 
-// put records files read from disk and forgets files that went away, in one transaction.
-func (l *listing) put(files []*File, gone []string) {
+// put records files read from disk, forgets files that went away and records directories'
+// mtimes, in one transaction.
+func (l *listing) put(files []*File, gone []string, dirs map[string]int64) {
 	type rec struct {
 		f        *File
 		scan     any
@@ -344,6 +367,11 @@ func (l *listing) put(files []*File, gone []string) {
 		}
 		for _, p := range gone {
 			if _, err := tx.Exec(`DELETE FROM files WHERE path = ?`, p); err != nil {
+				return err
+			}
+		}
+		for p, mtime := range dirs {
+			if _, err := tx.Exec(`INSERT OR REPLACE INTO dirs (path, mtime_ns) VALUES (?, ?)`, p, mtime); err != nil {
 				return err
 			}
 		}

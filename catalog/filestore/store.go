@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -144,6 +145,7 @@ type Catalog struct {
 	dupLogged map[string]string      // loser path -> winner path already logged; guarded by refreshMu
 	errLogged map[string]string      // path -> head error already logged; guarded by refreshMu
 	ixRows    map[string]*row        // the listing index, until the first refresh used it; guarded by refreshMu
+	ixDirs    map[string]int64       // directory -> mtime (ns) as the index last listed it; guarded by refreshMu
 	listed    bool                   // a listing was made; guarded by refreshMu
 	bg        sync.WaitGroup         // the check of a listing made from the index
 
@@ -188,7 +190,7 @@ func Open(patterns []string, formats []*Format, opts Options) (*Catalog, error) 
 	if opts.Index != "" {
 		c.ix = openListing(opts.Index, log)
 		if c.ix != nil {
-			c.ixRows = c.ix.load()
+			c.ixRows, c.ixDirs = c.ix.load()
 		}
 	}
 	return c, nil
@@ -311,12 +313,66 @@ func (c *Catalog) fromIndex() map[string]*File {
 	return files
 }
 
+// indexComplete reports whether the listing index lists every file the patterns match now:
+// each directory they read has the mtime it had when the index listed it (so no file was
+// added, removed or renamed in it since), and each file they name has a row. It costs a stat
+// per pattern.
+func (c *Catalog) indexComplete() bool {
+	for _, p := range c.patterns {
+		fi, err := os.Stat(p)
+		dir := p
+		switch {
+		case err == nil && fi.IsDir():
+		case err == nil:
+			if c.ixRows[p] == nil {
+				return false
+			}
+			continue
+		case !hasMeta(p):
+			continue // matches nothing
+		default:
+			d, _ := filepath.Split(p)
+			if dir = filepath.Clean(d); hasMeta(dir) {
+				return false // a glob over directories: only a listing tells
+			}
+			if fi, err = os.Stat(dir); err != nil || !fi.IsDir() {
+				continue // matches nothing
+			}
+		}
+		mtime, ok := c.ixDirs[filepath.Clean(dir)]
+		if !ok || mtime != fi.ModTime().UnixNano() || time.Since(fi.ModTime()) < racyWindow {
+			return false
+		}
+	}
+	return true
+}
+
+// listedDirs returns the directories the last listing read whose listing is trustworthy (not
+// changed within racyWindow), with their mtimes, where they differ from what the index holds.
+func (c *Catalog) listedDirs() map[string]int64 {
+	out := map[string]int64{}
+	for key, l := range c.dirs {
+		dir, _, _ := strings.Cut(key, "\x00")
+		dir = filepath.Clean(dir)
+		if time.Since(l.mtime) < racyWindow || c.ixDirs[dir] == l.mtime.UnixNano() {
+			continue
+		}
+		out[dir] = l.mtime.UnixNano()
+	}
+	return out
+}
+
 // listIndexed publishes the first listing from the listing index alone and checks it against
 // the files in the background: on a remount, the first ls does not wait for a stat of every
 // file (cold, about 40 µs each), and what changed since the index was written shows up as
 // soon as that check is done, well within --list-ttl. Runs are opened from the file as it
-// is, whatever the listing said. It reports false when the index knows none of the files.
+// is, whatever the listing said. It reports false, and the listing stats every file, when a
+// directory changed since the index listed it (a file was added or removed) or the index
+// knows none of the files.
 func (c *Catalog) listIndexed() bool {
+	if !c.indexComplete() {
+		return false
+	}
 	files := c.fromIndex()
 	if files == nil {
 		return false
@@ -436,8 +492,15 @@ func (c *Catalog) refresh(ctx context.Context) error {
 	if changed {
 		c.publish()
 	}
-	if c.ix != nil && (len(todo) > 0 || len(gone) > 0) {
-		c.ix.put(todo, gone)
+	if c.ix != nil {
+		dirs := c.listedDirs()
+		if len(todo) > 0 || len(gone) > 0 || len(dirs) > 0 {
+			c.ix.put(todo, gone, dirs)
+			if c.ixDirs == nil {
+				c.ixDirs = map[string]int64{}
+			}
+			maps.Copy(c.ixDirs, dirs)
+		}
 	}
 	return nil
 }
