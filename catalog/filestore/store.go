@@ -137,13 +137,14 @@ type Catalog struct {
 	formats  []*Format
 	exts     []string
 	log      *slog.Logger
-	ix       *listing // nil without a listing index
+	ix       *listing // nil without a listing index; set before ixLoaded is closed
 
 	refreshMu sync.Mutex             // serializes refreshes
 	files     map[string]*File       // by path; guarded by refreshMu
 	dirs      map[string]*dirListing // directory listings; guarded by refreshMu
 	dupLogged map[string]string      // loser path -> winner path already logged; guarded by refreshMu
 	errLogged map[string]string      // path -> head error already logged; guarded by refreshMu
+	ixLoaded  chan struct{}          // closed when ixRows and ixDirs are read from the index (nil without one)
 	ixRows    map[string]*row        // the listing index, until the first refresh used it; guarded by refreshMu
 	ixDirs    map[string]int64       // directory -> mtime (ns) as the index last listed it; guarded by refreshMu
 	listed    bool                   // a listing was made; guarded by refreshMu
@@ -188,10 +189,15 @@ func Open(patterns []string, formats []*Format, opts Options) (*Catalog, error) 
 		c.exts = append(c.exts, f.Ext)
 	}
 	if opts.Index != "" {
-		c.ix = openListing(opts.Index, log)
-		if c.ix != nil {
-			c.ixRows, c.ixDirs = c.ix.load()
-		}
+		// Opened and read in the background: the caller goes on to mount meanwhile, and the
+		// first listing (which every use of c begins with) waits for it.
+		c.ixLoaded = make(chan struct{})
+		go func() {
+			defer close(c.ixLoaded)
+			if c.ix = openListing(opts.Index, log); c.ix != nil {
+				c.ixRows, c.ixDirs = c.ix.load()
+			}
+		}()
 	}
 	return c, nil
 }
@@ -248,6 +254,9 @@ func (c *Catalog) noteStop(ctx context.Context, f *File, r catalog.Run) {
 
 // Close implements catalog.Catalog: it waits for the listing index to be written.
 func (c *Catalog) Close() error {
+	if c.ixLoaded != nil {
+		<-c.ixLoaded
+	}
 	c.bg.Wait()
 	if c.ix != nil {
 		c.ix.close()
@@ -408,6 +417,9 @@ func (c *Catalog) refresh(ctx context.Context) error {
 	defer c.refreshMu.Unlock()
 	if !c.listed {
 		c.listed = true
+		if c.ixLoaded != nil {
+			<-c.ixLoaded
+		}
 		if c.ixRows != nil && c.listIndexed() {
 			return nil
 		}
