@@ -127,6 +127,9 @@ type Options struct {
 	Index string
 }
 
+// checkDelay is how long after a listing from the index its check against the files begins.
+const checkDelay = 500 * time.Millisecond
+
 // headWorkers read start documents at once on a cold listing: reads of small heads are
 // latency bound (disk queue, network file systems), so more of them than cores overlap.
 const headWorkers = 32
@@ -149,6 +152,8 @@ type Catalog struct {
 	ixDirs    map[string]int64       // directory -> mtime (ns) as the index last listed it; guarded by refreshMu
 	listed    bool                   // a listing was made; guarded by refreshMu
 	bg        sync.WaitGroup         // the check of a listing made from the index
+	closing   chan struct{}          // closed by Close
+	closeOnce sync.Once
 
 	mu     sync.RWMutex
 	byUID  map[string]*File // guarded by mu
@@ -184,6 +189,7 @@ func Open(patterns []string, formats []*Format, opts Options) (*Catalog, error) 
 		dupLogged: map[string]string{},
 		errLogged: map[string]string{},
 		byUID:     map[string]*File{},
+		closing:   make(chan struct{}),
 	}
 	for _, f := range formats {
 		c.exts = append(c.exts, f.Ext)
@@ -254,6 +260,7 @@ func (c *Catalog) noteStop(ctx context.Context, f *File, r catalog.Run) {
 
 // Close implements catalog.Catalog: it waits for the listing index to be written.
 func (c *Catalog) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
 	if c.ixLoaded != nil {
 		<-c.ixLoaded
 	}
@@ -403,6 +410,13 @@ func (c *Catalog) listIndexed() bool {
 	c.files = files
 	c.publish()
 	c.bg.Go(func() {
+		// After a pause: the listing is served first, and the stat of every file would compete
+		// with it for the disk and the cores.
+		select {
+		case <-time.After(checkDelay):
+		case <-c.closing:
+			return
+		}
 		if err := c.refresh(context.Background()); err != nil {
 			c.log.Warn("list run files", "err", err)
 		}
