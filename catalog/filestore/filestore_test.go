@@ -702,4 +702,26 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := c.Run(context.Background(), "nope"); !errors.Is(err, catalog.ErrNotFound) {
 		t.Errorf("Run(nope) = %v, want ErrNotFound", err)
 	}
+	if _, err := c.Lookup(context.Background(), "nope"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("Lookup(nope) = %v, want ErrNotFound", err)
+	}
+}
+
+// TestLookup: the file that serves a run, found without opening it, listing on demand.
+func TestLookup(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.jsonl")
+	if err := jsonl.WriteRun(path, run("x", 3, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c := openBoth(t, []string{dir}, "", slog.New(slog.DiscardHandler), nil)
+	f, err := c.Lookup(context.Background(), "x") // not listed yet: Lookup lists
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	ino, dev := filestore.StatIDs(fi)
+	if f.Path != path || f.Format.Name != "jsonl" || f.Start.UID != "x" || f.Version() != filestore.VersionKey(path, fi.Size(), fi.ModTime(), ino, dev) {
+		t.Errorf("Lookup(x) = %s %s %s %s", f.Path, f.Format.Name, f.Start.UID, f.Version())
+	}
 }

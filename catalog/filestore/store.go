@@ -218,6 +218,27 @@ func (c *Catalog) Runs(ctx context.Context) ([]*catalog.Start, error) {
 	return slices.Clone(c.starts), nil
 }
 
+// Lookup returns the file that holds run uid as last listed, listing again when the uid is
+// unknown. It returns an error wrapping catalog.ErrNotFound when no file holds it.
+func (c *Catalog) Lookup(ctx context.Context, uid string) (*File, error) {
+	c.mu.RLock()
+	f := c.byUID[uid]
+	c.mu.RUnlock()
+	if f != nil {
+		return f, nil
+	}
+	if err := c.refresh(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	f = c.byUID[uid]
+	c.mu.RUnlock()
+	if f == nil {
+		return nil, fmt.Errorf("run %s: %w", uid, catalog.ErrNotFound)
+	}
+	return f, nil
+}
+
 // Run implements catalog.Catalog: the run as its file is now.
 func (c *Catalog) Run(ctx context.Context, uid string) (catalog.Run, error) {
 	for attempt := 0; attempt < 2; attempt++ {
