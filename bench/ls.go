@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -68,15 +70,30 @@ func (b *bench) benchLs() error {
 		return err
 	}
 
+	// The baseline of a first mount: what reading every file's head costs, cold, with as many
+	// threads as brokerfs reads heads with.
+	var heads []float64
+	for range b.reps {
+		b.dropCaches()
+		d, err := readHeads(dir, 4096, 32)
+		if err != nil {
+			return err
+		}
+		heads = append(heads, d.Seconds())
+	}
+
 	// brokerfs: cold listings, each on a fresh mount with the caches dropped before it
 	// started (brokerfs lists the catalog as soon as the kernel asks for the root's
 	// attributes, which it does at mount time: the cold ls waits for that listing). On the
 	// first mount, listings after the list TTL expired (a rescan that stats the files) and
-	// warm ones right after such a rescan, within the TTL.
-	var cold, warm, expired, warmL []float64
+	// warm ones right after such a rescan, within the TTL. Each first mount has an empty cache
+	// directory (no listing index); "from launch" adds the time from starting brokerfs to the
+	// mount being up.
+	var cold, coldLaunch, warm, expired, warmL []float64
 	for rep := range b.reps {
 		b.dropCaches()
-		m, err := b.mount(dir, "ls")
+		t0 := time.Now()
+		m, err := b.lsMount(dir, "ls", filepath.Join(b.work, fmt.Sprintf("lscache-first-%d", rep)))
 		if err != nil {
 			return err
 		}
@@ -85,6 +102,7 @@ func (b *bench) benchLs() error {
 			stopPerf = b.perfRecord(m.pid(), filepath.Join(b.out, "perf-ls-cold.data"))
 		}
 		x, err := timeN(1, m.dir)
+		coldLaunch = append(coldLaunch, time.Since(t0).Seconds())
 		if stopPerf != nil {
 			stopPerf()
 		}
@@ -103,10 +121,41 @@ func (b *bench) benchLs() error {
 			return err
 		}
 	}
-	var coldL []float64
+	// Remounts: the listing index written by a first mount, the page cache dropped (the
+	// index's pages too) before each.
+	warmIx := filepath.Join(b.work, "lscache-warm")
+	m, err := b.lsMount(dir, "ls-index", warmIx)
+	if err != nil {
+		return err
+	}
+	if err := b.checkListing(m.dir, b.runs+2); err != nil {
+		m.Close()
+		return err
+	}
+	if err := m.Close(); err != nil {
+		return err
+	}
+	var remount []float64
 	for range b.reps {
 		b.dropCaches()
-		m, err := b.mount(dir, "lsl")
+		t0 := time.Now()
+		m, err := b.lsMount(dir, "ls-remount", warmIx)
+		if err != nil {
+			return err
+		}
+		_, err = timeN(1, m.dir)
+		remount = append(remount, time.Since(t0).Seconds())
+		if cerr := m.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	var coldL []float64
+	for rep := range b.reps {
+		b.dropCaches()
+		m, err := b.lsMount(dir, "lsl", filepath.Join(b.work, fmt.Sprintf("lscache-firstl-%d", rep)))
 		if err != nil {
 			return err
 		}
@@ -121,12 +170,73 @@ func (b *bench) benchLs() error {
 	}
 
 	n := fmt.Sprintf("%d runs", b.runs)
-	b.timeRow(fmt.Sprintf("1. `ls` MNT, cold, %s%s", n, nOf(len(cold))), cold, rawCold, "`ls` catalog dir, cold", 0.5)
+	b.timeRow(fmt.Sprintf("1. `ls` MNT, cold, first mount, %s%s", n, nOf(len(cold))), cold, rawCold, "`ls` catalog dir, cold", 0.5)
+	b.timeRow(fmt.Sprintf("1. `ls` MNT from launching `brokerfs mount`, first mount (no listing index), cold%s", nOf(len(coldLaunch))),
+		coldLaunch, heads, "first 4 KiB of every file, 32 threads, cold", 1.2*median(heads))
+	b.timeRow(fmt.Sprintf("1. `ls` MNT from launching `brokerfs mount`, remount, listing index warm, cold%s", nOf(len(remount))),
+		remount, rawCold, "`ls` catalog dir, cold", 0.3)
 	b.timeRow(fmt.Sprintf("1. `ls` MNT, warm (within list TTL of a rescan)%s", nOf(len(warm))), warm, rawWarm, "`ls` catalog dir, warm", 0.05)
 	b.timeRow(fmt.Sprintf("1. `ls` MNT, warm, list TTL expired (rescan)%s", nOf(len(expired))), expired, rawWarm, "`ls` catalog dir, warm", 0)
 	b.timeRow(fmt.Sprintf("1. `ls -l` MNT, cold%s", nOf(len(coldL))), coldL, rawColdL, "`ls -l` catalog dir, cold", 2)
 	b.timeRow(fmt.Sprintf("1. `ls -l` MNT, warm (2nd `ls -l` within list TTL)%s", nOf(len(warmL))), warmL, rawWarmL, "`ls -l` catalog dir, warm", 2)
 	return nil
+}
+
+// lsMount mounts source with its listing index in cacheDir.
+func (b *bench) lsMount(source, label, cacheDir string) (*mount, error) {
+	b.nmount++
+	dir := filepath.Join(b.work, "mnt", fmt.Sprintf("%d-%s", b.nmount, label))
+	log := filepath.Join(b.out, fmt.Sprintf("brokerfs-%d-%s.log", b.nmount, label))
+	return startMount(b.bin, source, dir, log, "--list-ttl", b.listTTL.String(), "--cache-dir", cacheDir)
+}
+
+// readHeads reads the first n bytes of every file in dir with the given number of threads
+// and returns the wall time, listing included.
+func readHeads(dir string, n, threads int) (time.Duration, error) {
+	t0 := time.Now()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	work := make(chan string)
+	errs := make(chan error, threads)
+	var wg sync.WaitGroup
+	for range threads {
+		wg.Go(func() {
+			buf := make([]byte, n)
+			for name := range work {
+				f, err := os.Open(filepath.Join(dir, name))
+				if err != nil {
+					report(errs, err)
+					continue
+				}
+				if _, err := f.ReadAt(buf, 0); err != nil && err != io.EOF {
+					report(errs, err)
+				}
+				f.Close()
+			}
+		})
+	}
+	for _, e := range ents {
+		work <- e.Name()
+	}
+	close(work)
+	wg.Wait()
+	d := time.Since(t0)
+	select {
+	case err := <-errs:
+		return d, fmt.Errorf("read heads of %s: %w", dir, err)
+	default:
+	}
+	return d, nil
+}
+
+// report keeps the first errors; the rest are dropped, not waited on.
+func report(errs chan error, err error) {
+	select {
+	case errs <- err:
+	default:
+	}
 }
 
 // lsWarm measures, on a mount whose first listing is done: ls after the list TTL expired, ls

@@ -265,6 +265,7 @@ func TestListingIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c2.WaitChecked() // the check of the listing from the index: nothing changed
 	if reads2.Load() != 0 {
 		t.Errorf("remount read %d file heads, want 0", reads2.Load())
 	}
@@ -298,8 +299,14 @@ func TestListingIndex(t *testing.T) {
 	os.Remove(filepath.Join(dir, "r005.jsonl"))
 	c2.Close()
 
+	// The first listing comes from the index; the check behind it finds the changes.
 	var reads3 atomic.Int64
 	c3 := openBoth(t, []string{dir}, ixPath, log2, &reads3)
+	uids(t, c3)
+	if _, err := c3.Run(ctx, "r005"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("Run of a run whose file went away: %v, want ErrNotFound", err)
+	}
+	c3.WaitChecked()
 	got := uids(t, c3)
 	if reads3.Load() != 1 || slices.Contains(got, "r003") || !slices.Contains(got, "x003") || slices.Contains(got, "r005") || len(got) != 19 {
 		t.Errorf("after a rewrite and a removal: %d heads read, runs %v", reads3.Load(), got)
@@ -327,6 +334,43 @@ func TestListingIndex(t *testing.T) {
 	var plan, js string
 	if err := db.QueryRow(`SELECT plan_name, json_extract(start, '$.uid') FROM files WHERE uid = 'r007'`).Scan(&plan, &js); err != nil || plan != "count" || js != "r007" {
 		t.Errorf("plan_name, start.uid of r007: %q %q %v", plan, js, err)
+	}
+}
+
+// TestIndexFirstListing: a remount takes its first listing from the index alone while the
+// catalog's directory is as the index saw it, and lists the files (a stat each) when the
+// directory changed since.
+func TestIndexFirstListing(t *testing.T) {
+	dir, cache := t.TempDir(), t.TempDir()
+	index := filepath.Join(cache, "listing.sqlite")
+	writeMany(t, dir, 6)
+	past := time.Now().Add(-time.Hour).Truncate(time.Second)
+	setMtime(t, dir, past) // an old directory: its listing is trustworthy
+	c := openBoth(t, []string{dir}, index, slog.New(slog.DiscardHandler), nil)
+	uids(t, c)
+	c.Close()
+
+	// A file vanishes behind the directory's back (its mtime put back): the first listing,
+	// from the index, still has it; the check behind it drops it.
+	os.Remove(filepath.Join(dir, "r001.jsonl"))
+	setMtime(t, dir, past)
+	c = openBoth(t, []string{dir}, index, slog.New(slog.DiscardHandler), nil)
+	if got := uids(t, c); len(got) != 6 {
+		t.Errorf("first listing: %v, want the 6 runs the index holds", got)
+	}
+	c.WaitChecked()
+	if got := uids(t, c); len(got) != 5 || slices.Contains(got, "r001") {
+		t.Errorf("after the check: %v, want 5 runs without r001", got)
+	}
+	c.Close()
+
+	// A file added: the directory's mtime moved, so the first listing stats the files.
+	if err := msgpack.WriteRun(filepath.Join(dir, "new.msgpack"), run("new", 9, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c = openBoth(t, []string{dir}, index, slog.New(slog.DiscardHandler), nil)
+	if got := uids(t, c); len(got) != 6 || !slices.Contains(got, "new") {
+		t.Errorf("first listing after a new file: %v, want 6 runs with new", got)
 	}
 }
 
@@ -394,6 +438,8 @@ func TestIndexBroken(t *testing.T) {
 			}
 			reads.Store(0)
 			c2 := openBoth(t, []string{dir}, path, slog.New(slog.DiscardHandler), &reads)
+			uids(t, c2)
+			c2.WaitChecked()
 			if got := uids(t, c2); !slices.Equal(got, want) {
 				t.Errorf("second Runs = %v", got)
 			}
@@ -482,11 +528,64 @@ func TestIndexShared(t *testing.T) {
 	}
 	var reads atomic.Int64
 	c := openBoth(t, []string{dir}, path, slog.New(slog.DiscardHandler), &reads)
+	uids(t, c)
+	c.WaitChecked()
 	if got := uids(t, c); len(got) != 50 {
 		t.Errorf("%d runs, want 50", len(got))
 	}
 	if reads.Load() > 2 { // the last file each worker wrote after its last listing
 		t.Errorf("%d heads read after the shared listings, want at most 2", reads.Load())
+	}
+}
+
+// TestIndexTwoProcesses: two processes (this test binary, run twice at once) list and open
+// the same catalog three times each through one new index; both list every run and log
+// nothing, and the index they wrote serves a third catalog without reading a file.
+func TestIndexTwoProcesses(t *testing.T) {
+	if spec := os.Getenv("FILESTORE_CHILD"); spec != "" {
+		dir, index, _ := strings.Cut(spec, string(os.PathListSeparator))
+		log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+		for range 3 {
+			c, err := filestore.Open([]string{dir}, []*filestore.Format{msgpack.NewFormat(log), jsonl.NewFormat(log)}, filestore.Options{Logger: log, Index: index})
+			if err != nil {
+				t.Fatal(err)
+			}
+			starts, err := c.Runs(context.Background())
+			if err != nil || len(starts) != 60 {
+				t.Fatalf("child: %d runs, %v", len(starts), err)
+			}
+			for _, s := range starts {
+				if _, err := c.Run(context.Background(), s.UID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Close()
+		}
+		return
+	}
+	dir, cache := t.TempDir(), t.TempDir()
+	writeMany(t, dir, 60)
+	index := filepath.Join(cache, "listing.sqlite")
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			cmd := exec.Command(os.Args[0], "-test.run", "^TestIndexTwoProcesses$", "-test.v")
+			cmd.Env = append(os.Environ(), "FILESTORE_CHILD="+dir+string(os.PathListSeparator)+index)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := cmd.Run()
+			if err != nil || strings.Contains(out.String(), "level=") {
+				t.Errorf("process %d: %v\n%s", i, err, out.String())
+			}
+		})
+	}
+	wg.Wait()
+	var reads atomic.Int64
+	c := openBoth(t, []string{dir}, index, slog.New(slog.DiscardHandler), &reads)
+	uids(t, c)
+	c.WaitChecked()
+	if got := uids(t, c); len(got) != 60 || reads.Load() != 0 {
+		t.Errorf("after the processes: %d runs, %d heads read; want 60 and 0", len(got), reads.Load())
 	}
 }
 
@@ -602,5 +701,27 @@ func TestOpenErrors(t *testing.T) {
 	}
 	if _, err := c.Run(context.Background(), "nope"); !errors.Is(err, catalog.ErrNotFound) {
 		t.Errorf("Run(nope) = %v, want ErrNotFound", err)
+	}
+	if _, err := c.Lookup(context.Background(), "nope"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("Lookup(nope) = %v, want ErrNotFound", err)
+	}
+}
+
+// TestLookup: the file that serves a run, found without opening it, listing on demand.
+func TestLookup(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.jsonl")
+	if err := jsonl.WriteRun(path, run("x", 3, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c := openBoth(t, []string{dir}, "", slog.New(slog.DiscardHandler), nil)
+	f, err := c.Lookup(context.Background(), "x") // not listed yet: Lookup lists
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	ino, dev := filestore.StatIDs(fi)
+	if f.Path != path || f.Format.Name != "jsonl" || f.Start.UID != "x" || f.Version() != filestore.VersionKey(path, fi.Size(), fi.ModTime(), ino, dev) {
+		t.Errorf("Lookup(x) = %s %s %s %s", f.Path, f.Format.Name, f.Start.UID, f.Version())
 	}
 }

@@ -12,6 +12,7 @@ package filestore
 // share it: WAL journal, a busy timeout, and rows written in one transaction per listing.
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -23,13 +24,14 @@ import (
 	"time"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	"golang.org/x/sys/unix"
 	"modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // schemaVersion is kept in PRAGMA user_version. A database of another version is emptied and
 // rebuilt: it is a cache.
-const schemaVersion = 1
+const schemaVersion = 2
 
 const schema = `
 CREATE TABLE IF NOT EXISTS files (
@@ -54,6 +56,10 @@ CREATE INDEX IF NOT EXISTS files_uid ON files(uid);
 CREATE INDEX IF NOT EXISTS files_scan_id ON files(scan_id);
 CREATE INDEX IF NOT EXISTS files_time ON files(time);
 CREATE INDEX IF NOT EXISTS files_plan_name ON files(plan_name);
+CREATE TABLE IF NOT EXISTS dirs (
+	path     TEXT PRIMARY KEY,     -- a directory a listing read
+	mtime_ns INTEGER NOT NULL      -- its mtime then: unchanged, no file was added or removed
+);
 `
 
 // row is a file as the index knows it.
@@ -63,6 +69,7 @@ type row struct {
 	mtimeNS  int64
 	ino, dev uint64
 	head     []byte
+	raw      []byte // the start as JSON
 	err      string
 	hasStop  bool
 }
@@ -154,7 +161,7 @@ func openDB(path string) (*sql.DB, error) {
 const busyWait = 10 * time.Second
 
 func tryOpenDB(path string) (*sql.DB, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
@@ -173,27 +180,58 @@ func busy(err error) bool {
 	return errors.As(err, &se) && (se.Code()&0xff == sqlite3.SQLITE_BUSY || se.Code()&0xff == sqlite3.SQLITE_LOCKED)
 }
 
-// migrate creates the schema, emptying a database of another version.
+// migrate creates the schema, emptying a database of another version, and switches the
+// database to WAL (persistent: later connections use it too).
 func migrate(db *sql.DB) error {
+	ctx := context.Background()
+	conn, err := db.Conn(ctx) // the pragmas below hold for one connection
+	if err != nil {
+		return fmt.Errorf("open listing index: %w", err)
+	}
+	defer conn.Close()
+	var pages int
+	if err := conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return fmt.Errorf("read listing index: %w", err)
+	}
+	if pages == 0 {
+		// A new database. 16 KiB pages: a row (a start document of 1-2 KiB, twice) would
+		// fill a 4 KiB page by half. The size is fixed by the first write, and a WAL database
+		// cannot change it later, so it is set before anything else.
+		if _, err := conn.ExecContext(ctx, "PRAGMA page_size = 16384"); err != nil {
+			return fmt.Errorf("create listing index: %w", err)
+		}
+	}
+	if err := createSchema(ctx, conn); err != nil {
+		return err
+	}
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		return fmt.Errorf("open listing index: %w", err)
+	}
+	return nil
+}
+
+// createSchema creates the table, emptying one of another version.
+func createSchema(ctx context.Context, db *sql.Conn) error {
 	var v int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("read listing index version: %w", err)
 	}
 	if v == schemaVersion {
 		// Touch the table: a database whose pages are garbage fails here, not later.
 		var n int
-		if err := db.QueryRow("SELECT count(*) FROM files WHERE path = ''").Scan(&n); err != nil {
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM files WHERE path = ''").Scan(&n); err != nil {
 			return fmt.Errorf("check listing index: %w", err)
 		}
 		return nil
 	}
-	tx, err := db.Begin()
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("create listing index: %w", err)
 	}
 	defer tx.Rollback()
 	if v != 0 {
-		if _, err := tx.Exec("DROP TABLE IF EXISTS files"); err != nil {
+		if _, err := tx.Exec("DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS dirs"); err != nil {
 			return fmt.Errorf("rebuild listing index of version %d: %w", v, err)
 		}
 	}
@@ -206,38 +244,80 @@ func migrate(db *sql.DB) error {
 	return tx.Commit()
 }
 
-// load reads every row. A failure leaves the index empty (files are read instead).
-func (l *listing) load() map[string]*row {
-	rows, err := l.db.Query(`SELECT path, format, size, mtime_ns, inode, dev, head, coalesce(error, ''), exit_status IS NOT NULL FROM files`)
+// load reads every row of files and dirs. A failure leaves the index empty (files are read
+// instead).
+func (l *listing) load() (map[string]*row, map[string]int64) {
+	// SQLite reads the table a page at a time; after a drop of the page cache that is
+	// thousands of small reads in B-tree order. Ask the kernel to read the files ahead, in
+	// one sequential sweep.
+	for _, suffix := range []string{"", "-wal"} {
+		if f, err := os.Open(l.path + suffix); err == nil {
+			unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
+			f.Close()
+		}
+	}
+	rows, err := l.db.Query(`SELECT path, format, size, mtime_ns, inode, dev, head, CAST(start AS BLOB), coalesce(error, ''), exit_status IS NOT NULL FROM files`)
 	if err != nil {
 		l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
-		return nil
+		return nil, nil
 	}
 	defer rows.Close()
 	out := map[string]*row{}
+	// The documents are copied into large shared buffers: one allocation per MiB rather than
+	// two per row.
+	var slab []byte
+	keep := func(b sql.RawBytes) []byte {
+		if b == nil {
+			return nil // NULL
+		}
+		if len(b) > cap(slab)-len(slab) {
+			slab = make([]byte, 0, max(1<<20, len(b)))
+		}
+		slab = append(slab, b...)
+		return slab[len(slab)-len(b) : len(slab) : len(slab)]
+	}
 	for rows.Next() {
 		var (
-			path string
-			r    row
-			ino  int64
-			dev  int64
+			path      string
+			r         row
+			ino, dev  int64
+			head, raw sql.RawBytes
 		)
-		if err := rows.Scan(&path, &r.format, &r.size, &r.mtimeNS, &ino, &dev, &r.head, &r.err, &r.hasStop); err != nil {
+		if err := rows.Scan(&path, &r.format, &r.size, &r.mtimeNS, &ino, &dev, &head, &raw, &r.err, &r.hasStop); err != nil {
 			l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
-			return nil
+			return nil, nil
 		}
 		r.ino, r.dev = uint64(ino), uint64(dev)
+		r.head, r.raw = keep(head), keep(raw)
 		out[path] = &r
 	}
 	if err := rows.Err(); err != nil {
 		l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
-		return nil
+		return nil, nil
 	}
-	return out
+	dirs := map[string]int64{}
+	drows, err := l.db.Query(`SELECT path, mtime_ns FROM dirs`)
+	if err != nil {
+		return out, nil
+	}
+	defer drows.Close()
+	for drows.Next() {
+		var path string
+		var mtime int64
+		if drows.Scan(&path, &mtime) != nil {
+			return out, nil
+		}
+		dirs[path] = mtime
+	}
+	if drows.Err() != nil {
+		return out, nil
+	}
+	return out, dirs
 }
 
-// put records files read from disk and forgets files that went away, in one transaction.
-func (l *listing) put(files []*File, gone []string) {
+// put records files read from disk, forgets files that went away and records directories'
+// mtimes, in one transaction.
+func (l *listing) put(files []*File, gone []string, dirs map[string]int64) {
 	type rec struct {
 		f        *File
 		scan     any
@@ -287,6 +367,11 @@ func (l *listing) put(files []*File, gone []string) {
 		}
 		for _, p := range gone {
 			if _, err := tx.Exec(`DELETE FROM files WHERE path = ?`, p); err != nil {
+				return err
+			}
+		}
+		for p, mtime := range dirs {
+			if _, err := tx.Exec(`INSERT OR REPLACE INTO dirs (path, mtime_ns) VALUES (?, ?)`, p, mtime); err != nil {
 				return err
 			}
 		}

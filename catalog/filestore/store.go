@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -47,8 +48,9 @@ type Format struct {
 	// index keeps them and a later mount parses them again with ParseHead instead of reading
 	// the file.
 	ReadHead func(f *os.File, size int64) (start *catalog.Start, head []byte, err error)
-	// ParseHead parses bytes that ReadHead returned.
-	ParseHead func(head []byte) (*catalog.Start, error)
+	// ParseHead parses bytes that ReadHead returned. raw, when not nil, is the Raw JSON of
+	// the start it parsed them into before, so that it need not be made again.
+	ParseHead func(head, raw []byte) (*catalog.Start, error)
 	// Open opens the run that f held when it was listed. When the file changed since, the
 	// run's start may differ from f.Start or the error may wrap fs.ErrNotExist: the Catalog
 	// then lists again and retries once.
@@ -68,6 +70,7 @@ type File struct {
 
 	err     string // why the start cannot be read ("" for ErrIncomplete)
 	fromIx  bool   // the start came from the listing index: nothing to write back
+	raw     []byte // the start's JSON from the listing index, until parsed
 	stopped atomic.Bool
 }
 
@@ -124,6 +127,9 @@ type Options struct {
 	Index string
 }
 
+// checkDelay is how long after a listing from the index its check against the files begins.
+const checkDelay = 500 * time.Millisecond
+
 // headWorkers read start documents at once on a cold listing: reads of small heads are
 // latency bound (disk queue, network file systems), so more of them than cores overlap.
 const headWorkers = 32
@@ -134,14 +140,20 @@ type Catalog struct {
 	formats  []*Format
 	exts     []string
 	log      *slog.Logger
-	ix       *listing // nil without a listing index
+	ix       *listing // nil without a listing index; set before ixLoaded is closed
 
 	refreshMu sync.Mutex             // serializes refreshes
 	files     map[string]*File       // by path; guarded by refreshMu
 	dirs      map[string]*dirListing // directory listings; guarded by refreshMu
 	dupLogged map[string]string      // loser path -> winner path already logged; guarded by refreshMu
 	errLogged map[string]string      // path -> head error already logged; guarded by refreshMu
+	ixLoaded  chan struct{}          // closed when ixRows and ixDirs are read from the index (nil without one)
 	ixRows    map[string]*row        // the listing index, until the first refresh used it; guarded by refreshMu
+	ixDirs    map[string]int64       // directory -> mtime (ns) as the index last listed it; guarded by refreshMu
+	listed    bool                   // a listing was made; guarded by refreshMu
+	bg        sync.WaitGroup         // the check of a listing made from the index
+	closing   chan struct{}          // closed by Close
+	closeOnce sync.Once
 
 	mu     sync.RWMutex
 	byUID  map[string]*File // guarded by mu
@@ -177,15 +189,21 @@ func Open(patterns []string, formats []*Format, opts Options) (*Catalog, error) 
 		dupLogged: map[string]string{},
 		errLogged: map[string]string{},
 		byUID:     map[string]*File{},
+		closing:   make(chan struct{}),
 	}
 	for _, f := range formats {
 		c.exts = append(c.exts, f.Ext)
 	}
 	if opts.Index != "" {
-		c.ix = openListing(opts.Index, log)
-		if c.ix != nil {
-			c.ixRows = c.ix.load()
-		}
+		// Opened and read in the background: the caller goes on to mount meanwhile, and the
+		// first listing (which every use of c begins with) waits for it.
+		c.ixLoaded = make(chan struct{})
+		go func() {
+			defer close(c.ixLoaded)
+			if c.ix = openListing(opts.Index, log); c.ix != nil {
+				c.ixRows, c.ixDirs = c.ix.load()
+			}
+		}()
 	}
 	return c, nil
 }
@@ -263,6 +281,11 @@ func (c *Catalog) noteStop(ctx context.Context, f *File, r catalog.Run) {
 
 // Close implements catalog.Catalog: it waits for the listing index to be written.
 func (c *Catalog) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
+	if c.ixLoaded != nil {
+		<-c.ixLoaded
+	}
+	c.bg.Wait()
 	if c.ix != nil {
 		c.ix.close()
 	}
@@ -282,18 +305,144 @@ func (c *Catalog) format(path string) *Format {
 	return nil
 }
 
-// covers reports whether a pattern of the catalog names path.
+// covers reports whether the catalog's patterns match path as a listing would: a file named
+// by a pattern, a file of one of the formats in a directory named by one, or a glob match
+// (dot files only when named).
 func (c *Catalog) covers(path string) bool {
+	base := filepath.Base(path)
 	for _, p := range c.patterns {
 		p = filepath.Clean(p)
-		if path == p || filepath.Dir(path) == p {
+		switch {
+		case path == p:
 			return true
-		}
-		if ok, _ := filepath.Match(p, path); ok {
-			return true
+		case base[0] == '.':
+		case filepath.Dir(path) == p:
+			for _, e := range c.exts {
+				if strings.HasSuffix(base, e) {
+					return true
+				}
+			}
+		case hasMeta(p):
+			if ok, _ := filepath.Match(p, path); ok {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// fromIndex lists the files that the listing index holds for the catalog's patterns, as the
+// index last saw them, without a stat. It returns nil when the index knows none.
+func (c *Catalog) fromIndex() map[string]*File {
+	files := map[string]*File{}
+	for path, r := range c.ixRows {
+		ft := c.format(path)
+		if ft == nil || ft.Name != r.format || !c.covers(path) {
+			continue
+		}
+		files[path] = &File{Path: path, Format: ft, Size: r.size, ModTime: time.Unix(0, r.mtimeNS), Ino: r.ino, Dev: r.dev,
+			Head: r.head, err: r.err, fromIx: true, raw: r.raw}
+		files[path].stopped.Store(r.hasStop)
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	return files
+}
+
+// indexComplete reports whether the listing index lists every file the patterns match now:
+// each directory they read has the mtime it had when the index listed it (so no file was
+// added, removed or renamed in it since), and each file they name has a row. It costs a stat
+// per pattern.
+func (c *Catalog) indexComplete() bool {
+	for _, p := range c.patterns {
+		fi, err := os.Stat(p)
+		dir := p
+		switch {
+		case err == nil && fi.IsDir():
+		case err == nil:
+			if c.ixRows[p] == nil {
+				return false
+			}
+			continue
+		case !hasMeta(p):
+			continue // matches nothing
+		default:
+			d, _ := filepath.Split(p)
+			if dir = filepath.Clean(d); hasMeta(dir) {
+				return false // a glob over directories: only a listing tells
+			}
+			if fi, err = os.Stat(dir); err != nil || !fi.IsDir() {
+				continue // matches nothing
+			}
+		}
+		mtime, ok := c.ixDirs[filepath.Clean(dir)]
+		if !ok || mtime != fi.ModTime().UnixNano() || time.Since(fi.ModTime()) < racyWindow {
+			return false
+		}
+	}
+	return true
+}
+
+// listedDirs returns the directories the last listing read whose listing is trustworthy (not
+// changed within racyWindow), with their mtimes, where they differ from what the index holds.
+func (c *Catalog) listedDirs() map[string]int64 {
+	out := map[string]int64{}
+	for key, l := range c.dirs {
+		dir, _, _ := strings.Cut(key, "\x00")
+		dir = filepath.Clean(dir)
+		if time.Since(l.mtime) < racyWindow || c.ixDirs[dir] == l.mtime.UnixNano() {
+			continue
+		}
+		out[dir] = l.mtime.UnixNano()
+	}
+	return out
+}
+
+// listIndexed publishes the first listing from the listing index alone and checks it against
+// the files in the background: on a remount, the first ls does not wait for a stat of every
+// file (cold, about 40 µs each), and what changed since the index was written shows up as
+// soon as that check is done, well within --list-ttl. Runs are opened from the file as it
+// is, whatever the listing said. It reports false, and the listing stats every file, when a
+// directory changed since the index listed it (a file was added or removed) or the index
+// knows none of the files.
+func (c *Catalog) listIndexed() bool {
+	if !c.indexComplete() {
+		return false
+	}
+	files := c.fromIndex()
+	if files == nil {
+		return false
+	}
+	all := make([]*File, 0, len(files))
+	for _, f := range files {
+		all = append(all, f)
+	}
+	parseHeads(all)
+	for _, f := range all {
+		if f.Start == nil && f.err == "" && f.Head != nil {
+			delete(files, f.Path) // no longer parses: the check reads it
+		}
+		if f.err != "" && c.errLogged[f.Path] != f.err {
+			c.errLogged[f.Path] = f.err
+			c.log.Warn(f.Format.Name+": skipping run file", "file", f.Path, "err", f.err)
+		}
+	}
+	c.files = files
+	c.publish()
+	c.bg.Go(func() {
+		// After a pause: the listing is served first, and the stat of every file would compete
+		// with it for the disk and the cores.
+		select {
+		case <-time.After(checkDelay):
+		case <-c.closing:
+			return
+		}
+		if err := c.refresh(context.Background()); err != nil {
+			c.log.Warn("list run files", "err", err)
+		}
+	})
+	return true
 }
 
 // refresh matches the patterns, stats every file and reads the start of the new and changed
@@ -301,6 +450,15 @@ func (c *Catalog) covers(path string) bool {
 func (c *Catalog) refresh(ctx context.Context) error {
 	c.refreshMu.Lock()
 	defer c.refreshMu.Unlock()
+	if !c.listed {
+		c.listed = true
+		if c.ixLoaded != nil {
+			<-c.ixLoaded
+		}
+		if c.ixRows != nil && c.listIndexed() {
+			return nil
+		}
+	}
 	found, err := find(c.patterns, c.exts, c.dirs)
 	if err != nil {
 		return err
@@ -323,7 +481,7 @@ func (c *Catalog) refresh(ctx context.Context) error {
 		f := &File{Path: fd.path, Format: ft, Size: fd.fi.Size(), ModTime: fd.fi.ModTime(), Ino: ino, Dev: dev}
 		files[fd.path] = f
 		if r := c.ixRows[fd.path]; r != nil && r.matches(f) {
-			f.Head, f.err, f.fromIx = r.head, r.err, true
+			f.Head, f.err, f.fromIx, f.raw = r.head, r.err, true, r.raw
 			f.stopped.Store(r.hasStop)
 			fromIx = append(fromIx, f)
 		} else {
@@ -381,8 +539,15 @@ func (c *Catalog) refresh(ctx context.Context) error {
 	if changed {
 		c.publish()
 	}
-	if c.ix != nil && (len(todo) > 0 || len(gone) > 0) {
-		c.ix.put(todo, gone)
+	if c.ix != nil {
+		dirs := c.listedDirs()
+		if len(todo) > 0 || len(gone) > 0 || len(dirs) > 0 {
+			c.ix.put(todo, gone, dirs)
+			if c.ixDirs == nil {
+				c.ixDirs = map[string]int64{}
+			}
+			maps.Copy(c.ixDirs, dirs)
+		}
 	}
 	return nil
 }
@@ -394,9 +559,10 @@ func parseHeads(fs []*File) {
 		if f.Head == nil {
 			return // an unreadable file: its error came from the index
 		}
-		if s, err := f.Format.ParseHead(f.Head); err == nil {
+		if s, err := f.Format.ParseHead(f.Head, f.raw); err == nil {
 			f.Start = s
 		}
+		f.raw = nil
 	})
 }
 

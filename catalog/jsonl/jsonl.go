@@ -108,8 +108,9 @@ func readHead(fh *os.File, size int64) (*catalog.Start, []byte, error) {
 	return s, line, nil
 }
 
-// parseHead parses a first line that readHead returned.
-func parseHead(line []byte) (*catalog.Start, error) { return parseStartLine("listing index", line) }
+// parseHead parses a first line that readHead returned (the line holds the start's JSON as
+// stored: raw is not needed).
+func parseHead(line, _ []byte) (*catalog.Start, error) { return parseStartLine("listing index", line) }
 
 func parseStartLine(source string, line []byte) (*catalog.Start, error) {
 	var d decoder

@@ -194,6 +194,9 @@ func (c *indexCache) touch(e *entry) {
 	c.mu.Unlock()
 }
 
+// headRead is the size of the first read of a file's head.
+const headRead = 4 << 10
+
 // headPool holds buffers for reading start documents.
 var headPool = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -213,16 +216,27 @@ func readHead(f *os.File, size int64) (*catalog.Start, []byte, error) {
 	return s, bytes.Clone(doc), nil
 }
 
-// parseHead parses the msgpack bytes of a start document that readHead returned.
-func parseHead(doc []byte) (*catalog.Start, error) {
-	x := &indexer{ix: &index{}}
-	if err := x.small(doc, "start", 0); err != nil {
+// parseHead parses the msgpack bytes of a start document that readHead returned; raw, when
+// given, is its JSON as made before.
+func parseHead(doc, raw []byte) (*catalog.Start, error) {
+	v, _, err := value(doc, 0, false, 0)
+	if err != nil {
 		return nil, fmt.Errorf("bad start document: %w", err)
 	}
-	if x.ix.start == nil {
-		return nil, errors.New("no start document")
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("bad start document: want map, have %T", v)
 	}
-	return x.ix.start, nil
+	if raw == nil {
+		if raw, _, err = appendJSON(nil, doc, 0, 0); err != nil {
+			return nil, fmt.Errorf("bad start document: %w", err)
+		}
+	}
+	s, err := catalog.ParseStart(m, raw)
+	if err != nil {
+		return nil, fmt.Errorf("bad start document: %w", err)
+	}
+	return s, nil
 }
 
 // readStartAt reads the start document at the beginning of r.
@@ -234,10 +248,12 @@ func readStartAt(r io.ReaderAt, size int64, buf []byte) (*catalog.Start, []byte,
 // readStartDoc reads the start document at the beginning of r: the start, its bytes (in buf)
 // and buf, grown if need be.
 func readStartDoc(r io.ReaderAt, size int64, buf []byte) (*catalog.Start, []byte, []byte, error) {
-	if cap(buf) < startWindow {
+	if cap(buf) < headRead {
 		buf = make([]byte, startWindow)
 	}
-	w := &window{r: r, limit: size, buf: buf[:cap(buf)], read: cap(buf)}
+	// The first read is one page: a cold listing of thousands of files costs what reading
+	// their first pages costs; the window grows for a start that does not fit.
+	w := &window{r: r, limit: size, buf: buf[:cap(buf)], read: headRead}
 	b, err := w.at(0)
 	if err != nil {
 		return nil, nil, buf, err
