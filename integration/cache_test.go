@@ -131,6 +131,35 @@ func sameTree(t *testing.T, what string, got, want tree) {
 	}
 }
 
+// fields is the .npy and .csv files of a tree; documents the rest (.json, files.txt).
+func fields(tr tree) tree {
+	out := tree{}
+	for p, v := range tr {
+		if strings.HasSuffix(p, ".npy") || strings.HasSuffix(p, ".csv") {
+			out[p] = v
+		}
+	}
+	return out
+}
+
+func documents(tr tree) tree {
+	out := tree{}
+	for p, v := range tr {
+		if !strings.HasSuffix(p, ".npy") && !strings.HasSuffix(p, ".csv") {
+			out[p] = v
+		}
+	}
+	return out
+}
+
+// sameFieldsAndDocs compares the fields of two trees, then (separately, so that one failure
+// does not hide the other) their documents.
+func sameFieldsAndDocs(t *testing.T, what string, got, want tree) {
+	t.Helper()
+	sameTree(t, what+": fields (.npy, .csv)", fields(got), fields(want))
+	sameTree(t, what+": documents (.json, files.txt)", documents(got), documents(want))
+}
+
 // countFiles counts the files of a tree whose names end in suffix.
 func countFiles(tr tree, suffix string) int {
 	n := 0
@@ -231,14 +260,14 @@ func TestCacheEveryField(t *testing.T) {
 			warm, _, _ := mountWith("--cache-dir", cacheDir)
 			// The reference reading, over the mount served from the cache.
 			expect(t, warm, files)
-			sameTree(t, "second mount on the same cache dir", readTree(t, warm), want)
+			sameFieldsAndDocs(t, "second mount on the same cache dir", readTree(t, warm), want)
 
 			nocache, _, _ := mountWith("--no-cache")
-			sameTree(t, "--no-cache", readTree(t, nocache), want)
+			sameFieldsAndDocs(t, "--no-cache", readTree(t, nocache), want)
 
 			bad := unusableCacheDir(t)
 			unusable, logs, _ := mountWith("--cache-dir", bad)
-			sameTree(t, "--cache-dir "+bad, readTree(t, unusable), want)
+			sameFieldsAndDocs(t, "--cache-dir "+bad, readTree(t, unusable), want)
 			if lines := linesNaming(logs.String(), bad); len(lines) != 1 {
 				t.Errorf("the unusable cache dir %s is named by %d log lines, want 1:\n%s", bad, len(lines), logs)
 			}
@@ -261,7 +290,7 @@ func TestCacheReadOnlyDir(t *testing.T) {
 	mnt, logs := mount(t, src, "--cache-dir", ro)
 	expect(t, mnt, []string{r.path})
 	ref, _ := mount(t, src, "--cache-dir", t.TempDir())
-	sameTree(t, "read-only cache dir", readTree(t, mnt), readTree(t, ref))
+	sameFieldsAndDocs(t, "read-only cache dir", readTree(t, mnt), readTree(t, ref))
 	if lines := linesNaming(logs.String(), ro); len(lines) != 1 {
 		t.Errorf("the read-only cache dir %s is named by %d log lines, want 1:\n%s", ro, len(lines), logs)
 	}
@@ -336,7 +365,7 @@ func TestCacheDecodeOnce(t *testing.T) {
 	if opens+reads > 0 {
 		t.Errorf("reading every file of the run after a remount on a warm cache: the run file was opened %d times and read %d times, want 0 (decode once)", opens, reads)
 	}
-	sameTree(t, "remount on a warm cache", got, want)
+	sameFieldsAndDocs(t, "remount on a warm cache", got, want)
 	if countFiles(got, ".npy") == 0 {
 		t.Fatal("no .npy files read")
 	}
@@ -353,10 +382,11 @@ func TestCacheSourceChanges(t *testing.T) {
 	src := t.TempDir()
 	uids := []string{uidN(31), uidN(32), uidN(33), uidN(34)}
 	args := []string{"--events", "40", "--width", "8", "--page", "10"}
-	rewrite := writeCacheRun(t, src, "rewrite.msgpack", uids[0], args...)
-	truncate := writeCacheRun(t, src, "truncate.msgpack", uids[1], args...)
-	appendRun := writeCacheRun(t, src, "append.jsonl", uids[2], "--events", "12")
-	del := writeCacheRun(t, src, "delete.msgpack", uids[3], args...)
+	// Start times 1000 s apart: the deleted run is the newest (latest points to it).
+	rewrite := writeCacheRun(t, src, "rewrite.msgpack", uids[0], append(slices.Clone(args), "--t0", "1700000000")...)
+	truncate := writeCacheRun(t, src, "truncate.msgpack", uids[1], append(slices.Clone(args), "--t0", "1700001000")...)
+	appendRun := writeCacheRun(t, src, "append.jsonl", uids[2], "--events", "12", "--t0", "1700002000")
+	del := writeCacheRun(t, src, "delete.msgpack", uids[3], append(slices.Clone(args), "--t0", "1700003000")...)
 
 	// The appended run starts live: cut before its last primary event.
 	full, err := os.ReadFile(appendRun.path)
@@ -384,7 +414,7 @@ func TestCacheSourceChanges(t *testing.T) {
 	}
 
 	// Rewrite: same uid, size and layout, other values.
-	writeCacheRun(t, src, "rewrite.msgpack.new", uids[0], append(slices.Clone(args), "--seed", "2")...)
+	writeCacheRun(t, src, "rewrite.msgpack.new", uids[0], append(slices.Clone(args), "--t0", "1700000000", "--seed", "2")...)
 	if fi2, err := os.Stat(rewrite.path + ".new"); err != nil || fi2.Size() != fi.Size() {
 		t.Fatalf("the rewritten run file: %v, size %d, want %d", err, fi2.Size(), fi.Size())
 	}
@@ -513,14 +543,14 @@ func TestCacheDamagedEntries(t *testing.T) {
 		p := victim()
 		d.do(t, p)
 		dropCaches(t)
-		sameTree(t, "running mount, after "+d.name+" of "+filepath.Base(p), readTree(t, s.mnt), want)
+		sameTree(t, "running mount, after "+d.name+" of "+filepath.Base(p), fields(readTree(t, s.mnt)), fields(want))
 	}
 	s.stop(syscall.SIGTERM)
 	for _, d := range damages {
 		p := victim()
 		d.do(t, p)
 		s := startServer(t, src, "--cache-dir", cacheDir)
-		sameTree(t, "remount after "+d.name+" of "+filepath.Base(p), readTree(t, s.mnt), want)
+		sameTree(t, "remount after "+d.name+" of "+filepath.Base(p), fields(readTree(t, s.mnt)), fields(want))
 		s.stop(syscall.SIGTERM)
 		if len(cachedFiles(t, cacheDir)) == 0 {
 			t.Errorf("after %s and a remount that read everything, nothing is cached: not rebuilt", d.name)
@@ -712,13 +742,13 @@ func TestCacheTwoProcesses(t *testing.T) {
 			t.Errorf("read mount %d: %v", i, treeErrs[i])
 		}
 	}
-	sameTree(t, "concurrent reads of two mounts sharing a cache dir", trees[1], trees[0])
+	sameTree(t, "concurrent reads of two mounts sharing a cache dir", fields(trees[1]), fields(trees[0]))
 	ta, tb := readTree(t, a), readTree(t, b)
-	sameTree(t, "two mounts sharing a cache dir", tb, ta)
-	sameTree(t, "concurrent and later reads", ta, trees[0])
+	sameTree(t, "two mounts sharing a cache dir", fields(tb), fields(ta))
+	sameTree(t, "concurrent and later reads", fields(ta), fields(trees[0]))
 	c, _ := mount(t, src, "--cache-dir", dir)
 	expect(t, c, files)
-	sameTree(t, "a third mount on the shared cache dir", readTree(t, c), ta)
+	sameTree(t, "a third mount on the shared cache dir", fields(readTree(t, c)), fields(ta))
 }
 
 // TestCacheKillMidDecode: brokerfs is killed (SIGKILL) while it decodes a 32 MiB field into a
