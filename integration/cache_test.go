@@ -382,11 +382,12 @@ func TestCacheSourceChanges(t *testing.T) {
 	src := t.TempDir()
 	uids := []string{uidN(31), uidN(32), uidN(33), uidN(34)}
 	args := []string{"--events", "40", "--width", "8", "--page", "10"}
-	// Start times 1000 s apart: the deleted run is the newest (latest points to it).
+	// Start times 1000 s apart; the deleted run is the oldest (TestCacheDeletedNewestRun
+	// deletes the newest).
 	rewrite := writeCacheRun(t, src, "rewrite.msgpack", uids[0], append(slices.Clone(args), "--t0", "1700000000")...)
 	truncate := writeCacheRun(t, src, "truncate.msgpack", uids[1], append(slices.Clone(args), "--t0", "1700001000")...)
 	appendRun := writeCacheRun(t, src, "append.jsonl", uids[2], "--events", "12", "--t0", "1700002000")
-	del := writeCacheRun(t, src, "delete.msgpack", uids[3], append(slices.Clone(args), "--t0", "1700003000")...)
+	del := writeCacheRun(t, src, "delete.msgpack", uids[3], append(slices.Clone(args), "--t0", "1699999000")...)
 
 	// The appended run starts live: cut before its last primary event.
 	full, err := os.ReadFile(appendRun.path)
@@ -751,14 +752,14 @@ func TestCacheTwoProcesses(t *testing.T) {
 	sameTree(t, "a third mount on the shared cache dir", fields(readTree(t, c)), fields(ta))
 }
 
-// TestCacheKillMidDecode: brokerfs is killed (SIGKILL) while it decodes a 32 MiB field into a
+// TestCacheKillMidDecode: brokerfs is killed (SIGKILL) while it decodes a 16 MiB field into a
 // cache entry; the dead mount is detached and a new mount on the same cache directory serves
 // the right values (checked by expect.py): the torn entry is never served. The dead
 // process's temporary files are removed by the next one.
 func TestCacheKillMidDecode(t *testing.T) {
 	t.Parallel()
 	src := t.TempDir()
-	r := writeCacheRun(t, src, "big.msgpack", uidN(81), "--events", "2048", "--width", "2048", "--page", "16")
+	r := writeCacheRun(t, src, "big.msgpack", uidN(81), "--events", "1024", "--width", "2048", "--page", "16")
 	dir := t.TempDir()
 	s := startServer(t, src, "--cache-dir", dir)
 	wide := filepath.Join(s.mnt, r.uid, "primary", "wide.npy")
@@ -773,7 +774,7 @@ func TestCacheKillMidDecode(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for torn == "" && time.Now().Before(deadline) {
 		filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.Type().IsRegular() && strings.HasSuffix(p, ".npy") && fileSize(p) > 1<<20 {
+			if err == nil && d.Type().IsRegular() && strings.HasSuffix(p, ".npy") && fileSize(p) > 512<<10 {
 				torn = p
 				return fs.SkipAll
 			}
@@ -826,6 +827,22 @@ func TestCacheExternalMmap(t *testing.T) {
 	exp := filepath.Join(r.dir, "expected.npy")
 	mnt, _ := mount(t, filepath.Join(r.dir, "cat_msgpack"), r.rootMap(), "--cache-dir", t.TempDir())
 	det := filepath.Join(mnt, r.DetUID, "primary", "det.npy")
+	// Two opens of one file, the second while the first is open and after a read through it
+	// (which fills every frame: the sparse cache file is complete when the second open
+	// comes), as np.load(mmap_mode='r') does.
+	f1, err := os.Open(det)
+	if err != nil {
+		t.Fatalf("open det.npy: %v", err)
+	}
+	if _, err := f1.Read(make([]byte, 100)); err != nil {
+		t.Fatalf("read det.npy: %v", err)
+	}
+	if f2, err := os.Open(det); err != nil {
+		t.Errorf("a second open of det.npy while the first is open, after a read filled it: %v", err)
+	} else {
+		f2.Close()
+	}
+	f1.Close()
 	t.Logf("%s", strings.TrimSpace(runPython(t, "testdata/cache_external.py", exp, det, "all")))
 
 	if err := os.Rename(r.DetFiles[0], r.DetFiles[0]+".gone"); err != nil {
@@ -839,4 +856,51 @@ func TestCacheExternalMmap(t *testing.T) {
 	} else {
 		t.Logf("%s", strings.TrimSpace(string(out)))
 	}
+}
+
+// TestCacheDeletedNewestRun: the newest run's file is deleted under a running mount
+// (--list-ttl 500ms); once the TTL has passed, latest and by-scan-id/<n> point to the run
+// that is left, not to the deleted one.
+func TestCacheDeletedNewestRun(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	old := writeCacheRun(t, src, "old.msgpack", uidN(91), "--t0", "1700000000")
+	newest := writeCacheRun(t, src, "new.msgpack", uidN(92), "--t0", "1700001000")
+	mnt, _ := mount(t, src, "--cache-dir", t.TempDir(), "--list-ttl", "500ms")
+	links := []string{filepath.Join(mnt, "latest"), filepath.Join(mnt, "by-scan-id", "7")}
+	for _, l := range links {
+		if got, err := os.Readlink(l); err != nil || filepath.Base(got) != newest.uid {
+			t.Fatalf("readlink %s = %q, %v; want the newest run %s", l, got, err, newest.uid)
+		}
+	}
+	if err := os.Remove(newest.path); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for _, l := range links {
+		if got, err := os.Readlink(l); err != nil || filepath.Base(got) != old.uid {
+			t.Errorf("readlink %s 1.5 s after the newest run's file was deleted (--list-ttl 500ms) = %q, %v; want %s", l, got, err, old.uid)
+		}
+	}
+	expect(t, mnt, []string{old.path})
+}
+
+// TestCacheEvictedUnderMount: --cache-max 1M and two runs whose entries do not fit together:
+// reading the second evicts the first one's entries, and reading the first again (same
+// mount) must decode it again, not fail.
+func TestCacheEvictedUnderMount(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	// 200 events of float64[256]: about 400 KiB of .npy and 1 MiB of .csv per run.
+	a := writeCacheRun(t, src, "a.msgpack", uidN(101), "--events", "200", "--width", "256", "--page", "50", "--t0", "1700000000")
+	b := writeCacheRun(t, src, "b.msgpack", uidN(102), "--events", "200", "--width", "256", "--page", "50", "--t0", "1700001000", "--seed", "2")
+	mnt, logs := mount(t, src, "--cache-dir", t.TempDir(), "--cache-max", "1M")
+	first := fields(readTree(t, filepath.Join(mnt, a.uid)))
+	readTree(t, filepath.Join(mnt, b.uid))
+	again := fields(readTree(t, filepath.Join(mnt, a.uid)))
+	sameTree(t, "run a read again after run b evicted its entries", again, first)
+	if t.Failed() {
+		t.Logf("brokerfs:\n%s", logs)
+	}
+	expect(t, mnt, []string{a.path, b.path})
 }
