@@ -371,92 +371,103 @@ func TestCacheDecodeOnce(t *testing.T) {
 	}
 }
 
-// TestCacheSourceChanges: under a running mount (--list-ttl 500ms), a run file rewritten
-// with the same size and other values, one truncated (its stop and last events cut: a live
-// run again), one appended (a live run gets its last events and its stop) and one deleted:
-// once the list TTL has passed, the mount serves the new content, also for files whose old
-// pages the kernel had cached, and the deleted run is gone. A remount on the same cache
-// directory serves the new content too.
+// TestCacheSourceChanges: under a running mount (--list-ttl 500ms, --live-ttl 200ms), after
+// every file of the run was read once (the kernel holds their pages, entries and attributes):
+//   - rewrite: the run file rewritten in place with the same size and other values;
+//   - truncate: a finished run's file cut before its last primary events, the baseline's
+//     last event and the stop (a live run again);
+//   - append: a live run gets its last event and its stop;
+//   - delete: the run file removed (not the newest run: see TestCacheDeletedNewestRun).
+// 1.2 s later (the list TTL and a margin) the mount shows the new content (expect.py on the
+// new file), the old bytes are not served, and a remount on the same cache directory too.
 func TestCacheSourceChanges(t *testing.T) {
 	t.Parallel()
-	src := t.TempDir()
-	uids := []string{uidN(31), uidN(32), uidN(33), uidN(34)}
+	const ttl = 500 * time.Millisecond
 	args := []string{"--events", "40", "--width", "8", "--page", "10"}
-	// Start times 1000 s apart; the deleted run is the oldest (TestCacheDeletedNewestRun
-	// deletes the newest).
-	rewrite := writeCacheRun(t, src, "rewrite.msgpack", uids[0], append(slices.Clone(args), "--t0", "1700000000")...)
-	truncate := writeCacheRun(t, src, "truncate.msgpack", uids[1], append(slices.Clone(args), "--t0", "1700001000")...)
-	appendRun := writeCacheRun(t, src, "append.jsonl", uids[2], "--events", "12", "--t0", "1700002000")
-	del := writeCacheRun(t, src, "delete.msgpack", uids[3], append(slices.Clone(args), "--t0", "1699999000")...)
+	for _, scenario := range []string{"rewrite", "truncate", "append", "delete"} {
+		t.Run(scenario, func(t *testing.T) {
+			t.Parallel()
+			src := t.TempDir()
+			// Another run, older, that does not change: the catalog never becomes empty.
+			other := writeCacheRun(t, src, "other.msgpack", uidN(30), "--t0", "1690000000")
+			uid := uidN(31)
+			var r cacheRun
+			var full []byte
+			if scenario == "append" {
+				r = writeCacheRun(t, src, "run.jsonl", uid, "--events", "12")
+				var err error
+				if full, err = os.ReadFile(r.path); err != nil {
+					t.Fatal(err)
+				}
+				// Start live: cut before the last primary event.
+				if err := os.Truncate(r.path, r.offsets[len(r.offsets)-3]); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				r = writeCacheRun(t, src, "run.msgpack", uid, args...)
+			}
+			cacheDir := t.TempDir()
+			mnt, logs := mount(t, src, "--cache-dir", cacheDir, "--list-ttl", ttl.String(), "--live-ttl", "200ms")
+			expect(t, mnt, []string{other.path, r.path})
+			before := readTree(t, filepath.Join(mnt, uid))
 
-	// The appended run starts live: cut before its last primary event.
-	full, err := os.ReadFile(appendRun.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cut := appendRun.offsets[len(appendRun.offsets)-3] // ..., last event, baseline event, stop
-	if err := os.Truncate(appendRun.path, cut); err != nil {
-		t.Fatal(err)
-	}
+			switch scenario {
+			case "rewrite":
+				fi, err := os.Stat(r.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				next := writeCacheRun(t, t.TempDir(), "run.msgpack", uid, append(slices.Clone(args), "--seed", "2")...)
+				b, err := os.ReadFile(next.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if int64(len(b)) != fi.Size() {
+					t.Fatalf("the rewritten run file has %d bytes, want %d (the same size)", len(b), fi.Size())
+				}
+				// In place (same inode), as a re-export would: only the mtime tells.
+				if err := os.WriteFile(r.path, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			case "truncate":
+				if err := os.Truncate(r.path, r.offsets[len(r.offsets)-4]); err != nil {
+					t.Fatal(err)
+				}
+			case "append":
+				fi, err := os.Stat(r.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				appendTo(t, r.path, full[fi.Size():])
+			case "delete":
+				if err := os.Remove(r.path); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(ttl + 700*time.Millisecond)
 
-	cacheDir := t.TempDir()
-	ttl := 500 * time.Millisecond
-	mnt, logs := mount(t, src, "--cache-dir", cacheDir, "--list-ttl", ttl.String(), "--live-ttl", "200ms")
-	files := []string{rewrite.path, truncate.path, appendRun.path, del.path}
-	expect(t, mnt, files)
-	// Every file read once: the kernel holds their pages.
-	before := readTree(t, mnt)
-	oldWide := filepath.Join(mnt, rewrite.uid, "primary", "wide.npy")
-	oldX := filepath.Join(mnt, truncate.uid, "primary", "x.npy")
-	delX := filepath.Join(mnt, del.uid, "primary", "x.npy")
-	fi, err := os.Stat(rewrite.path)
-	if err != nil {
-		t.Fatal(err)
+			if scenario == "delete" {
+				if _, err := os.Stat(filepath.Join(mnt, uid)); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("stat of the deleted run's directory: %v, want ENOENT", err)
+				}
+				if _, err := os.Stat(filepath.Join(mnt, uid, "primary", "x.npy")); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("stat of the deleted run's x.npy: %v, want ENOENT", err)
+				}
+				expect(t, mnt, []string{other.path})
+				return
+			}
+			// Plain reads first: every file of the run must have changed where the
+			// content did (x.npy always does: other values or other rows).
+			after := readTree(t, filepath.Join(mnt, uid))
+			if after["primary/x.npy"] == before["primary/x.npy"] {
+				t.Errorf("primary/x.npy reads as before the run file changed: %s\n%s", after["primary/x.npy"], logs)
+			}
+			expect(t, mnt, []string{other.path, r.path})
+			// A remount on the same cache directory: the new content, never the old entries.
+			mnt2, _ := mount(t, src, "--cache-dir", cacheDir)
+			expect(t, mnt2, []string{other.path, r.path})
+		})
 	}
-
-	// Rewrite: same uid, size and layout, other values.
-	writeCacheRun(t, src, "rewrite.msgpack.new", uids[0], append(slices.Clone(args), "--t0", "1700000000", "--seed", "2")...)
-	if fi2, err := os.Stat(rewrite.path + ".new"); err != nil || fi2.Size() != fi.Size() {
-		t.Fatalf("the rewritten run file: %v, size %d, want %d", err, fi2.Size(), fi.Size())
-	}
-	b, err := os.ReadFile(rewrite.path + ".new")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(rewrite.path + ".new")
-	// In place (same inode), as an editor or a re-export would: only size-and-mtime tell.
-	if err := os.WriteFile(rewrite.path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// Truncate: drop the stop, the baseline's last event and the last primary page.
-	if err := os.Truncate(truncate.path, truncate.offsets[len(truncate.offsets)-4]); err != nil {
-		t.Fatal(err)
-	}
-	appendTo(t, appendRun.path, full[cut:])
-	if err := os.Remove(del.path); err != nil {
-		t.Fatal(err)
-	}
-
-	time.Sleep(ttl + 700*time.Millisecond)
-	// The kernel's pages of these files are stale now; the mount must not let them be read.
-	expect(t, mnt, []string{rewrite.path, truncate.path, appendRun.path})
-	if _, err := os.Stat(delX); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("stat %s after its run file was deleted: %v, want ENOENT", delX, err)
-	}
-	after := readTree(t, mnt)
-	for _, p := range []string{oldWide, oldX} {
-		rel, _ := filepath.Rel(mnt, p)
-		if after[rel] == before[rel] {
-			t.Errorf("%s reads as before its run file changed: %s", rel, after[rel])
-		}
-	}
-	if strings.Contains(logs.String(), "panic") {
-		t.Errorf("brokerfs panicked:\n%s", logs)
-	}
-
-	// A remount on the same cache directory: the new content, never the old entries.
-	mnt2, _ := mount(t, src, "--cache-dir", cacheDir)
-	expect(t, mnt2, []string{rewrite.path, truncate.path, appendRun.path})
 }
 
 // damage is a way of damaging a cache file.
