@@ -378,6 +378,7 @@ func TestCacheDecodeOnce(t *testing.T) {
 //     last event and the stop (a live run again);
 //   - append: a live run gets its last event and its stop;
 //   - delete: the run file removed (not the newest run: see TestCacheDeletedNewestRun).
+//
 // 1.2 s later (the list TTL and a margin) the mount shows the new content (expect.py on the
 // new file), the old bytes are not served, and a remount on the same cache directory too.
 func TestCacheSourceChanges(t *testing.T) {
