@@ -389,8 +389,8 @@ func TestCacheSourceChanges(t *testing.T) {
 		t.Run(scenario, func(t *testing.T) {
 			t.Parallel()
 			src := t.TempDir()
-			// Another run, older, that does not change: the catalog never becomes empty.
-			other := writeCacheRun(t, src, "other.msgpack", uidN(30), "--t0", "1690000000")
+			// Another run, newer (latest points to it), that does not change.
+			other := writeCacheRun(t, src, "other.msgpack", uidN(30), "--t0", "1710000000")
 			uid := uidN(31)
 			var r cacheRun
 			var full []byte
