@@ -686,7 +686,7 @@ func TestCacheMaxBelowOneField(t *testing.T) {
 	}()
 	mnt, _ := mount(t, src, "--cache-dir", dir, "--cache-max", "1M")
 	readTree(t, mnt)
-	expect(t, mnt, []string{big.path, small.path})
+	expectNonFatal(t, mnt, []string{big.path, small.path})
 	close(stop)
 	wg.Wait()
 	t.Logf("peak: %d bytes of cache files, du %d bytes (the SQLite index included)", maxCapped.Load(), maxDU.Load())
@@ -696,6 +696,17 @@ func TestCacheMaxBelowOneField(t *testing.T) {
 	if len(cachedFiles(t, dir)) == 0 {
 		t.Errorf("nothing cached under a 1 MiB cap: the small run fits")
 	}
+}
+
+// expectNonFatal is expect that lets the test go on when the check fails.
+func expectNonFatal(t *testing.T, mnt string, files []string) {
+	t.Helper()
+	out, err := pythonAsync(append([]string{"testdata/expect.py", mnt}, files...)...)()
+	if err != nil {
+		t.Errorf("expect.py %s: %v\n%s", mnt, err, out)
+		return
+	}
+	t.Logf("expect.py: %s", strings.TrimSpace(out))
 }
 
 // pythonAsync runs a Python script in the background; wait returns its output and error.
@@ -855,7 +866,11 @@ func TestCacheExternalMmap(t *testing.T) {
 		f2.Close()
 	}
 	f1.Close()
-	t.Logf("%s", strings.TrimSpace(runPython(t, "testdata/cache_external.py", exp, det, "all")))
+	if out, err := exec.Command(python, "testdata/cache_external.py", exp, det, "all").CombinedOutput(); err != nil {
+		t.Errorf("all files there: %v\n%s", err, out)
+	} else {
+		t.Logf("%s", strings.TrimSpace(string(out)))
+	}
 
 	if err := os.Rename(r.DetFiles[0], r.DetFiles[0]+".gone"); err != nil {
 		t.Fatal(err)
@@ -914,5 +929,5 @@ func TestCacheEvictedUnderMount(t *testing.T) {
 	if t.Failed() {
 		t.Logf("brokerfs:\n%s", logs)
 	}
-	expect(t, mnt, []string{a.path, b.path})
+	expectNonFatal(t, mnt, []string{a.path, b.path})
 }
