@@ -488,6 +488,15 @@ func TestCacheSourceChanges(t *testing.T) {
 			time.Sleep(ttl + 700*time.Millisecond)
 			if scenario == "truncate" {
 				knownBug(t, bugStaleStop)
+				// Before anything lists the run (a readdir can hide the bug): the first
+				// stat after the TTL must see the run as it is now. 3 of 4 pages of 10
+				// events are left: x.npy is a 128-byte header and 30 float64.
+				if _, err := os.Stat(filepath.Join(mnt, uid, "stop.json")); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("stat stop.json %v after the stop was cut from the run file: %v, want ENOENT", ttl+700*time.Millisecond, err)
+				}
+				if fi, err := os.Stat(filepath.Join(mnt, uid, "primary", "x.npy")); err != nil || fi.Size() != 128+30*8 {
+					t.Errorf("stat primary/x.npy after the run file lost its last page: %v, want %d bytes", fileInfoSize(fi, err), 128+30*8)
+				}
 			}
 
 			if scenario == "delete" {
@@ -615,6 +624,13 @@ func TestCacheDamagedEntries(t *testing.T) {
 			t.Errorf("after %s and a remount that read everything, nothing is cached: not rebuilt", d.name)
 		}
 	}
+}
+
+func fileInfoSize(fi os.FileInfo, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%d bytes", fi.Size())
 }
 
 func fileSize(p string) int64 {
