@@ -486,6 +486,19 @@ func TestCacheSourceChanges(t *testing.T) {
 				}
 			}
 			time.Sleep(ttl + 700*time.Millisecond)
+			if scenario == "rewrite" || scenario == "append" {
+				// The first access after the TTL, before anything lists the run: x.npy
+				// read straight away must have changed (other values, more rows).
+				x := filepath.Join(mnt, uid, "primary", "x.npy")
+				b, err := os.ReadFile(x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum := sha256.Sum256(b)
+				if now := fmt.Sprintf("%d %s", len(b), hex.EncodeToString(sum[:8])); now == before["primary/x.npy"] {
+					t.Errorf("primary/x.npy, read first thing %v after its run file changed, reads as before: %s", ttl+700*time.Millisecond, now)
+				}
+			}
 			if scenario == "truncate" {
 				knownBug(t, bugStaleStop)
 				// Before anything lists the run (a readdir can hide the bug): the first
