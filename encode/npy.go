@@ -106,12 +106,15 @@ type edgeRow struct {
 }
 
 // NewNPY returns the .npy encoding of a, with shape (a.Rows(), a.RowShape()...).
-func NewNPY(a Array) *NPY {
+func NewNPY(a Array) *NPY { return NewNPYAligned(a, npyAlign) }
+
+// NewNPYAligned is NewNPY with the header padded to a multiple of align (NPYHeaderAligned).
+func NewNPYAligned(a Array, align int) *NPY {
 	rows, rs := a.Rows(), a.RowShape() // once: a live array may grow between two calls
 	shape := make([]int, 0, 1+len(rs))
 	shape = append(shape, rows)
 	shape = append(shape, rs...)
-	n := &NPY{a: a, header: NPYHeader(a.Dtype(), shape), rows: rows, rowBytes: int64(RowBytes(a))}
+	n := &NPY{a: a, header: NPYHeaderAligned(a.Dtype(), shape, align), rows: rows, rowBytes: int64(RowBytes(a))}
 	n.size = int64(len(n.header)) + int64(n.rows)*n.rowBytes
 	return n
 }

@@ -161,11 +161,7 @@ func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	r, c, err := f.current(ctx)
-	if err != nil {
-		return nil, 0, f.st.toErrno("open", f.path, err)
-	}
-	th, err := c.Open(ctx)
+	r, c, th, err := f.open(ctx)
 	if err != nil {
 		return nil, 0, f.st.toErrno("open", f.path, err)
 	}
@@ -198,15 +194,29 @@ func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	return h, fl, 0
 }
 
+// open resolves and opens the file's content. A table whose cache entry went away meanwhile
+// (evicted, damaged) is rebuilt: the second try opens the new one.
+func (f *file) open(ctx context.Context) (*runState, content, table.Handle, error) {
+	for try := 0; ; try++ {
+		r, c, err := f.current(ctx)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		th, err := c.Open(ctx)
+		if err == nil {
+			return r, c, th, nil
+		}
+		if !errors.Is(err, table.ErrStale) || try > 0 {
+			return nil, nil, nil, err
+		}
+	}
+}
+
 func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
 	defer f.st.observe("read", time.Now(), &errno)
 	h, ok := fh.(*handle)
 	if !ok {
-		_, c, err := f.current(ctx)
-		if err != nil {
-			return nil, f.st.toErrno("read", f.path, err)
-		}
-		th, err := c.Open(ctx)
+		_, c, th, err := f.open(ctx)
 		if err != nil {
 			return nil, f.st.toErrno("read", f.path, err)
 		}

@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/brokerfs/brokerfs/catalog"
 )
 
 // NewRoot returns the root of the tree for cfg.Catalog.
@@ -89,7 +92,7 @@ func (d *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		if l.latest == "" {
 			return nil, syscall.ENOENT
 		}
-		link := &symlink{target: l.file[l.latest], mtime: l.starts[l.latest].Time}
+		link := &symlink{target: l.file[l.latest], mtime: l.starts[l.latest].Time, resolve: d.st.latestLink}
 		link.fill(&out.Attr)
 		out.SetEntryTimeout(d.st.cfg.ListTTL)
 		out.SetAttrTimeout(d.st.cfg.ListTTL)
@@ -152,7 +155,17 @@ func (d *scanDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if !ok {
 		return nil, syscall.ENOENT
 	}
-	link := &symlink{target: "../" + l.file[uid], mtime: l.starts[uid].Time}
+	link := &symlink{target: "../" + l.file[uid], mtime: l.starts[uid].Time, resolve: func(ctx context.Context) (string, float64, error) {
+		l, err := d.st.listing(ctx)
+		if err != nil {
+			return "", 0, err
+		}
+		uid, ok := l.byScan[id]
+		if !ok {
+			return "", 0, fmt.Errorf("scan_id %d: %w", id, catalog.ErrNotFound)
+		}
+		return "../" + l.file[uid], l.starts[uid].Time, nil
+	}}
 	link.fill(&out.Attr)
 	out.SetEntryTimeout(d.st.cfg.ListTTL)
 	out.SetAttrTimeout(d.st.cfg.ListTTL)
@@ -160,10 +173,27 @@ func (d *scanDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 }
 
 // symlink is a link whose target was fixed at lookup.
+//
+// go-fuse keeps the first node made for an inode number, so a link's target is worked out
+// from the current listing on every Readlink and Getattr (resolve), not fixed at lookup:
+// latest follows the newest run, by-scan-id/N the newest run with scan_id N.
 type symlink struct {
 	gofs.Inode
-	target string
-	mtime  float64
+	target  string
+	mtime   float64
+	resolve func(ctx context.Context) (target string, mtime float64, err error)
+}
+
+// current is the link's target and time in the current listing.
+func (l *symlink) current(ctx context.Context) (*symlink, error) {
+	if l.resolve == nil {
+		return l, nil
+	}
+	t, m, err := l.resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &symlink{target: t, mtime: m}, nil
 }
 
 var (
@@ -171,10 +201,20 @@ var (
 	_ gofs.NodeGetattrer  = (*symlink)(nil)
 )
 
-func (l *symlink) Readlink(context.Context) ([]byte, syscall.Errno) { return []byte(l.target), 0 }
+func (l *symlink) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	c, err := l.current(ctx)
+	if err != nil {
+		return nil, syscall.ENOENT
+	}
+	return []byte(c.target), 0
+}
 
-func (l *symlink) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	l.fill(&out.Attr)
+func (l *symlink) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	c, err := l.current(ctx)
+	if err != nil {
+		return syscall.ENOENT
+	}
+	c.fill(&out.Attr)
 	return 0
 }
 
@@ -194,4 +234,16 @@ func setTime(a *fuse.Attr, t float64) {
 	}
 	tm := time.Unix(0, int64(t*1e9))
 	a.SetTimes(&tm, &tm, &tm)
+}
+
+// latestLink resolves latest in the current listing.
+func (st *state) latestLink(ctx context.Context) (string, float64, error) {
+	l, err := st.listing(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	if l.latest == "" {
+		return "", 0, fmt.Errorf("latest: %w", catalog.ErrNotFound)
+	}
+	return l.file[l.latest], l.starts[l.latest].Time, nil
 }

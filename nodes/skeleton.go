@@ -13,14 +13,16 @@ import (
 // skeleton is what a finished run's directories need before any data: its start, stop and
 // descriptor documents as stored. It is kept in the cache under the run's version, so that a
 // remount opens a run without reading its file (a million-event file costs an index pass).
+// The documents are kept as bytes (base64 in the JSON), exactly as stored: a RawMessage would
+// be re-indented by json.Marshal, and start.json would change its bytes on a remount.
 type skeleton struct {
-	Version int               `json:"version"`
-	Start   json.RawMessage   `json:"start"`
-	Stop    json.RawMessage   `json:"stop"`
-	Descs   []json.RawMessage `json:"descriptors"`
+	Version int      `json:"version"`
+	Start   []byte   `json:"start"`
+	Stop    []byte   `json:"stop"`
+	Descs   [][]byte `json:"descriptors"`
 }
 
-const skeletonVersion = 1
+const skeletonVersion = 2
 
 func skeletonKey(version string) string { return "run\x00" + version }
 

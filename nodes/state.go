@@ -42,7 +42,7 @@ type Config struct {
 	// LiveTTL is how long a live run (no stop document) is reused, and the kernel cache
 	// timeout of its entries.
 	LiveTTL time.Duration
-	// FinishedTTL is the kernel cache timeout for entries of finished runs, which never change.
+	// FinishedTTL is the kernel cache timeout for entries of finished runs (default ListTTL).
 	FinishedTTL time.Duration
 	// MaxRuns bounds how many opened runs are kept in memory.
 	MaxRuns int
@@ -79,7 +79,10 @@ func (c *Config) setDefaults() {
 		c.LiveTTL = time.Second
 	}
 	if c.FinishedTTL == 0 {
-		c.FinishedTTL = time.Hour
+		// The kernel asks again after ListTTL: a run file changed or deleted under the mount
+		// shows within about twice ListTTL (its version is checked once per ListTTL). The data
+		// pages stay cached (KEEP_CACHE) or are read by the kernel itself (passthrough).
+		c.FinishedTTL = c.ListTTL
 	}
 	if c.MaxRuns == 0 {
 		c.MaxRuns = 256

@@ -14,8 +14,8 @@ import (
 
 // entryColumn serves a column from its committed .npy file: the file itself for reads of the
 // .npy, row ranges of it for CSV and tables.
-func entryColumn(e *cache.Entry, cm columnMeta, rows int) (File, encode.Array) {
-	open := func() (*os.File, error) { return e.Open(cm.File) }
+func entryColumn(t *Table, e *cache.Entry, cm columnMeta, rows int) (File, encode.Array) {
+	open := t.opener(e, cm.File)
 	dt, _ := encode.ParseDtype(cm.Descr)
 	shape := cm.Shape
 	if shape == nil {

@@ -214,13 +214,8 @@ func (lc *lazyColumn) describe(ctx context.Context) error {
 		}
 		descr, shape = d, sh
 	default:
-		id := lc.ids[0]
-		ref, err := lc.s.ext.datum(ctx, id)
-		if err != nil {
-			return err
-		}
-		descr, shape, err = lc.s.cfg.Filler.Describe(ctx, ref.res, ref.kwargs)
-		if err != nil {
+		var err error
+		if descr, shape, err = lc.describeDatums(ctx); err != nil {
 			return err
 		}
 	}
@@ -239,6 +234,44 @@ func (lc *lazyColumn) describe(ctx context.Context) error {
 	return nil
 }
 
+// describeDatums asks the handlers for the dtype and shape of a datum of the field: the first
+// one, else (its file missing, say) a few others spread over the rows, else the data key's
+// dtype_numpy and shape. The first file of a run being gone must not hide the others' frames.
+func (lc *lazyColumn) describeDatums(ctx context.Context) (string, []int, error) {
+	var first error
+	tries := []int{0, lc.rows - 1}
+	for i := 1; i < 8; i++ {
+		tries = append(tries, i*lc.rows/8)
+	}
+	seen := map[int]bool{}
+	for _, r := range tries {
+		if r < 0 || r >= len(lc.ids) || seen[r] {
+			continue
+		}
+		seen[r] = true
+		ref, err := lc.s.ext.datum(ctx, lc.ids[r])
+		if err == nil {
+			var descr string
+			var shape []int
+			if descr, shape, err = lc.s.cfg.Filler.Describe(ctx, ref.res, ref.kwargs); err == nil {
+				return descr, shape, nil
+			}
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if dk := lc.s.Keys[lc.field]; dk.DtypeNumpy != "" && len(dk.Shape) > 0 {
+		lc.s.cfg.logger().Warn("describing an external field from its data key: no datum's file could be read",
+			"field", lc.field, "dtype", dk.DtypeNumpy, "shape", dk.Shape, "err", first)
+		return dk.DtypeNumpy, append([]int{}, dk.Shape...), nil
+	}
+	return "", nil, first
+}
+
 // npy returns the field's .npy.
 func (lc *lazyColumn) npy(ctx context.Context) (File, error) {
 	if err := lc.describe(ctx); err != nil {
@@ -249,7 +282,9 @@ func (lc *lazyColumn) npy(ctx context.Context) (File, error) {
 		return nil, err
 	}
 	if sp == nil {
-		return npyFile(lc), nil
+		// The same bytes as with a cache: data on a page of its own.
+		n := encode.NewNPYAligned(lc, lazyAlign)
+		return &readerFile{size: n.Size(), r: n}, nil
 	}
 	return &lazyFile{lc: lc, size: int64(len(lc.hdr)) + int64(lc.rows)*int64(lc.rb)}, nil
 }

@@ -386,7 +386,7 @@ func (sc *scanState) table(ctx context.Context) (*Table, error) {
 	// Serve the committed files; the builders' handles are closed.
 	for i, cm := range meta.Columns {
 		if cm.File != "" && !cm.Lazy {
-			cols[i].npy, cols[i].data = entryColumn(e, cm, sc.rows)
+			cols[i].npy, cols[i].data = entryColumn(t, e, cm, sc.rows)
 		}
 	}
 	return t, nil
@@ -480,7 +480,7 @@ func (s *Stream) fromEntry(e *cache.Entry) (*Table, error) {
 			if _, err := rowBytes(dt, c.RowShape); err != nil {
 				return nil, err
 			}
-			c.npy, c.data = entryColumn(e, cm, meta.Rows)
+			c.npy, c.data = entryColumn(t, e, cm, meta.Rows)
 		}
 		switch cm.Role {
 		case roleTime:

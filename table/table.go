@@ -82,9 +82,9 @@ type Stream struct {
 	Fields []string // sorted data keys shown
 	key    string   // the cache key of the stream's entry; "" when not persisted
 
-	once sync.Once
-	t    *Table
-	err  error
+	mu  sync.Mutex // held while the table is built, so concurrent callers share the work
+	t   *Table     // guarded by mu; nil until built, and again after its entry went away
+	err error      // guarded by mu; the build's failure, kept like a table
 }
 
 // NewStream prepares the stream called name of run from its descriptors (several when the
@@ -118,12 +118,44 @@ func NewStream(cfg *Config, run catalog.Run, ext *Externals, name string, descs 
 }
 
 // Table scans the stream once (or loads its cache entry) and returns its columns; concurrent
-// callers share the work, which is detached from the first caller's cancellation.
+// callers share the work, which is detached from the first caller's cancellation. A table
+// whose cache entry went away (evicted under --cache-max, damaged, deleted) is built again on
+// the next call: see ErrStale.
 func (s *Stream) Table(ctx context.Context) (*Table, error) {
-	s.once.Do(func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.t == nil && s.err == nil {
 		s.t, s.err = s.load(context.WithoutCancel(ctx))
-	})
+	}
 	return s.t, s.err
+}
+
+// ErrStale means a file of a table could not be opened because its cache entry went away;
+// the stream drops the table, and asking the Stream again gives a rebuilt one.
+var ErrStale = errors.New("cache entry gone; the stream is decoded again")
+
+// invalidate drops t if it is still the stream's table.
+func (s *Stream) invalidate(t *Table) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.t == t {
+		s.t = nil
+	}
+}
+
+// opener opens a file of t's cache entry; a miss (the entry was evicted or damaged) drops t.
+func (t *Table) opener(e *cache.Entry, name string) func() (*os.File, error) {
+	return func() (*os.File, error) {
+		f, err := e.Open(name)
+		if err != nil {
+			if errors.Is(err, cache.ErrMiss) {
+				t.stream.invalidate(t)
+				return nil, fmt.Errorf("%w: %w", ErrStale, err)
+			}
+			return nil, err
+		}
+		return f, nil
+	}
 }
 
 func (s *Stream) load(ctx context.Context) (*Table, error) {
@@ -159,13 +191,26 @@ func (s *Stream) load(ctx context.Context) (*Table, error) {
 	return s.scan(ctx, nil)
 }
 
+// rootCause names the innermost error, following the last of several wrapped ones (the
+// cause, in this package's "%w: %w" errors), so that one failure logs once.
 func rootCause(err error) string {
 	for {
-		u := errors.Unwrap(err)
-		if u == nil {
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			errs := u.Unwrap()
+			if len(errs) == 0 {
+				return err.Error()
+			}
+			err = errs[len(errs)-1]
+		case interface{ Unwrap() error }:
+			next := u.Unwrap()
+			if next == nil {
+				return err.Error()
+			}
+			err = next
+		default:
 			return err.Error()
 		}
-		err = u
 	}
 }
 
@@ -336,10 +381,10 @@ func (t *Table) formatCSV(ctx context.Context, name string, names []string, arra
 	if e, err := st.Lookup(key); err == nil {
 		var m struct{ Size int64 }
 		if json.Unmarshal(e.Meta, &m) == nil {
-			return &osFile{size: m.Size, open: func() (*os.File, error) { return e.Open("data.csv") }}, nil
+			return &osFile{size: m.Size, open: t.opener(e, "data.csv")}, nil
 		}
 	}
-	f, err := writeCSV(ctx, st, key, c)
+	f, err := writeCSV(ctx, t, st, key, c)
 	if err != nil {
 		if _, logged := s.cfg.warned.LoadOrStore(rootCause(err), true); !logged {
 			s.cfg.logger().Error("cannot store a CSV file in the cache; serving without it", "dir", st.Dir(), "err", err)
@@ -354,7 +399,7 @@ func (t *Table) formatCSV(ctx context.Context, name string, names []string, arra
 	return f, nil
 }
 
-func writeCSV(ctx context.Context, st *cache.Store, key string, c *encode.CSV) (File, error) {
+func writeCSV(ctx context.Context, t *Table, st *cache.Store, key string, c *encode.CSV) (File, error) {
 	b, err := st.Build(key)
 	if err != nil {
 		return nil, err
@@ -390,7 +435,7 @@ func writeCSV(ctx context.Context, st *cache.Store, key string, c *encode.CSV) (
 	if err != nil {
 		return nil, err
 	}
-	return &osFile{size: off, open: func() (*os.File, error) { return e.Open("data.csv") }}, nil
+	return &osFile{size: off, open: t.opener(e, "data.csv")}, nil
 }
 
 // columnFile names the file of column i, generation g, in an entry.

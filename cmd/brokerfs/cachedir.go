@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/brokerfs/brokerfs/cache"
 )
@@ -92,4 +93,12 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("not a size: %q (want e.g. 10G, 512M, 4096)", s)
 	}
 	return int64(f * float64(mult)), nil
+}
+
+// cacheDirUsable reports whether dir exists or can be made, and can be written.
+func cacheDirUsable(dir string) bool {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false
+	}
+	return syscall.Access(dir, 2 /* W_OK */) == nil
 }

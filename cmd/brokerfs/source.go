@@ -96,7 +96,8 @@ func openFiles(patterns []string, kinds []config.Kind, cf *catalogFlags, log *sl
 		}
 	}
 	opts := filestore.Options{Logger: log}
-	if !cf.noCache && cf.cacheDir != "" {
+	// An unusable cache directory is reported once, by the cache (openCache), not here too.
+	if !cf.noCache && cf.cacheDir != "" && cacheDirUsable(cf.cacheDir) {
 		opts.Index = filepath.Join(cf.cacheDir, "listing.sqlite")
 	}
 	return filestore.Open(patterns, formats, opts)
