@@ -20,7 +20,7 @@ import (
 //     %73tart.json;
 //   - names of one directory that differ only in letter case ("Time", "time"), which collide on
 //     case-insensitive file systems (macOS, exFAT) when copied, are told apart by %XX-encoding
-//     the upper-case ASCII letters of every one but the first in sorted order.
+//     the upper-case ASCII letters of every one but the one with the fewest (see fileNames).
 //
 // The original names stay in start.json and descriptors.json.
 
@@ -81,26 +81,48 @@ func encodeUpper(s string) string {
 }
 
 // fileNames maps the names of one directory to unique, safe file names: reserved(stem) reports
-// whether a stem would take one of the directory's own names.
+// whether a stem (lower case) would take one of the directory's own names. Of names that
+// differ only in letter case, the one with the fewest capitals (then the first in byte order)
+// keeps its name and the others have their capitals encoded; each of them has a capital where
+// the keeper has none, so the encoded names differ from the keeper's and from each other's
+// even ignoring case.
 func fileNames(names []string, reserved func(stem string) bool) map[string]string {
-	sorted := append([]string(nil), names...)
-	sort.Strings(sorted)
-	out := make(map[string]string, len(sorted))
-	byFold := map[string]bool{}
-	for _, n := range sorted {
+	out := make(map[string]string, len(names))
+	groups := map[string][]string{}
+	for _, n := range names {
 		e := escapeName(n)
 		if reserved(strings.ToLower(e)) {
 			e = encodeFirst(e)
 		}
-		fold := strings.ToLower(e)
-		if byFold[fold] {
-			e = encodeUpper(e)
-			fold = strings.ToLower(e)
-		}
-		byFold[fold] = true
 		out[n] = e
+		groups[strings.ToLower(e)] = append(groups[strings.ToLower(e)], n)
+	}
+	for _, g := range groups {
+		if len(g) < 2 {
+			continue
+		}
+		sort.Slice(g, func(i, j int) bool {
+			ci, cj := capitals(out[g[i]]), capitals(out[g[j]])
+			if ci != cj {
+				return ci < cj
+			}
+			return g[i] < g[j]
+		})
+		for _, n := range g[1:] {
+			out[n] = encodeUpper(out[n])
+		}
 	}
 	return out
+}
+
+func capitals(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 'A' && s[i] <= 'Z' {
+			n++
+		}
+	}
+	return n
 }
 
 // Reserved names of each kind of directory (lower case), and of the files fields make there.

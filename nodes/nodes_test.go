@@ -801,6 +801,11 @@ func TestNamesFromData(t *testing.T) {
 			t.Errorf("%s = %v, want [%v]", file, got, v)
 		}
 	}
+	ts := tr.list("r%2F1/%73tart.json/timestamps")
+	sort.Strings(ts)
+	if got := fmt.Sprint(ts); got != "[%54ime.npy 50%25.npy a%2Fb.npy ok.npy time.npy x%00y.npy]" {
+		t.Errorf("timestamps = %s", got)
+	}
 	if target := tr.mustLookup("latest").(*symlink).target; strings.Contains(target, "/") || target == "latest" {
 		t.Errorf("latest -> %q", target)
 	}

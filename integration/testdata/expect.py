@@ -429,10 +429,68 @@ def check_link(c, path, uid):
         c.fail(path, f"points to {c.rel(target)}, want {uid}")
 
 
+# File names of names from documents, as the README's "Names" section states them (written
+# here from that text, not from brokerfs's code).
+ROOT_RESERVED = {"latest", "by-scan-id"}
+RUN_RESERVED = {"start.json", "stop.json", "files.txt"}
+STREAM_RESERVED = {"descriptors.json", "time.npy", "time.csv", "timestamps", "config", "time"}
+
+
+def escape_name(name):
+    if name == "":
+        return "%"
+    if name in (".", ".."):
+        return "%2E" * len(name)
+    out = []
+    raw = name.encode("utf-8", "surrogateescape")
+    i = 0
+    while i < len(raw):
+        b = raw[i]
+        if b == 0x25 or b == 0x2F or b < 0x20 or b == 0x7F:
+            out.append("%%%02X" % b)
+            i += 1
+            continue
+        if b < 0x80:
+            out.append(chr(b))
+            i += 1
+            continue
+        for n in (4, 3, 2):
+            try:
+                out.append(raw[i:i + n].decode("utf-8"))
+                i += n
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            out.append("%%%02X" % b)
+            i += 1
+    return "".join(out)
+
+
+def file_names(names, reserved):
+    out, groups = {}, {}
+    for n in names:
+        e = escape_name(n)
+        if e.lower() in reserved and not e.startswith("%"):
+            e = "%%%02X" % ord(e[0]) + e[1:]
+        out[n] = e
+        groups.setdefault(e.lower(), []).append(n)
+    for group in groups.values():
+        group.sort(key=lambda n: (sum(ch.isascii() and ch.isupper() for ch in out[n]), n.encode()))
+        for n in group[1:]:
+            out[n] = "".join("%%%02X" % ord(ch) if "A" <= ch <= "Z" else ch for ch in out[n])
+    return out
+
+
+def field_reserved():
+    return STREAM_RESERVED | {r[:-4] for r in STREAM_RESERVED if r.endswith((".npy", ".csv"))}
+
+
 def check_run(c, run, keep_field):
-    rdir = os.path.join(c.mnt, run.uid)
+    rdir = os.path.join(c.mnt, file_names([run.uid], ROOT_RESERVED)[run.uid])
     streams = streams_of(run, keep_field)
-    want = ["start.json"] + list(streams) + (["stop.json"] if run.stop is not None else [])
+    sname = file_names(list(streams), RUN_RESERVED)
+    want = ["start.json"] + [sname[n] for n in streams] + (["stop.json"] if run.stop is not None else [])
     if any("external" in dk for d in run.descriptors for dk in d["data_keys"].values()):
         want.append("files.txt")
         c.external(os.path.join(rdir, "files.txt"), None)
@@ -443,7 +501,7 @@ def check_run(c, run, keep_field):
     elif os.path.exists(os.path.join(rdir, "stop.json")):
         c.fail(os.path.join(rdir, "stop.json"), "exists for a live run")
     for s in streams.values():
-        check_stream(c, os.path.join(rdir, s.name), s)
+        check_stream(c, os.path.join(rdir, sname[s.name]), s)
     c.runs += 1
 
 
@@ -456,23 +514,22 @@ def check_stream(c, sdir, s):
     if config:
         want.add("config")
     expected, unencodable = {}, set()
+    fname = file_names(fields, field_reserved())
     for f in fields:
-        if f == "time":
-            continue  # the event time wins the name
-        want.add(f + ".npy")
+        want.add(fname[f] + ".npy")
         if f in s.external:
             if len(s.keys[f].get("shape", [])) <= 1:
-                want.add(f + ".csv")
+                want.add(fname[f] + ".csv")
             continue
         try:
             expected[f] = expected_field(s.keys[f], s.values(f))
             if expected[f].ndim <= 2:
-                want.add(f + ".csv")
+                want.add(fname[f] + ".csv")
         except Unencodable:
             unencodable.add(f)
     got = set(os.listdir(sdir))
     # An unencodable field may or may not list a .csv (its shape is unknown); either way it fails.
-    got -= {f + ".csv" for f in unencodable}
+    got -= {fname[f] + ".csv" for f in unencodable}
     if got != want:
         c.fail(sdir, f"listing differs: missing {sorted(want - got)}, "
                      f"unexpected {sorted(got - want)}")
@@ -482,30 +539,32 @@ def check_stream(c, sdir, s):
     c.csv(os.path.join(sdir, "time.csv"), [], s.seq, s.time)
     check_time_csv_defaults(c, os.path.join(sdir, "time.csv"), s)
     for f, arr in expected.items():
-        c.npy(os.path.join(sdir, f + ".npy"), arr)
+        c.npy(os.path.join(sdir, fname[f] + ".npy"), arr)
         if arr.ndim == 1:
-            c.csv(os.path.join(sdir, f + ".csv"), [(f, arr)], s.seq, s.time)
+            c.csv(os.path.join(sdir, fname[f] + ".csv"), [(f, arr)], s.seq, s.time)
         elif arr.ndim == 2:
             cols = [(f"{f}[{i}]", arr[:, i]) for i in range(arr.shape[1])]
-            c.csv(os.path.join(sdir, f + ".csv"), cols, s.seq, s.time)
-    for f in sorted(s.external - {"time"}):
-        c.external(os.path.join(sdir, f + ".npy"), len(s.rows))
-        if f + ".csv" in want:
-            c.external(os.path.join(sdir, f + ".csv"), len(s.rows))
+            c.csv(os.path.join(sdir, fname[f] + ".csv"), cols, s.seq, s.time)
+    for f in sorted(s.external):
+        c.external(os.path.join(sdir, fname[f] + ".npy"), len(s.rows))
+        if fname[f] + ".csv" in want:
+            c.external(os.path.join(sdir, fname[f] + ".csv"), len(s.rows))
     for f in sorted(unencodable):
-        c.expect_eio(os.path.join(sdir, f + ".npy"))
-        if os.path.exists(os.path.join(sdir, f + ".csv")):
-            c.expect_eio(os.path.join(sdir, f + ".csv"))
+        c.expect_eio(os.path.join(sdir, fname[f] + ".npy"))
+        if os.path.exists(os.path.join(sdir, fname[f] + ".csv")):
+            c.expect_eio(os.path.join(sdir, fname[f] + ".csv"))
     if fields:
         tdir = os.path.join(sdir, "timestamps")
-        c.listing(tdir, [f + ".npy" for f in fields])
+        tname = file_names(fields, set())
+        c.listing(tdir, [tname[f] + ".npy" for f in fields])
         for f in fields:
-            c.npy(os.path.join(tdir, f + ".npy"), s.timestamps(f))
+            c.npy(os.path.join(tdir, tname[f] + ".npy"), s.timestamps(f))
     if config:
         cdir = os.path.join(sdir, "config")
-        c.listing(cdir, [obj + ".json" for obj in config])
+        cname = file_names(list(config), set())
+        c.listing(cdir, [cname[obj] + ".json" for obj in config])
         for obj, conf in config.items():
-            c.json_file(os.path.join(cdir, obj + ".json"), conf)
+            c.json_file(os.path.join(cdir, cname[obj] + ".json"), conf)
 
 
 def check_time_csv_defaults(c, path, s):
