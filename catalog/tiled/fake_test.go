@@ -33,7 +33,7 @@ type fake struct {
 	maxFlight atomic.Int64
 
 	mu      sync.Mutex
-	queries []string                                             // request URIs, in order
+	queries []string                                                 // request URIs, in order
 	hook    func(w http.ResponseWriter, r *http.Request) (done bool) // faults
 }
 
