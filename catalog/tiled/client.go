@@ -162,10 +162,21 @@ type response struct {
 // get fetches u with the given Accept, decoding and bounding the body to limit bytes.
 // JSON bodies are re-validated with If-None-Match when an earlier answer is kept.
 func (c *client) get(ctx context.Context, u, accept string, limit int64) (*response, error) {
-	cacheable := accept == "application/json"
+	return c.fetch(ctx, u, accept, limit, nil)
+}
+
+// getInto fetches u into dst, which the decoded body must fill exactly. An uncompressed body
+// is read straight into dst, without a copy.
+func (c *client) getInto(ctx context.Context, u, accept string, dst []byte) error {
+	_, err := c.fetch(ctx, u, accept, int64(len(dst)), dst)
+	return err
+}
+
+func (c *client) fetch(ctx context.Context, u, accept string, limit int64, into []byte) (*response, error) {
+	cacheable := accept == "application/json" && into == nil
 	var lastErr error
 	for attempt := 0; ; attempt++ {
-		resp, retry, err := c.once(ctx, u, accept, limit, cacheable, attempt > 0)
+		resp, retry, err := c.once(ctx, u, accept, limit, into, cacheable, attempt > 0)
 		if err == nil {
 			return resp, nil
 		}
@@ -186,7 +197,7 @@ func (c *client) get(ctx context.Context, u, accept string, limit int64) (*respo
 // once sends one request. retry says whether the failure is worth another attempt
 // (connection errors, 5xx); fresh asks for a new connection (after a 500 the server drops
 // the one it answered on).
-func (c *client) once(ctx context.Context, u, accept string, limit int64, cacheable, fresh bool) (_ *response, retry bool, _ error) {
+func (c *client) once(ctx context.Context, u, accept string, limit int64, into []byte, cacheable, fresh bool) (_ *response, retry bool, _ error) {
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -232,6 +243,29 @@ func (c *client) once(ctx context.Context, u, accept string, limit int64, cachea
 		detail := readDetail(res.Body)
 		return nil, res.StatusCode >= 500, &HTTPError{URL: u, Status: res.StatusCode, Detail: detail}
 	}
+	enc := strings.TrimSpace(strings.ToLower(res.Header.Get("Content-Encoding")))
+	ct := res.Header.Get("Content-Type")
+	if into != nil && ct != "" && !strings.HasPrefix(ct, accept) {
+		return nil, false, fmt.Errorf("GET %s: content-type %q, want %s", u, ct, accept)
+	}
+	if into != nil && (enc == "" || enc == "identity") {
+		if res.ContentLength >= 0 && res.ContentLength != int64(len(into)) {
+			return nil, false, fmt.Errorf("GET %s: %d bytes, want %d", u, res.ContentLength, len(into))
+		}
+		if n, err := io.ReadFull(res.Body, into); err != nil {
+			if err == io.ErrUnexpectedEOF || err == io.EOF {
+				return nil, false, fmt.Errorf("GET %s: %d bytes, want %d", u, n, len(into))
+			}
+			if ctx.Err() != nil {
+				return nil, false, fmt.Errorf("GET %s: body not read within %v: %w", u, c.timeout, err)
+			}
+			return nil, true, fmt.Errorf("GET %s: read body: %w", u, err)
+		}
+		if n, _ := res.Body.Read(make([]byte, 1)); n > 0 {
+			return nil, false, fmt.Errorf("GET %s: more than the %d bytes wanted", u, len(into))
+		}
+		return &response{body: into, contentType: ct, etag: res.Header.Get("Etag")}, false, nil
+	}
 	if res.ContentLength > limit+limit/8+1<<16 {
 		return nil, false, fmt.Errorf("GET %s: %w (%d bytes, limit %d)", u, errTooBig, res.ContentLength, limit)
 	}
@@ -247,11 +281,18 @@ func (c *client) once(ctx context.Context, u, accept string, limit int64, cachea
 	if int64(len(wire)) > limit+limit/8+1<<16 {
 		return nil, false, fmt.Errorf("GET %s: %w (limit %d)", u, errTooBig, limit)
 	}
-	body, err := decodeBody(strings.TrimSpace(strings.ToLower(res.Header.Get("Content-Encoding"))), wire, limit)
+	body, err := decodeBody(enc, wire, limit)
 	if err != nil {
 		return nil, false, fmt.Errorf("GET %s: decode body: %w", u, err)
 	}
-	r := &response{body: body, contentType: res.Header.Get("Content-Type"), etag: res.Header.Get("Etag")}
+	if into != nil {
+		if len(body) != len(into) {
+			return nil, false, fmt.Errorf("GET %s: %d bytes decoded, want %d", u, len(body), len(into))
+		}
+		copy(into, body)
+		body = into
+	}
+	r := &response{body: body, contentType: ct, etag: res.Header.Get("Etag")}
 	if cacheable && r.etag != "" && len(body) <= etagMaxBody {
 		c.keep(u, etagEntry{tag: r.etag, body: body})
 	}

@@ -445,16 +445,8 @@ func (r *run) fetchRows(ctx context.Context, stream, field string, f *arrayField
 	}
 	c := r.cat.c
 	u := c.route("array/full", r.nodePath(stream, field), q)
-	resp, err := c.get(ctx, u, "application/octet-stream", int64(len(dst)))
-	if err != nil {
-		return r.cat.explain(err)
+	if err := c.getInto(ctx, u, "application/octet-stream", dst); err != nil {
+		return r.cat.explain(fmt.Errorf("%w (rows [%d, %d) of %s)", err, a, b, f.descr))
 	}
-	if ct := resp.contentType; ct != "" && !strings.HasPrefix(ct, "application/octet-stream") {
-		return fmt.Errorf("GET %s: content-type %q, want application/octet-stream", u, ct)
-	}
-	if len(resp.body) != len(dst) {
-		return fmt.Errorf("GET %s: %d bytes, want %d (rows [%d, %d) of %s)", u, len(resp.body), len(dst), a, b, f.descr)
-	}
-	copy(dst, resp.body)
 	return nil
 }
