@@ -246,6 +246,10 @@ func (r *run) nodePath(stream, field string) []string {
 	return append(p, r.uid, stream, "data", field)
 }
 
+// maxPieceBytes bounds the bytes one request of a long array read asks for (a compressed
+// answer is held whole before it is decoded).
+const maxPieceBytes = 16 << 20
+
 // maxRowBytes bounds one row (one event's value) of an array, and maxDims its dimensions.
 const (
 	maxRowBytes = 1 << 34
@@ -399,11 +403,14 @@ func (r *run) ReadArray(ctx context.Context, descriptor, field string, from, to 
 	if lo == hi {
 		return nil
 	}
-	per := 1
+	// Rows per request: a long read is cut into one piece per request slot (one round trip
+	// of latency), pieces between ArrayRequestBytes and maxPieceBytes; a short one is one
+	// request.
+	per := hi - lo
 	if rb > 0 {
-		per = max(1, int(r.cat.opts.ArrayRequestBytes/int64(rb)))
-	} else {
-		per = hi - lo
+		minRows := max(1, int(r.cat.opts.ArrayRequestBytes/int64(rb)))
+		maxRows := max(1, int(maxPieceBytes/int64(rb)))
+		per = min(max((hi-lo+r.cat.opts.MaxRequests-1)/r.cat.opts.MaxRequests, minRows), maxRows)
 	}
 	var (
 		wg   sync.WaitGroup
