@@ -246,9 +246,8 @@ func (r *run) nodePath(stream, field string) []string {
 	return append(p, r.uid, stream, "data", field)
 }
 
-// maxPieceBytes bounds the bytes one request of a long array read asks for (a compressed
-// answer is held whole before it is decoded).
-const maxPieceBytes = 16 << 20
+// minPieceBytes: reads shorter than this are not cut into several requests.
+const minPieceBytes = 1 << 20
 
 // maxRowBytes bounds one row (one event's value) of an array, and maxDims its dimensions.
 const (
@@ -404,12 +403,12 @@ func (r *run) ReadArray(ctx context.Context, descriptor, field string, from, to 
 		return nil
 	}
 	// Rows per request: a long read is cut into one piece per request slot (one round trip
-	// of latency), pieces between ArrayRequestBytes and maxPieceBytes; a short one is one
-	// request.
+	// of latency), each at most ArrayRequestBytes (a compressed answer is held whole before
+	// it is decoded) and at least minPieceBytes (a request costs a round trip).
 	per := hi - lo
 	if rb > 0 {
-		minRows := max(1, int(r.cat.opts.ArrayRequestBytes/int64(rb)))
-		maxRows := max(1, int(maxPieceBytes/int64(rb)))
+		maxRows := max(1, int(r.cat.opts.ArrayRequestBytes/int64(rb)))
+		minRows := min(max(1, int(minPieceBytes/int64(rb))), maxRows)
 		per = min(max((hi-lo+r.cat.opts.MaxRequests-1)/r.cat.opts.MaxRequests, minRows), maxRows)
 	}
 	var (

@@ -12,7 +12,7 @@
 //     run (newline-delimited JSON documents, as stored, external fields as datum ids).
 //   - ArrayReader, for external fields and fields of big rows: GET /metadata/... of the field
 //     once (dtype, shape), then /array/full/...?slice=FROM:TO as octet-stream, split into
-//     parallel requests of at most Options.ArrayRequestBytes: a frame costs one request of
+//     parallel requests (one per request slot, each at most Options.ArrayRequestBytes): a frame costs one request of
 //     about a frame's bytes. The server fills external data itself (no root_map, no files).
 //
 // Every response is untrusted: bodies are bounded before and after decoding (gzip, zstd, lz4
@@ -47,8 +47,8 @@ type Options struct {
 	Backoff     time.Duration // first retry's wait, doubled each time (default 100ms)
 	PageLimit   int           // runs per /search page, ≤ 300 (default 300)
 
-	// ArrayRequestBytes bounds one array request; longer reads are split and sent in
-	// parallel (default 4 MiB).
+	// ArrayRequestBytes bounds one array request; a long read is cut into one piece per
+	// request slot, each at most this big, sent in parallel (default 16 MiB).
 	ArrayRequestBytes int64
 	// BigRowBytes: non-external fields whose rows are at least this big are served through
 	// ArrayReader rather than events (default 64 KiB).
@@ -80,7 +80,7 @@ func (o Options) withDefaults() Options {
 		o.PageLimit = maxPageLimit
 	}
 	if o.ArrayRequestBytes <= 0 {
-		o.ArrayRequestBytes = 4 << 20
+		o.ArrayRequestBytes = 16 << 20
 	}
 	if o.BigRowBytes <= 0 {
 		o.BigRowBytes = 64 << 10
