@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -352,4 +353,64 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("ParseURL(%q) = %v %q %v, want %s %q", tc.in, base, path, err, tc.base, tc.path)
 		}
 	}
+}
+
+// TestOutage: while the server is unreachable the last listing is served and its runs open
+// (their data fails fast), with one log line per outage; recovery is automatic.
+func TestOutage(t *testing.T) {
+	ctx := context.Background()
+	f := newFake(t, manyRuns(3))
+	var logs syncBuffer
+	c := openFake(t, f, Options{Retries: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if _, err := c.Runs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		conn, _, _ := w.(http.Hijacker).Hijack()
+		_ = conn.Close()
+		return true
+	})
+	for i := 0; i < 3; i++ {
+		starts, err := c.Runs(ctx)
+		if err != nil || len(starts) != 3 {
+			t.Fatalf("listing during an outage: %d runs, %v", len(starts), err)
+		}
+	}
+	run, err := c.Run(ctx, "00000002-0000-4000-8000-000000000000")
+	if err != nil || run.Start().ScanID != 2 {
+		t.Fatalf("run during an outage: %v", err)
+	}
+	if _, err := run.Descriptors(ctx); err == nil {
+		t.Error("documents during an outage: no error")
+	}
+	if _, err := c.Run(ctx, "99999999-0000-4000-8000-000000000000"); err == nil {
+		t.Error("a run not in the last listing opened during an outage")
+	}
+	if n := strings.Count(logs.String(), "unreachable"); n != 1 {
+		t.Errorf("%d outage log lines, want 1:\n%s", n, logs.String())
+	}
+	f.setHook(nil)
+	if _, err := run.Descriptors(ctx); err != nil {
+		t.Errorf("after the outage: %v", err)
+	}
+	if _, err := c.Runs(ctx); err != nil || !strings.Contains(logs.String(), "reachable again") {
+		t.Errorf("after the outage: %v\n%s", err, logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -106,6 +106,13 @@ type Catalog struct {
 	path []string // the container's path under /api/v1
 	name string   // the URL, for messages
 	opts Options
+
+	// While the server is unreachable the last listing is served, and runs in it open from
+	// it (their data reads fail until the server is back). One log line per outage.
+	mu       sync.Mutex // guards last and down
+	last     map[string]runMeta
+	lastList []*catalog.Start
+	down     bool
 }
 
 var _ catalog.Catalog = (*Catalog)(nil)
@@ -204,8 +211,53 @@ func (c *Catalog) Close() error {
 // Runs lists the container's runs through /search, fields=metadata: start, stop and summary
 // of each run in one page of up to PageLimit runs; the pages after the first go in parallel.
 func (c *Catalog) Runs(ctx context.Context) ([]*catalog.Start, error) {
-	starts, _, err := c.search(ctx, nil)
-	return starts, err
+	starts, stops, err := c.search(ctx, nil)
+	if err != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.lastList == nil || !c.outage(ctx, err) {
+			return nil, err
+		}
+		return c.lastList, nil
+	}
+	last := make(map[string]runMeta, len(starts))
+	for _, s := range starts {
+		last[s.UID] = runMeta{start: s, stop: stops[s.UID]}
+	}
+	c.mu.Lock()
+	c.last, c.lastList = last, starts
+	c.back()
+	c.mu.Unlock()
+	return starts, nil
+}
+
+// outage reports whether err means the server is unreachable (connection errors, timeouts,
+// 5xx) rather than an answer, and logs the first one of an outage. Called with mu held.
+func (c *Catalog) outage(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, ErrUnauthorized) || errors.Is(err, catalog.ErrNotFound) {
+		return false
+	}
+	var he *HTTPError
+	if errors.As(err, &he) && he.Status < 500 {
+		return false
+	}
+	var de *catalog.DocError
+	if errors.As(err, &de) {
+		return false
+	}
+	if !c.down {
+		c.down = true
+		c.opts.Logger.Warn("tiled: server unreachable; serving the last listing, other reads fail until it is back", "url", c.name, "err", err)
+	}
+	return true
+}
+
+// back logs the end of an outage. Called with mu held.
+func (c *Catalog) back() {
+	if c.down {
+		c.down = false
+		c.opts.Logger.Info("tiled: server reachable again", "url", c.name)
+	}
 }
 
 // search lists the runs that filters select.
@@ -320,8 +372,16 @@ func (c *Catalog) Run(ctx context.Context, uid string) (catalog.Run, error) {
 	u := c.c.route("metadata", append(c.path[:len(c.path):len(c.path)], uid), nil)
 	v, err := c.c.getJSON(ctx, u, c.opts.MaxJSONBytes)
 	if err != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if m, ok := c.last[uid]; ok && c.outage(ctx, err) {
+			return &run{cat: c, uid: uid, start: m.start, stop: m.stop}, nil
+		}
 		return nil, c.explain(fmt.Errorf("run %s: %w", uid, err))
 	}
+	c.mu.Lock()
+	c.back()
+	c.mu.Unlock()
 	md, _ := dig(v, "data", "attributes", "metadata").(map[string]any)
 	m, err := parseRunMeta(md)
 	if err != nil {
