@@ -126,7 +126,12 @@ func TestTiledMount(t *testing.T) {
 	expect(t, mnt, files)
 	// The AD run, in a mount without the query: its in-event field equals the values of the
 	// recorded documents, read by Python from the fixture itself.
-	all, _ := mount(t, r.srv.URL+"/api/v1")
+	all, allLogs := mount(t, r.srv.URL+"/api/v1")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("brokerfs (no query) logs:\n%s", allLogs)
+		}
+	})
 	out := runPython(t, "-c", `
 import base64, json, sys, numpy as np
 fx = json.load(open(sys.argv[2]))
@@ -137,8 +142,17 @@ for line in base64.b64decode(fx["body_base64"]).decode().splitlines():
         want += d["doc"]["data"]["cam_stats_total"]
 a = np.load(sys.argv[1])
 assert a.dtype == np.float64 and a.tolist() == want, (a.dtype, a.tolist(), want)
-print(len(want), "values")
-`, filepath.Join(all, "ad5d0000-0000-4000-8000-000000000001", "primary", "cam_stats_total.npy"), "../catalog/tiled/testdata/fixtures/172_run_ad5d0000_documents.json")
+# The external field, filled by the server: frame i is 1000*i + 10*row + col (the fixtures'
+# README), shape (events, 1, 4, 6) uint16 as databroker 1.2 gives it.
+i, _, r, c = np.indices((5, 1, 4, 6))
+# (Not mmap_mode: a second open of the filled file gets EIO from the passthrough open, a
+# nodes matter reported to the lead.)
+img = np.load(sys.argv[3])
+assert img.dtype == np.uint16 and img.shape == (5, 1, 4, 6), (img.dtype, img.shape)
+assert (img == 1000 * i + 10 * r + c).all()
+print(len(want), "values; cam_image", img.shape, img.dtype)
+`, filepath.Join(all, "ad5d0000-0000-4000-8000-000000000001", "primary", "cam_stats_total.npy"), "../catalog/tiled/testdata/fixtures/172_run_ad5d0000_documents.json",
+		filepath.Join(all, "ad5d0000-0000-4000-8000-000000000001", "primary", "cam_image.npy"))
 	t.Logf("AD run cam_stats_total: %s", strings.TrimSpace(out))
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {

@@ -22,7 +22,8 @@ import (
 func TestContract(t *testing.T) {
 	catalogtest.Suite(t, func(t *testing.T, runs [][]catalog.Document) catalog.Catalog {
 		f := newFake(t, runs)
-		c, err := Open(context.Background(), f.url(), Options{Backoff: time.Millisecond})
+		// KeepExternal: the contract's external field is compared as stored.
+		c, err := Open(context.Background(), f.url(), Options{Backoff: time.Millisecond, KeepExternal: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +115,7 @@ func TestArrayFaults(t *testing.T) {
 	docs, data := bigRun("big00000-0000-4000-8000-000000000000", 10, 4, 6)
 	f := newFake(t, [][]catalog.Document{docs})
 	f.addArray("big00000-0000-4000-8000-000000000000", "primary", "img", "u", 2, []int{10, 4, 6}, data)
-	c := openFake(t, f, Options{Timeout: 500 * time.Millisecond})
+	c := openFake(t, f, Options{Timeout: 500 * time.Millisecond, WholeArrayBytes: -1})
 	run, err := c.Run(ctx, "big00000-0000-4000-8000-000000000000")
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +244,7 @@ func TestMaxRequests(t *testing.T) {
 	f := newFake(t, [][]catalog.Document{docs})
 	f.addArray(uid, "primary", "img", "u", 2, []int{64, 64, 64}, data)
 	f.latency = 5 * time.Millisecond
-	c := openFake(t, f, Options{MaxRequests: 3, ArrayRequestBytes: 8192})
+	c := openFake(t, f, Options{MaxRequests: 3, ArrayRequestBytes: 8192, WholeArrayBytes: -1})
 	run, err := c.Run(ctx, uid)
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,8 @@ type run struct {
 
 	mu     sync.Mutex // guards docs, fields and rows
 	docs   *catalog.Assembled
+	descs  []*catalog.Descriptor  // as shown: external keys turned plain unless KeepExternal
+	ext    map[string]bool        // descriptor uid + "/" + key: external as stored
 	fields map[string]*arrayField // stream + "/" + field -> structure
 	rows   map[string]int         // descriptor uid -> events
 }
@@ -43,15 +45,20 @@ func (r *run) Stop(context.Context) (*catalog.Stop, error) {
 	return r.stop, nil
 }
 
-// Version names the run's state: for a finished run its uid, stop uid and the stop's event
-// counts, which do not change once the stop exists. A live run returns "" (not cached on
+// Version names the run's state: for a finished run the server's URL, its uid, stop uid and
+// the stop's event counts, which do not change once the stop exists. A live run returns "" (not cached on
 // disk: it is still growing).
 func (r *run) Version(context.Context) (string, error) {
 	if r.stop == nil {
 		return "", nil
 	}
+	// The server's URL is part of the key (as the Mongo backend keys by its redacted URI),
+	// and so is how external fields are shown.
 	var b strings.Builder
-	b.WriteString("tiled1 " + r.uid + " " + r.stop.UID)
+	b.WriteString("tiled2 " + strconv.Quote(r.cat.name) + " " + r.uid + " " + r.stop.UID)
+	if r.cat.opts.KeepExternal {
+		b.WriteString(" keep-external")
+	}
 	for _, k := range sortedStrings(r.stop.NumEvents) {
 		b.WriteString(" " + strconv.Quote(k) + "=" + strconv.FormatInt(r.stop.NumEvents[k], 10))
 	}
@@ -85,7 +92,25 @@ func (r *run) documents(ctx context.Context) (*catalog.Assembled, error) {
 	if a.StartDoc.UID != r.uid {
 		return nil, &catalog.DocError{Source: u, Name: "start", Err: fmt.Errorf("start of run %s, want %s", a.StartDoc.UID, r.uid)}
 	}
-	r.docs = a
+	r.docs, r.descs, r.ext = a, append([]*catalog.Descriptor(nil), a.Descs...), map[string]bool{}
+	for i, d := range a.Descs {
+		plain := true
+		for k, dk := range d.DataKeys {
+			if dk.External {
+				r.ext[d.UID+"/"+k], plain = true, false
+			}
+		}
+		if plain || c.opts.KeepExternal {
+			continue
+		}
+		shown := *d
+		shown.DataKeys = make(map[string]catalog.DataKey, len(d.DataKeys))
+		for k, dk := range d.DataKeys {
+			dk.External = false
+			shown.DataKeys[k] = dk
+		}
+		r.descs[i] = &shown
+	}
 	return a, nil
 }
 
@@ -118,12 +143,15 @@ func parseDocuments(body []byte) ([]catalog.Document, error) {
 	return docs, nil
 }
 
+// Descriptors returns the descriptors in the server's order (by time). Their data keys say
+// external only with KeepExternal: otherwise the server fills those fields (ArrayReader).
 func (r *run) Descriptors(ctx context.Context) ([]*catalog.Descriptor, error) {
-	a, err := r.documents(ctx)
-	if err != nil {
+	if _, err := r.documents(ctx); err != nil {
 		return nil, err
 	}
-	return a.Descs, nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.descs, nil
 }
 
 func (r *run) EventPages(ctx context.Context, descriptor string, from, to int, fields []string, fn func(*catalog.EventPage) error) error {
@@ -134,9 +162,11 @@ func (r *run) EventPages(ctx context.Context, descriptor string, from, to int, f
 	return a.EventPages(ctx, descriptor, from, to, fields, fn)
 }
 
+// Resources returns the run's resources with KeepExternal, else none: the server fills
+// external data, so no file of this machine is needed (and none is listed in files.txt).
 func (r *run) Resources(ctx context.Context) ([]*catalog.Resource, error) {
 	a, err := r.documents(ctx)
-	if err != nil {
+	if err != nil || !r.cat.opts.KeepExternal {
 		return nil, err
 	}
 	return a.Res, nil
@@ -144,7 +174,7 @@ func (r *run) Resources(ctx context.Context) ([]*catalog.Resource, error) {
 
 func (r *run) Datums(ctx context.Context, resource string, fn func(*catalog.DatumPage) error) error {
 	a, err := r.documents(ctx)
-	if err != nil {
+	if err != nil || !r.cat.opts.KeepExternal {
 		return err
 	}
 	return a.Datums(ctx, resource, fn)
@@ -166,6 +196,9 @@ type arrayField struct {
 	descr    string
 	itemsize int
 	shape    []int // (stream rows, *row shape)
+
+	wholeMu sync.Mutex // guards whole; held while it is fetched, so that it is fetched once
+	whole   []byte     // the whole array, for arrays of at most WholeArrayBytes
 }
 
 // ArrayField says which fields are read by row range: external fields (the documents hold
@@ -183,7 +216,10 @@ func (r *run) ArrayField(ctx context.Context, descriptor, field string) (string,
 	if !ok {
 		return "", nil, false, fmt.Errorf("field %q of descriptor %s: %w", field, descriptor, catalog.ErrNotFound)
 	}
-	if !dk.External {
+	r.mu.Lock()
+	external := r.ext[descriptor+"/"+field]
+	r.mu.Unlock()
+	if !external {
 		n := int64(8)
 		for _, s := range dk.Shape {
 			n *= int64(s)
@@ -402,6 +438,14 @@ func (r *run) ReadArray(ctx context.Context, descriptor, field string, from, to 
 	if lo == hi {
 		return nil
 	}
+	if total := int64(f.shape[0]) * int64(rb); total <= r.cat.opts.WholeArrayBytes {
+		whole, err := r.whole(ctx, d.Name, field, f)
+		if err != nil {
+			return fmt.Errorf("read field %q of run %s: %w", field, r.uid, err)
+		}
+		copy(dst, whole[lo*rb:hi*rb])
+		return nil
+	}
 	// Rows per request: a long read is cut into one piece per request slot (one round trip
 	// of latency), each at most ArrayRequestBytes (a compressed answer is held whole before
 	// it is decoded) and at least minPieceBytes (a request costs a round trip).
@@ -437,6 +481,22 @@ func (r *run) ReadArray(ctx context.Context, descriptor, field string, from, to 
 		return fmt.Errorf("read field %q of run %s: %w", field, r.uid, errs[0])
 	}
 	return nil
+}
+
+// whole returns the whole array of a small field, fetching it on first use (a failure is not
+// kept).
+func (r *run) whole(ctx context.Context, stream, field string, f *arrayField) ([]byte, error) {
+	f.wholeMu.Lock()
+	defer f.wholeMu.Unlock()
+	if f.whole != nil {
+		return f.whole, nil
+	}
+	b := make([]byte, f.shape[0]*f.rowBytes())
+	if err := r.fetchRows(ctx, stream, field, f, 0, f.shape[0], b); err != nil {
+		return nil, err
+	}
+	f.whole = b
+	return b, nil
 }
 
 func (r *run) fetchRows(ctx context.Context, stream, field string, f *arrayField, a, b int, dst []byte) error {

@@ -50,6 +50,10 @@ type Options struct {
 	// ArrayRequestBytes bounds one array request; a long read is cut into one piece per
 	// request slot, each at most this big, sent in parallel (default 16 MiB).
 	ArrayRequestBytes int64
+	// WholeArrayBytes: arrays up to this size are fetched whole on their first read and kept
+	// with the run, so that a reader going row by row costs one request (default 1 MiB;
+	// negative: never).
+	WholeArrayBytes int64
 	// BigRowBytes: non-external fields whose rows are at least this big are served through
 	// ArrayReader rather than events (default 64 KiB).
 	BigRowBytes int64
@@ -57,6 +61,12 @@ type Options struct {
 	// JSON response (default 64 MiB).
 	MaxDocumentsBytes int64
 	MaxJSONBytes      int64
+
+	// KeepExternal reports external data keys, resources and datums as stored. By default
+	// the server fills external fields (ArrayReader), so runs show them as plain fields and
+	// have no resources: nothing of them is read from this machine's files. Documents (what
+	// brokerfs copy writes) are always as stored.
+	KeepExternal bool
 
 	Logger *slog.Logger
 }
@@ -81,6 +91,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ArrayRequestBytes <= 0 {
 		o.ArrayRequestBytes = 16 << 20
+	}
+	if o.WholeArrayBytes == 0 {
+		o.WholeArrayBytes = 1 << 20
 	}
 	if o.BigRowBytes <= 0 {
 		o.BigRowBytes = 64 << 10

@@ -247,11 +247,13 @@ func adFrame(i int) []byte {
 
 // TestReplayExternalField: the AD_HDF5 run's external field is served by row range, filled
 // by the server: one frame costs one request of one frame's bytes (slice=2); the whole
-// array one request without a slice.
+// array one request without a slice. A small array is fetched whole once, then kept.
 func TestReplayExternalField(t *testing.T) {
 	ctx := context.Background()
 	r := newReplay(t, "public")
-	c := openReplay(t, r, testOpts())
+	o := testOpts()
+	o.WholeArrayBytes = -1
+	c := openReplay(t, r, o)
 	run, err := c.Run(ctx, adUID)
 	if err != nil {
 		t.Fatal(err)
@@ -289,6 +291,27 @@ func TestReplayExternalField(t *testing.T) {
 	if got, want := r.take(), []string{"107_field_metadata_ad_cam_image.json", "111_array_full_ad_cam_image_slice_octet.json", "108_array_full_ad_cam_image_octet.json"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("served %v, want %v", got, want)
 	}
+
+	// By default the 240-byte array is fetched whole on the first row read, and kept.
+	c2 := openReplay(t, r, testOpts())
+	run2, err := c2.Run(ctx, adUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ar2 := run2.(catalog.ArrayReader)
+	if _, _, ok, err := ar2.ArrayField(ctx, d, "cam_image"); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	r.take()
+	for _, i := range []int{3, 0, 4, 1, 2} {
+		if err := ar2.ReadArray(ctx, d, "cam_image", i, i+1, frame); err != nil || !bytes.Equal(frame, adFrame(i)) {
+			t.Errorf("row %d: %v %v", i, frame, err)
+		}
+	}
+	if got, want := r.take(), []string{"108_array_full_ad_cam_image_octet.json"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("row by row: served %v, want %v", got, want)
+	}
+
 	// The in-event field and the datum ids still come through the documents.
 	rows := eventRows(t, run, d)
 	if len(rows) != 5 {
@@ -298,6 +321,27 @@ func TestReplayExternalField(t *testing.T) {
 		if id, _ := row.Data["cam_image"].(string); !strings.HasSuffix(id, fmt.Sprintf("/%d", i)) {
 			t.Errorf("event %d cam_image = %v, want a datum id ending /%d", i, row.Data["cam_image"], i)
 		}
+	}
+	// The server fills the external field: the run shows it as a plain field, without
+	// resources (no files.txt); the documents keep it as stored, for copies.
+	if dk := descs[0].DataKeys["cam_image"]; dk.External || dk.DtypeNumpy != "<u2" {
+		t.Errorf("cam_image data key %+v: want it plain", dk)
+	}
+	if res, err := run.Resources(ctx); len(res) != 0 || err != nil {
+		t.Errorf("Resources = %v, %v; want none", res, err)
+	}
+	var kinds []string
+	if err := run.(catalog.DocumentReader).Documents(ctx, func(d catalog.Document) error {
+		kinds = append(kinds, d.Name)
+		if d.Name == "descriptor" {
+			dks, _ := d.Doc["data_keys"].(map[string]any)
+			if img, _ := dks["cam_image"].(map[string]any); img["external"] != "FILESTORE:" {
+				t.Errorf("descriptor document changed: %v", img)
+			}
+		}
+		return nil
+	}); err != nil || strings.Join(kinds, " ") != "start descriptor resource"+strings.Repeat(" datum_page event_page", 5)+" stop" {
+		t.Errorf("documents %v, %v", kinds, err)
 	}
 	if v, _ := run.(catalog.Versioner).Version(ctx); !strings.Contains(v, adUID) {
 		t.Errorf("Version = %q", v)
