@@ -415,3 +415,42 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestRunVersion: the catalog names a run's version without opening it: from the listing
+// (no request) or from its metadata (one), equal to the run's own Version; a live run has
+// none; another server gives another key.
+func TestRunVersion(t *testing.T) {
+	ctx := context.Background()
+	runs := append(manyRuns(2), catalogtest.Runs()[2]) // the last one is live
+	f := newFake(t, runs)
+	c := openFake(t, f, Options{})
+	uid := "00000001-0000-4000-8000-000000000000"
+	before := f.requests.Load()
+	v1, err := c.RunVersion(ctx, uid)
+	if err != nil || v1 == "" || f.requests.Load()-before != 1 {
+		t.Errorf("RunVersion before a listing = %q, %v after %d requests", v1, err, f.requests.Load()-before)
+	}
+	if _, err := c.Runs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before = f.requests.Load()
+	v2, _ := c.RunVersion(ctx, uid)
+	if v2 != v1 || f.requests.Load() != before {
+		t.Errorf("RunVersion from the listing = %q (%d requests), want %q", v2, f.requests.Load()-before, v1)
+	}
+	run, _ := c.Run(ctx, uid)
+	if v, _ := run.(catalog.Versioner).Version(ctx); v != v1 {
+		t.Errorf("Version = %q, RunVersion %q", v, v1)
+	}
+	if v, err := c.RunVersion(ctx, catalogtest.UIDLive); v != "" || err != nil {
+		t.Errorf("live run: %q, %v", v, err)
+	}
+	if _, err := c.RunVersion(ctx, "99999999-0000-4000-8000-000000000000"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("missing run: %v", err)
+	}
+	f2 := newFake(t, runs)
+	c2 := openFake(t, f2, Options{})
+	if v, _ := c2.RunVersion(ctx, uid); v == v1 || v == "" {
+		t.Errorf("another server's key %q, want one other than %q", v, v1)
+	}
+}

@@ -48,21 +48,23 @@ func (r *run) Stop(context.Context) (*catalog.Stop, error) {
 // Version names the run's state: for a finished run the server's URL, its uid, stop uid and
 // the stop's event counts, which do not change once the stop exists. A live run returns "" (not cached on
 // disk: it is still growing).
-func (r *run) Version(context.Context) (string, error) {
-	if r.stop == nil {
-		return "", nil
+func (r *run) Version(context.Context) (string, error) { return r.cat.versionKey(r.uid, r.stop), nil }
+
+func (c *Catalog) versionKey(uid string, stop *catalog.Stop) string {
+	if stop == nil {
+		return ""
 	}
 	// The server's URL is part of the key (as the Mongo backend keys by its redacted URI),
 	// and so is how external fields are shown.
 	var b strings.Builder
-	b.WriteString("tiled2 " + strconv.Quote(r.cat.name) + " " + r.uid + " " + r.stop.UID)
-	if r.cat.opts.KeepExternal {
+	b.WriteString("tiled2 " + strconv.Quote(c.name) + " " + uid + " " + stop.UID)
+	if c.opts.KeepExternal {
 		b.WriteString(" keep-external")
 	}
-	for _, k := range sortedStrings(r.stop.NumEvents) {
-		b.WriteString(" " + strconv.Quote(k) + "=" + strconv.FormatInt(r.stop.NumEvents[k], 10))
+	for _, k := range sortedStrings(stop.NumEvents) {
+		b.WriteString(" " + strconv.Quote(k) + "=" + strconv.FormatInt(stop.NumEvents[k], 10))
 	}
-	return b.String(), nil
+	return b.String()
 }
 
 // documents returns the run's documents, fetching them on first use.

@@ -128,7 +128,27 @@ type Catalog struct {
 	down     bool
 }
 
-var _ catalog.Catalog = (*Catalog)(nil)
+var (
+	_ catalog.Catalog      = (*Catalog)(nil)
+	_ catalog.RunVersioner = (*Catalog)(nil)
+)
+
+// RunVersion is the key Run(uid).Version gives, from the last listing when the run is in it
+// (no request: a run's stop and event counts come with the listing), else from the run's
+// metadata (one request).
+func (c *Catalog) RunVersion(ctx context.Context, uid string) (string, error) {
+	c.mu.Lock()
+	m, ok := c.last[uid]
+	c.mu.Unlock()
+	if ok {
+		return c.versionKey(uid, m.stop), nil
+	}
+	r, err := c.Run(ctx, uid)
+	if err != nil {
+		return "", err
+	}
+	return r.(*run).Version(ctx)
+}
 
 // IsURL reports whether a SOURCE argument names a tiled server.
 func IsURL(s string) bool {
