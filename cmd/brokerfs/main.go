@@ -137,6 +137,8 @@ type catalogFlags struct {
 
 	// mongoMonitor, when set (--metrics), sees every MongoDB command: catalog round trips.
 	mongoMonitor *mongoevent.CommandMonitor
+
+	tiled tiledFlags // http(s):// sources: tiled.go
 }
 
 func (c *catalogFlags) register(fl *pflag.FlagSet) {
@@ -146,11 +148,12 @@ func (c *catalogFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&c.debug, "debug", false, "log debugging detail")
 	fl.StringVar(&c.assetDB, "asset-db", "", "MongoDB: URI of the asset registry (resource, datum, sentinel) when it is not the metadata database")
 	fl.StringVar(&c.layout, "layout", "normalized", "MongoDB: the catalog's layout, normalized or embedded")
-	fl.DurationVar(&c.timeout, "timeout", 10*time.Second, "MongoDB: server selection and per-operation timeout")
+	fl.DurationVar(&c.timeout, "timeout", 10*time.Second, "MongoDB and tiled: server selection and per-operation (per-request) timeout")
 	fl.StringVar(&c.cacheDir, "cache-dir", defaultCacheDir(), "where decoded columns and the listing index are kept between mounts")
 	fl.BoolVar(&c.noCache, "no-cache", false, "keep nothing on disk between mounts (decoded data lives in memory and temporary files only)")
 	fl.StringVar(&c.cacheMax, "cache-max", "10G", "most disk the cache may use (K, M, G, T suffixes); least recently used entries go first")
 	fl.DurationVar(&c.cacheTTL, "cache-ttl", 0, "re-validate cache entries older than this against the source (0: entries of finished runs never expire)")
+	c.tiled.register(fl)
 }
 
 func (c *catalogFlags) logger(stderr io.Writer) *slog.Logger {

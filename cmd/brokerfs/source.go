@@ -15,6 +15,7 @@ import (
 	"github.com/brokerfs/brokerfs/catalog/jsonl"
 	"github.com/brokerfs/brokerfs/catalog/mongo"
 	"github.com/brokerfs/brokerfs/catalog/msgpack"
+	"github.com/brokerfs/brokerfs/catalog/tiled"
 	"github.com/brokerfs/brokerfs/config"
 	"github.com/brokerfs/brokerfs/handlers"
 )
@@ -39,6 +40,9 @@ type source struct {
 func openSource(ctx context.Context, arg string, cf *catalogFlags, log *slog.Logger) (*source, error) {
 	if isMongoURI(arg) {
 		return openMongo(ctx, arg, cf.assetDB, cf, log)
+	}
+	if tiled.IsURL(arg) {
+		return openTiled(ctx, arg, cf, log)
 	}
 	if cf.assetDB != "" || cf.layout != "normalized" {
 		return nil, usageError{"--asset-db and --layout apply to mongodb:// sources only"}
