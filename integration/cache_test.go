@@ -160,28 +160,6 @@ func sameFieldsAndDocs(t *testing.T, what string, got, want tree) {
 	sameTree(t, what+": documents (.json, files.txt)", documents(got), documents(want))
 }
 
-// knownBug skips the rest of t with "BUG: why" unless BROKERFS_KNOWN_BUGS is set: what
-// follows it fails until the bug is fixed (BROKERFS_KNOWN_BUGS=1 go test -run TestCache
-// ./integration/ shows how).
-func knownBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("BROKERFS_KNOWN_BUGS") == "" {
-		t.Skip("BUG: " + why)
-	}
-}
-
-// The bugs these tests found (see the comments at their knownBug calls).
-const (
-	bugSkeletonJSON  = "a remount on a warm cache serves start.json, stop.json and descriptors.json re-encoded compactly (other bytes and st_size than the first mount): nodes/skeleton.go json.Marshal compacts the json.RawMessage documents"
-	bugMissRunning   = "a cache entry evicted (--cache-max) or damaged under a running mount makes every file of its stream fail with EIO until a remount: table keeps *Table (sync.Once) whose osFile opens the old cache.Entry; ErrMiss is never turned into a rebuild"
-	bugLogLines      = "an unusable cache dir is logged twice (the listing index, then the column cache), a full one once per kind of entry (columns, CSV): table.rootCause cannot unwrap fmt.Errorf(\"%w: %w\")"
-	bugExternalAlign = "without a usable cache store an external field's .npy has a 128-byte header instead of the 4096-byte-aligned one (other bytes and st_size than with the cache): table/external.go sparse() sets the aligned header only when there is a store"
-	bugStaleLinks    = "latest and by-scan-id/<n> keep pointing to a deleted run: nodes/root.go NewInode with a stable inode keeps the first symlink node, whose target was fixed at its first lookup"
-	bugStaleStop     = "a finished run's file truncated (the stop cut) under a running mount: stop.json stays (and x.npy keeps its old size) past --list-ttl: the kernel's entries and attributes of a finished run have long timeouts and are not invalidated when the run is re-read"
-	bugIOMode        = "np.load(mmap_mode='r') of an external field fails with EIO at open (the server answered OK): handles opened before the sparse file was complete are served by pread (kernel cached-io mode), later ones with FUSE passthrough, and Linux refuses to mix the two io modes on one inode"
-	bugFirstMissing  = "with the first HDF5 file of an external field missing, the lookup of its .npy fails with EIO: the field is described from the first datum's file only (table/external.go describe), not the data key or another datum"
-)
-
 // countFiles counts the files of a tree whose names end in suffix.
 func countFiles(tr tree, suffix string) int {
 	n := 0
@@ -285,7 +263,6 @@ func TestCacheEveryField(t *testing.T) {
 			got := readTree(t, warm)
 			sameTree(t, "second mount on the same cache dir: fields", fields(got), fields(want))
 			t.Run("documents after a remount", func(t *testing.T) {
-				knownBug(t, bugSkeletonJSON)
 				sameTree(t, "second mount on the same cache dir: documents", documents(got), documents(want))
 			})
 
@@ -298,12 +275,10 @@ func TestCacheEveryField(t *testing.T) {
 			sameTree(t, "--cache-dir "+bad+": documents", documents(got), documents(want))
 			t.Run("fields without a usable cache dir", func(t *testing.T) {
 				if c.name == "demo" {
-					knownBug(t, bugExternalAlign)
 				}
 				sameTree(t, "--cache-dir "+bad+": fields", fields(got), fields(want))
 			})
 			t.Run("one log line", func(t *testing.T) {
-				knownBug(t, bugLogLines)
 				if lines := linesNaming(logs.String(), bad); len(lines) != 1 {
 					t.Errorf("the unusable cache dir %s is named by %d log lines, want 1:\n%s", bad, len(lines), logs)
 				}
@@ -328,7 +303,6 @@ func TestCacheReadOnlyDir(t *testing.T) {
 	expect(t, mnt, []string{r.path})
 	ref, _ := mount(t, src, "--cache-dir", t.TempDir())
 	sameFieldsAndDocs(t, "read-only cache dir", readTree(t, mnt), readTree(t, ref))
-	knownBug(t, bugLogLines)
 	if lines := linesNaming(logs.String(), ro); len(lines) != 1 {
 		t.Errorf("the read-only cache dir %s is named by %d log lines, want 1:\n%s", ro, len(lines), logs)
 	}
@@ -407,7 +381,6 @@ func TestCacheDecodeOnce(t *testing.T) {
 	if countFiles(got, ".npy") == 0 {
 		t.Fatal("no .npy files read")
 	}
-	knownBug(t, bugSkeletonJSON)
 	sameTree(t, "remount on a warm cache: documents", documents(got), documents(want))
 }
 
@@ -500,15 +473,16 @@ func TestCacheSourceChanges(t *testing.T) {
 				}
 			}
 			if scenario == "truncate" {
-				knownBug(t, bugStaleStop)
-				// Before anything lists the run (a readdir can hide the bug): the first
-				// stat after the TTL must see the run as it is now. 3 of 4 pages of 10
-				// events are left: x.npy is a 128-byte header and 30 float64.
+				// Before anything lists the run (a readdir can hide a stale run): the first
+				// stat after the TTL must see the run as it is now: no stop, fewer rows
+				// (expect.py below checks the values against the truncated file).
 				if _, err := os.Stat(filepath.Join(mnt, uid, "stop.json")); !errors.Is(err, fs.ErrNotExist) {
 					t.Errorf("stat stop.json %v after the stop was cut from the run file: %v, want ENOENT", ttl+700*time.Millisecond, err)
 				}
-				if fi, err := os.Stat(filepath.Join(mnt, uid, "primary", "x.npy")); err != nil || fi.Size() != 128+30*8 {
-					t.Errorf("stat primary/x.npy after the run file lost its last page: %v, want %d bytes", fileInfoSize(fi, err), 128+30*8)
+				var was int64
+				fmt.Sscan(before["primary/x.npy"], &was)
+				if fi, err := os.Stat(filepath.Join(mnt, uid, "primary", "x.npy")); err != nil || fi.Size() >= was {
+					t.Errorf("stat primary/x.npy after the run file lost its last pages: %v, want fewer than the %d bytes before", fileInfoSize(fi, err), was)
 				}
 			}
 
@@ -618,7 +592,6 @@ func TestCacheDamagedEntries(t *testing.T) {
 		return files[0]
 	}
 	t.Run("running mount", func(t *testing.T) {
-		knownBug(t, bugMissRunning)
 		for _, d := range damages {
 			p := victim()
 			d.do(t, p)
@@ -698,7 +671,6 @@ func TestCacheENOSPC(t *testing.T) {
 	// expect.py reads everything again (from the cache where it is there).
 	expect(t, s.mnt, []string{big.path, small.path})
 	logs := s.logs.String()
-	knownBug(t, bugLogLines)
 	if lines := linesNaming(logs, dir); len(lines) != 1 {
 		t.Errorf("%d log lines name the full cache dir %s, want 1:\n%s", len(lines), dir, logs)
 	}
@@ -763,7 +735,6 @@ func TestCacheMaxBelowOneField(t *testing.T) {
 	mnt, _ := mount(t, src, "--cache-dir", dir, "--cache-max", "1M")
 	readTree(t, mnt)
 	t.Run("values", func(t *testing.T) {
-		knownBug(t, bugMissRunning)
 		expectNonFatal(t, mnt, []string{big.path, small.path})
 	})
 	readTree(t, mnt)
@@ -947,7 +918,6 @@ func TestCacheExternalMmap(t *testing.T) {
 	}
 	f1.Close()
 	t.Run("mmap", func(t *testing.T) {
-		knownBug(t, bugIOMode)
 		if out, err := exec.Command(python, "testdata/cache_external.py", exp, det, "all").CombinedOutput(); err != nil {
 			t.Errorf("all files there: %v\n%s", err, out)
 		} else {
@@ -958,7 +928,6 @@ func TestCacheExternalMmap(t *testing.T) {
 	if err := os.Rename(r.DetFiles[0], r.DetFiles[0]+".gone"); err != nil {
 		t.Fatal(err)
 	}
-	knownBug(t, bugFirstMissing)
 	mnt2, logs := mount(t, filepath.Join(r.dir, "cat_msgpack"), r.rootMap(), "--cache-dir", t.TempDir())
 	det2 := filepath.Join(mnt2, r.DetUID, "primary", "det.npy")
 	out, err := exec.Command(python, "testdata/cache_external.py", exp, det2, "first-missing").CombinedOutput()
@@ -988,7 +957,6 @@ func TestCacheDeletedNewestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond)
-	knownBug(t, bugStaleLinks)
 	for _, l := range links {
 		if got, err := os.Readlink(l); err != nil || filepath.Base(got) != old.uid {
 			t.Errorf("readlink %s 1.5 s after the newest run's file was deleted (--list-ttl 500ms) = %q, %v; want %s", l, got, err, old.uid)
@@ -1008,7 +976,6 @@ func TestCacheEvictedUnderMount(t *testing.T) {
 	b := writeCacheRun(t, src, "b.msgpack", uidN(102), "--events", "200", "--width", "256", "--page", "50", "--t0", "1700001000", "--seed", "2")
 	mnt, logs := mount(t, src, "--cache-dir", t.TempDir(), "--cache-max", "1M")
 	first := fields(readTree(t, filepath.Join(mnt, a.uid)))
-	knownBug(t, bugMissRunning)
 	readTree(t, filepath.Join(mnt, b.uid))
 	again := fields(readTree(t, filepath.Join(mnt, a.uid)))
 	sameTree(t, "run a read again after run b evicted its entries", again, first)

@@ -51,7 +51,8 @@ Usage:
   brokerfs help COMMAND                      flags of a command
 
 SOURCE is a directory, a glob or a file of suitcase msgpack (*.msgpack) or JSONL (*.jsonl)
-run files (several joined with commas), or a mongodb:// URI of a metadata database
+run files (several joined with commas), a mongodb:// URI of a metadata database, an
+http(s)://HOST/api/v1[/PATH] URL of a tiled server (key from TILED_API_KEY or --api-key-file),
 (--asset-db for a separate asset database, --layout embedded for the embedded layout), a
 databroker-pack directory, or the NAME of a catalog in your intake or databroker configuration.
 `
