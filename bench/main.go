@@ -173,6 +173,7 @@ func (b *bench) runAll() (err error) {
 		}
 		t := time.Now()
 		fmt.Fprintf(os.Stderr, "bench: == %s\n", s.name)
+		load0 := loadAvg()
 		if err := s.fn(); err != nil {
 			// Report what was measured; the other benchmarks still run.
 			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", s.name, err)
@@ -180,6 +181,7 @@ func (b *bench) runAll() (err error) {
 			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s took %s\n", s.name, time.Since(t).Round(time.Second))
+		b.note("%s took %s; load average (1 min) %s at its start, %s at its end", s.name, time.Since(t).Round(time.Second), load0, loadAvg())
 	}
 	b.peakRow()
 	b.report()
@@ -426,4 +428,16 @@ func nOf(k int) string {
 		return fmt.Sprintf(" (median of %d)", k)
 	}
 	return ""
+}
+
+// loadAvg is the 1-minute load average: the machine is shared, and the figures move with it.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
