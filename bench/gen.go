@@ -170,16 +170,18 @@ func smallRun(r *rand.Rand, i int) ([]catalog.Document, string) {
 	return docs, uid
 }
 
-// Fixed uids of the two large runs.
+// Fixed uids of the large runs.
 const (
 	scalarUID = "b1000000-0000-4000-8000-000000000001"
 	arrayUID  = "b2000000-0000-4000-8000-000000000002"
+	rawUID    = "b3000000-0000-4000-8000-000000000003"
+	gzipUID   = "b4000000-0000-4000-8000-000000000004"
 )
 
-// genScalarRun writes a run of n events with two scalar float fields x and y, as suitcase-msgpack
-// writes it when fed one event at a time: n single-row event_page documents. x of event i
-// (from 0) is i/2, so that a reader can check the sum.
-func genScalarRun(path string, n int) error {
+// genScalarRun writes a run of n events with two scalar float fields x and y in event_page
+// documents of page rows each (page 1: as suitcase-msgpack writes a run fed one event at a
+// time). x of event i (from 0) is i/2, so that a reader can check the sum.
+func genScalarRun(path string, n, page int) error {
 	return writeFile(path, func(w *msgpack.Writer) error {
 		desc := scalarUID + "-d1"
 		if err := w.Write("start", map[string]any{"uid": scalarUID, "time": t0, "scan_id": int64(1), "plan_name": "count",
@@ -193,19 +195,22 @@ func genScalarRun(path string, n int) error {
 			"object_keys": map[string]any{"x": []any{"x"}, "y": []any{"y"}}}); err != nil {
 			return err
 		}
-		// One set of maps and lists, refilled per event: generating must not dominate.
-		tl, ul, sl, xl, yl, txl, tyl := make([]any, 1), make([]any, 1), make([]any, 1), make([]any, 1), make([]any, 1), make([]any, 1), make([]any, 1)
-		page := map[string]any{"time": tl, "uid": ul, "seq_num": sl, "descriptor": desc, "filled": map[string]any{},
-			"data": map[string]any{"x": xl, "y": yl}, "timestamps": map[string]any{"x": txl, "y": tyl}}
-		for i := range n {
-			if i%4096 == 0 && interrupted.Load() {
+		for i := 0; i < n; i += page {
+			if interrupted.Load() {
 				return errInterrupted
 			}
-			t := t0 + float64(i)*0.01
-			tl[0], sl[0] = t, int64(i+1)
-			ul[0] = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
-			xl[0], yl[0] = float64(i)*0.5, float64(i)*-0.25+1e-3
-			txl[0], tyl[0] = t-0.001, t-0.002
+			k := min(page, n-i)
+			tl, ul, sl, xl, yl, txl, tyl := make([]any, k), make([]any, k), make([]any, k), make([]any, k), make([]any, k), make([]any, k), make([]any, k)
+			for j := range k {
+				e := i + j
+				t := t0 + float64(e)*0.01
+				tl[j], sl[j] = t, int64(e+1)
+				ul[j] = fmt.Sprintf("%08x-0000-4000-8000-%012x", e, e)
+				xl[j], yl[j] = float64(e)*0.5, float64(e)*-0.25+1e-3
+				txl[j], tyl[j] = t-0.001, t-0.002
+			}
+			page := map[string]any{"time": tl, "uid": ul, "seq_num": sl, "descriptor": desc, "filled": map[string]any{},
+				"data": map[string]any{"x": xl, "y": yl}, "timestamps": map[string]any{"x": txl, "y": tyl}}
 			if err := w.Write("event_page", page); err != nil {
 				return err
 			}
@@ -216,9 +221,9 @@ func genScalarRun(path string, n int) error {
 }
 
 // genArrayRun writes a run of n events whose field "spectrum" is a 1-D float64 array of width
-// elements stored as msgpack-numpy (an MCA spectrum, say), plus a scalar "i0", one single-row
-// event_page per event. Element 0 of event k's spectrum is k; element j>0 is j/1000.
-func genArrayRun(path string, n, width int) error {
+// elements stored as msgpack-numpy (an MCA spectrum, say), plus a scalar "i0", in event_page
+// documents of page rows. Element 0 of event k's spectrum is k; element j>0 is j/1000.
+func genArrayRun(path string, n, width, page int) error {
 	return writeFile(path, func(w *msgpack.Writer) error {
 		desc := arrayUID + "-d1"
 		if err := w.Write("start", map[string]any{"uid": arrayUID, "time": t0, "scan_id": int64(2), "plan_name": "count",
@@ -232,29 +237,77 @@ func genArrayRun(path string, n, width int) error {
 			"object_keys": map[string]any{"mca": []any{"spectrum"}, "i0": []any{"i0"}}}); err != nil {
 			return err
 		}
-		data := make([]byte, 8*width)
-		for j := 1; j < width; j++ {
-			binary.LittleEndian.PutUint64(data[8*j:], math.Float64bits(float64(j)/1000))
-		}
-		arr := &catalog.NDArray{Dtype: "<f8", Shape: []int{width}, Data: data}
-		tl, ul, sl, al, il, tal, til := make([]any, 1), make([]any, 1), make([]any, 1), []any{arr}, make([]any, 1), make([]any, 1), make([]any, 1)
-		page := map[string]any{"time": tl, "uid": ul, "seq_num": sl, "descriptor": desc, "filled": map[string]any{},
-			"data": map[string]any{"spectrum": al, "i0": il}, "timestamps": map[string]any{"spectrum": tal, "i0": til}}
-		for k := range n {
-			if k%256 == 0 && interrupted.Load() {
+		for i := 0; i < n; i += page {
+			if interrupted.Load() {
 				return errInterrupted
 			}
-			t := t0 + float64(k)*0.1
-			binary.LittleEndian.PutUint64(data, math.Float64bits(float64(k)))
-			tl[0], sl[0] = t, int64(k+1)
-			ul[0] = fmt.Sprintf("%08x-0000-4000-8000-%012x", k, k)
-			il[0] = 1e5 + float64(k%100)
-			tal[0], til[0] = t-0.001, t-0.002
+			k := min(page, n-i)
+			tl, ul, sl, al, il, tal, til := make([]any, k), make([]any, k), make([]any, k), make([]any, k), make([]any, k), make([]any, k), make([]any, k)
+			for j := range k {
+				e := i + j
+				data := make([]byte, 8*width)
+				binary.LittleEndian.PutUint64(data, math.Float64bits(float64(e)))
+				for x := 1; x < width; x++ {
+					binary.LittleEndian.PutUint64(data[8*x:], math.Float64bits(float64(x)/1000))
+				}
+				t := t0 + float64(e)*0.1
+				tl[j], sl[j] = t, int64(e+1)
+				ul[j] = fmt.Sprintf("%08x-0000-4000-8000-%012x", e, e)
+				al[j] = &catalog.NDArray{Dtype: "<f8", Shape: []int{width}, Data: data}
+				il[j] = 1e5 + float64(e%100)
+				tal[j], til[j] = t-0.001, t-0.002
+			}
+			page := map[string]any{"time": tl, "uid": ul, "seq_num": sl, "descriptor": desc, "filled": map[string]any{},
+				"data": map[string]any{"spectrum": al, "i0": il}, "timestamps": map[string]any{"spectrum": tal, "i0": til}}
 			if err := w.Write("event_page", page); err != nil {
 				return err
 			}
 		}
 		return w.Write("stop", map[string]any{"uid": arrayUID + "-stop", "run_start": arrayUID, "time": t0 + float64(n)*0.1 + 1,
+			"exit_status": "success", "num_events": map[string]any{"primary": int64(n)}})
+	})
+}
+
+// genDetectorRun writes a run whose field cam_image is external: n frames of an AD_HDF5 file
+// (dataset /entry/data/data, one frame per point) named by a resource and a datum per event,
+// as ophyd's area detector plugins write them.
+func genDetectorRun(path, uid, root, rel string, n, side int) error {
+	return writeFile(path, func(w *msgpack.Writer) error {
+		desc, res := uid+"-d1", uid+"-r1"
+		if err := w.Write("start", map[string]any{"uid": uid, "time": t0, "scan_id": int64(3), "plan_name": "count",
+			"detectors": []any{"cam"}, "num_points": int64(n)}); err != nil {
+			return err
+		}
+		if err := w.Write("descriptor", map[string]any{"uid": desc, "run_start": uid, "time": t0, "name": "primary",
+			"data_keys": map[string]any{
+				"cam_image": map[string]any{"dtype": "array", "shape": []any{int64(side), int64(side)}, "source": "PV:CAM:image1",
+					"external": "FILESTORE:", "dtype_numpy": "<u2"},
+				"cam_total": map[string]any{"dtype": "number", "shape": []any{}, "source": "PV:CAM:Stats1:Total_RBV"}},
+			"object_keys": map[string]any{"cam": []any{"cam_image", "cam_total"}}}); err != nil {
+			return err
+		}
+		if err := w.Write("resource", map[string]any{"uid": res, "spec": "AD_HDF5", "root": root, "resource_path": rel,
+			"resource_kwargs": map[string]any{"frame_per_point": int64(1)}, "path_semantics": "posix", "run_start": uid}); err != nil {
+			return err
+		}
+		ids, points := make([]any, n), make([]any, n)
+		for i := range n {
+			ids[i], points[i] = fmt.Sprintf("%s/%d", res, i), int64(i)
+		}
+		if err := w.Write("datum_page", map[string]any{"resource": res, "datum_id": ids,
+			"datum_kwargs": map[string]any{"point_number": points}}); err != nil {
+			return err
+		}
+		for i := range n {
+			t := t0 + float64(i)*0.1
+			if err := w.Write("event", map[string]any{"uid": fmt.Sprintf("%s-e%d", uid, i), "time": t, "seq_num": int64(i + 1),
+				"descriptor": desc, "filled": map[string]any{"cam_image": false},
+				"data":       map[string]any{"cam_image": ids[i], "cam_total": float64(i)},
+				"timestamps": map[string]any{"cam_image": t, "cam_total": t}}); err != nil {
+				return err
+			}
+		}
+		return w.Write("stop", map[string]any{"uid": uid + "-stop", "run_start": uid, "time": t0 + float64(n)*0.1 + 1,
 			"exit_status": "success", "num_events": map[string]any{"primary": int64(n)}})
 	})
 }

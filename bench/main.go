@@ -1,21 +1,29 @@
 // Command bench measures brokerfs through a real FUSE mount and prints a Markdown table of its
 // figures beside baselines measured in the same run. It is run by scripts/bench.sh:
 //
-//	go run ./bench -out DIR -bin BROKERFS [-quick] [-runs N] [-events N] [-big-events N] [-big-width N]
+//	go run ./bench -out DIR -bin BROKERFS [-quick] [-only ls,numpy,wide,hdf5,cap] [-cache DIR]
 //
 // It generates synthetic catalogs on disk (suitcase msgpack files, written with
-// catalog/msgpack's Writer), mounts them with the brokerfs binary as a child process and
-// measures:
+// catalog/msgpack's Writer; HDF5 files written by Python's h5py), mounts them with the brokerfs
+// binary as a child process, each mount with a --cache-dir of the benchmark's own, and measures
+// (the targets of issue 8):
 //
-//  1. ls / ls -l of a catalog of many small runs (ls.go);
-//  2. np.load of a field of a million single-row event pages, against Python decoding the
-//     msgpack file itself (numpy.go);
-//  3. sequential throughput of a ~2 GB .npy, against the same read from tmpfs, and
-//  4. the brokerfs process's peak RSS and CPU time during that read (stream.go).
+//  1. wide: the first sequential read of a wide .npy (float64[4096] per event in 100-row
+//     event pages) against Python decoding the msgpack file, and re-reads after a remount
+//     against the same bytes on tmpfs, with whether FUSE passthrough served them (wide.go);
+//  2. numpy: np.load of a 1M-event scalar field (10k-event pages and one-row pages) on a
+//     fresh mount against Python decoding the file, and after a remount (numpy.go);
+//  3. hdf5: an AD_HDF5 field of 512×512 uint16 frames, raw and gzip: the whole field and one
+//     frame through mmap, against h5py (hdf5.go);
+//  4. ls: ls of many small runs timed from launching the mount, with the listing index warm
+//     and on a first mount, against reading every file's first 4 KiB in parallel (ls.go);
+//  5. cap: cache disk use sampled at 20 Hz while a field larger than --cache-max is read, and
+//     brokerfs's VmHWM over every mount of the run (cap.go).
 //
-// "Cold" means a fresh brokerfs process and `echo 3 > /proc/sys/vm/drop_caches` before the
-// measured operation. Every mount is unmounted at the end (SIGTERM, then a lazy unmount),
-// on error and on a signal too (mount.go).
+// "Cold" means `echo 3 > /proc/sys/vm/drop_caches` before the measured operation; "first
+// mount" an empty cache directory; "remount" a new brokerfs process on the warm cache
+// directory. Every mount is unmounted at the end (SIGTERM, then a lazy unmount), on error and
+// on a signal too (mount.go).
 package main
 
 import (
@@ -27,6 +35,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -41,9 +50,14 @@ type bench struct {
 	keepData         bool
 	quick            bool
 	runs             int // small runs for ls
-	events           int // events of the scalar run
-	bigEvents        int // events of the array run
-	bigWidth         int // float64 elements per event of the array run
+	events           int // events of the scalar runs
+	pageEvents       int // rows per event_page of the paged scalar run
+	bigEvents        int // events of the wide run
+	bigWidth         int // float64 elements per event of the wide run
+	bigPage          int // rows per event_page of the wide run
+	frames           int // frames of the AD_HDF5 runs
+	frameSide        int // frames are frameSide × frameSide uint16
+	capBytes         int64
 	reps             int
 	listTTL          time.Duration
 	perf             bool
@@ -53,6 +67,7 @@ type bench struct {
 	notes      []string
 	dropFailed bool
 	nmount     int
+	ncache     int
 	shmFile    string // tmpfs baseline file to remove at exit
 	started    time.Time
 }
@@ -73,20 +88,26 @@ func main() {
 	flag.BoolVar(&b.keepData, "keep", false, "keep the generated catalogs (printed at exit)")
 	flag.BoolVar(&b.quick, "quick", false, "tiny sizes, one repetition: a smoke run for CI")
 	flag.IntVar(&b.runs, "runs", 10000, "runs in the ls catalog")
-	flag.IntVar(&b.events, "events", 1_000_000, "events of the scalar run read by numpy")
-	flag.IntVar(&b.bigEvents, "big-events", 60000, "events of the array run (the large .npy)")
-	flag.IntVar(&b.bigWidth, "big-width", 4096, "float64 elements per event of the array run")
+	flag.IntVar(&b.events, "events", 1_000_000, "events of the scalar runs read by numpy")
+	flag.IntVar(&b.pageEvents, "page-events", 10_000, "rows per event_page of the paged scalar run")
+	flag.IntVar(&b.bigEvents, "big-events", 8000, "events of the wide run")
+	flag.IntVar(&b.bigWidth, "big-width", 4096, "float64 elements per event of the wide run")
+	flag.IntVar(&b.bigPage, "big-page", 100, "rows per event_page of the wide run")
+	flag.IntVar(&b.frames, "frames", 1000, "frames of the AD_HDF5 runs")
+	flag.IntVar(&b.frameSide, "frame-side", 512, "AD_HDF5 frames are N×N uint16")
+	flag.Int64Var(&b.capBytes, "cap", 64<<20, "--cache-max of the cap benchmark, in bytes (smaller than the wide field)")
 	flag.IntVar(&b.reps, "reps", 3, "repetitions of each measurement (median); cold ones need a fresh mount each")
 	flag.DurationVar(&b.listTTL, "list-ttl", 2*time.Second, "brokerfs --list-ttl")
 	flag.BoolVar(&b.perf, "perf", false, "record perf profiles of brokerfs during the cold reads into -out")
-	only := flag.String("only", "ls,numpy,stream", "benchmarks to run, comma-separated: ls, numpy, stream")
+	only := flag.String("only", "wide,numpy,hdf5,ls,cap", "benchmarks to run, comma-separated: wide, numpy, hdf5, ls, cap")
 	flag.Parse()
 	if b.out == "" {
 		fmt.Fprintln(os.Stderr, "bench: -out DIR is required")
 		os.Exit(2)
 	}
 	if b.quick {
-		b.runs, b.events, b.bigEvents, b.bigWidth, b.reps = 200, 20000, 2000, 4096, 1
+		b.runs, b.events, b.pageEvents, b.bigEvents, b.frames, b.frameSide, b.reps = 200, 20000, 1000, 400, 40, 256, 1
+		b.capBytes = 4 << 20
 	}
 	b.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
@@ -143,7 +164,7 @@ func (b *bench) runAll() (err error) {
 		fn   func() error
 	}
 	var errs []error
-	for _, s := range []step{{"ls", b.benchLs}, {"numpy", b.benchNumpy}, {"stream", b.benchStream}} {
+	for _, s := range []step{{"wide", b.benchWide}, {"numpy", b.benchNumpy}, {"hdf5", b.benchHDF5}, {"ls", b.benchLs}, {"cap", b.benchCap}} {
 		if !b.only[s.name] {
 			continue
 		}
@@ -152,6 +173,7 @@ func (b *bench) runAll() (err error) {
 		}
 		t := time.Now()
 		fmt.Fprintf(os.Stderr, "bench: == %s\n", s.name)
+		load0 := loadAvg()
 		if err := s.fn(); err != nil {
 			// Report what was measured; the other benchmarks still run.
 			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", s.name, err)
@@ -159,7 +181,9 @@ func (b *bench) runAll() (err error) {
 			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s took %s\n", s.name, time.Since(t).Round(time.Second))
+		b.note("%s took %s; load average (1 min) %s at its start, %s at its end", s.name, time.Since(t).Round(time.Second), load0, loadAvg())
 	}
+	b.peakRow()
 	b.report()
 	return errors.Join(errs...)
 }
@@ -239,12 +263,58 @@ func (b *bench) cleanup() {
 	os.RemoveAll(b.work)
 }
 
-// mount mounts source on a fresh mountpoint with a fresh brokerfs process.
-func (b *bench) mount(source, label string) (*mount, error) {
+// mount mounts source on a fresh mountpoint with a fresh brokerfs process whose persistent
+// cache is cacheDir (a directory of the benchmark's own: see newCacheDir).
+func (b *bench) mount(source, label, cacheDir string, extra ...string) (*mount, error) {
 	b.nmount++
 	dir := filepath.Join(b.work, "mnt", fmt.Sprintf("%d-%s", b.nmount, label))
 	log := filepath.Join(b.out, fmt.Sprintf("brokerfs-%d-%s.log", b.nmount, label))
-	return startMount(b.bin, source, dir, log, "--list-ttl", b.listTTL.String())
+	args := append([]string{"--list-ttl", b.listTTL.String(), "--cache-dir", cacheDir}, extra...)
+	return startMount(label, b.bin, source, dir, log, args...)
+}
+
+// newCacheDir returns a new, empty cache directory on the work disk.
+func (b *bench) newCacheDir(label string) string {
+	b.ncache++
+	d := filepath.Join(b.work, "cache", fmt.Sprintf("%d-%s", b.ncache, label))
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		panic(err)
+	}
+	return d
+}
+
+// peakRow reports the largest VmHWM of any brokerfs process of the run, and per benchmark.
+func (b *bench) peakRow() {
+	mountsMu.Lock()
+	ps := slices.Clone(peaks)
+	mountsMu.Unlock()
+	if len(ps) == 0 {
+		return
+	}
+	byLabel := map[string]int64{}
+	var order []string
+	var top peak
+	for _, p := range ps {
+		if _, ok := byLabel[p.label]; !ok {
+			order = append(order, p.label)
+		}
+		byLabel[p.label] = max(byLabel[p.label], p.kb)
+		if p.kb > top.kb {
+			top = p
+		}
+	}
+	var parts []string
+	for _, l := range order {
+		parts = append(parts, fmt.Sprintf("%s %s", l, fmtMiB(byLabel[l])))
+	}
+	b.add(row{
+		name:   fmt.Sprintf("5. brokerfs peak RSS (VmHWM), largest of all %d mounts of this run", len(ps)),
+		got:    fmt.Sprintf("%s (%s)", fmtMiB(top.kb), top.label),
+		base:   "per mount label: " + strings.Join(parts, ", "),
+		ratio:  "—",
+		target: "≤ 256 MiB",
+		missed: top.kb > 256<<10,
+	})
 }
 
 func (b *bench) note(format string, args ...any) {
@@ -290,7 +360,8 @@ func (b *bench) report() {
 }
 
 func (b *bench) sizes() string {
-	return fmt.Sprintf("-runs %d -events %d -big-events %d -big-width %d -reps %d", b.runs, b.events, b.bigEvents, b.bigWidth, b.reps)
+	return fmt.Sprintf("-runs %d -events %d -page-events %d -big-events %d -big-width %d -big-page %d -frames %d -frame-side %d -cap %d -reps %d",
+		b.runs, b.events, b.pageEvents, b.bigEvents, b.bigWidth, b.bigPage, b.frames, b.frameSide, b.capBytes, b.reps)
 }
 
 // machine describes the host: cores, CPU model, memory, kernel, Go.
@@ -357,4 +428,16 @@ func nOf(k int) string {
 		return fmt.Sprintf(" (median of %d)", k)
 	}
 	return ""
+}
+
+// loadAvg is the 1-minute load average: the machine is shared, and the figures move with it.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }

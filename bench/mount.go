@@ -24,6 +24,16 @@ type mount struct {
 	err  error         // the process's exit status; valid after done
 	log  string        // path of the process's stderr/stdout
 	dev  string        // the mount's device, "0:42", naming its FUSE connection
+
+	label    string
+	launched time.Time // when the process was started
+	mounted  time.Time // when the mount showed in /proc/self/mountinfo
+}
+
+// peak is a brokerfs process's VmHWM, read just before it was told to stop.
+type peak struct {
+	label string
+	kb    int64
 }
 
 // mounts is the registry of live mounts; stopping refuses new ones once cleanup has begun.
@@ -31,10 +41,11 @@ var (
 	mountsMu sync.Mutex
 	mounts   = map[*mount]bool{} // guarded by mountsMu
 	stopping bool                // guarded by mountsMu
+	peaks    []peak              // guarded by mountsMu
 )
 
 // startMount runs `bin mount [args] source dir` and waits until dir is a mount point.
-func startMount(bin, source, dir, logPath string, args ...string) (*mount, error) {
+func startMount(label, bin, source, dir, logPath string, args ...string) (*mount, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -51,7 +62,7 @@ func startMount(bin, source, dir, logPath string, args ...string) (*mount, error
 	// that started the child exits, and the Go runtime may end threads: the child is started
 	// and waited for on a locked thread that lives until the child has exited.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	m := &mount{dir: dir, cmd: cmd, done: make(chan struct{}), log: logPath}
+	m := &mount{dir: dir, cmd: cmd, done: make(chan struct{}), log: logPath, label: label}
 
 	mountsMu.Lock()
 	if stopping {
@@ -61,6 +72,7 @@ func startMount(bin, source, dir, logPath string, args ...string) (*mount, error
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		m.launched = time.Now()
 		if err := cmd.Start(); err != nil {
 			started <- err
 			return
@@ -79,6 +91,7 @@ func startMount(bin, source, dir, logPath string, args ...string) (*mount, error
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if dev, ok, _ := mountDev(dir); ok {
+			m.mounted = time.Now()
 			m.dev = dev
 			return m, nil
 		}
@@ -113,6 +126,11 @@ func (m *mount) Close() error {
 	select {
 	case <-m.done:
 	default:
+		if st, err := procStatus(m.pid()); err == nil {
+			mountsMu.Lock()
+			peaks = append(peaks, peak{m.label, st["VmHWM"]})
+			mountsMu.Unlock()
+		}
 		_ = m.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-m.done:
