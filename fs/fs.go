@@ -141,7 +141,12 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 		DirectMount:   os.Geteuid() == 0,
 		DisableXAttrs: true, // no xattrs to serve; saves a round trip per file in ls -l
 		MaxWrite:      1 << 20,
-		MaxReadAhead:  1 << 20,
+		// Kernel readahead of 128 KiB (its default): finished fields are read by the kernel
+		// from the cache file itself (passthrough) with that file system's readahead; what
+		// reaches brokerfs is mostly lazily filled external data, where a bigger window would
+		// make one mmap'ed frame cost several frames of handler work. Sequential readers of
+		// such fields get their rows filled ahead by the table layer instead.
+		MaxReadAhead: 128 << 10,
 		// Reads of cache files come back as fuse.ReadResultFd where passthrough is refused.
 		// Splicing them fails for 1 MiB reads (the pipe cannot grow past
 		// /proc/sys/fs/pipe-max-size) and go-fuse logs each failure before it falls back to

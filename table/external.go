@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/brokerfs/brokerfs/cache"
 	"github.com/brokerfs/brokerfs/catalog"
@@ -451,7 +452,50 @@ func (f *lazyFile) Size() int64 { return f.size }
 
 func (f *lazyFile) Open(context.Context) (Handle, error) { return &lazyHandle{f: f}, nil }
 
-type lazyHandle struct{ f *lazyFile }
+// lazyHandle is one open of a lazy column's .npy. A reader that goes through it in order
+// (np.load, cp) has the rows after the ones it reads filled ahead in the background, a few at
+// a time, so that the handlers work in parallel with it; a reader that jumps (mmap of one
+// frame) never triggers that: one frame read costs about one frame of handler work.
+type lazyHandle struct {
+	f *lazyFile
+
+	mu      sync.Mutex
+	next    int  // guarded by mu; the row after the last one read
+	ahead   int  // guarded by mu; rows up to here are filled or being filled ahead
+	running bool // guarded by mu; a fill ahead is in progress
+}
+
+// fillAhead is how many rows a sequential reader has filled ahead of it.
+const fillAhead = 2 * fillWorkers
+
+// readAhead starts filling rows after last when the read that ended there continued the
+// previous one.
+func (h *lazyHandle) readAhead(first, last int) {
+	lc := h.f.lc
+	h.mu.Lock()
+	sequential := first <= h.next && last+1 > h.next
+	h.next = last + 1
+	from := max(last+1, h.ahead)
+	to := min(lc.rows, last+1+fillAhead)
+	start := sequential && !h.running && from < to && lc.sp != nil
+	if start {
+		h.running, h.ahead = true, to
+	}
+	h.mu.Unlock()
+	if !start {
+		return
+	}
+	go func() {
+		// Detached from the reader: the rows are wanted whether or not this read is canceled.
+		// A failure is left to the read that needs the row, which reports it.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		lc.ensure(ctx, lc.sp, from, to)
+		h.mu.Lock()
+		h.running = false
+		h.mu.Unlock()
+	}()
+}
 
 // Backing offers the sparse file for passthrough once every row is in it.
 func (h *lazyHandle) Backing() *os.File {
@@ -478,6 +522,7 @@ func (h *lazyHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 		if err := lc.ensure(ctx, lc.sp, first, last+1); err != nil {
 			return 0, err
 		}
+		h.readAhead(first, last)
 	}
 	n, err := lc.sp.File().ReadAt(p, off)
 	if err == nil && off+int64(n) == size {

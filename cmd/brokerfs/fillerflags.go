@@ -21,7 +21,7 @@ type fillerFlags struct {
 func (f *fillerFlags) register(fl *pflag.FlagSet) {
 	fl.StringArrayVar(&f.rootMap, "root-map", nil, "OLD=NEW: read external files whose resource root is OLD under NEW (repeatable)")
 	fl.StringArrayVar(&f.handlerCmds, "handler", nil, "SPEC=COMMAND: read resources of SPEC with an external program (repeatable; see handlers/external)")
-	fl.Int64Var(&f.cacheBytes, "cache-size", 256<<20, "bytes of external data frames kept in memory (the disk cache is --cache-max)")
+	fl.Int64Var(&f.cacheBytes, "cache-size", 32<<20, "bytes of external data frames kept in memory for handlers' own reuse (filled frames live in the disk cache, --cache-max)")
 	fl.StringSliceVar(&f.allowedRoots, "allowed-roots", nil, "DIR,...: handlers read only files under these directories (default: any)")
 	fl.DurationVar(&f.timeout, "handler-timeout", handlers.DefaultCallTimeout, "the longest one handler call (open, read a frame) may take before it fails with EIO")
 }
