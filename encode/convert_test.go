@@ -38,7 +38,7 @@ func TestConvert(t *testing.T) {
 		{"u8 to f8", "<u8", u64s(math.MaxUint64), "<f8", f64s(1.8446744073709552e19), nil, false},
 		{"i8 to u8 keeps bits", "<i8", i64s(math.MinInt64), "<u8", u64s(1 << 63), nil, false},
 		{"u8 to i8 exact", "<u8", u64s(1<<63 - 1), "<i8", i64s(math.MaxInt64), nil, false},
-		{"to bool", "<f8", f64s(0, -0.0, 2, nan), "|b1", []byte{0, 0, 1, 1}, nil, false},
+		{"to bool", "<f8", f64s(0, math.Copysign(0, -1), 2, nan), "|b1", []byte{0, 0, 1, 1}, nil, false},
 		{"bool bytes", "|b1", []byte{0, 1, 7}, "<i4", i32s(0, 1, 1), nil, false},
 		{"bool to f8", "|b1", []byte{1, 0}, "<f8", f64s(1, 0), nil, false},
 		{"big-endian f8", ">f8", beF64s(1.5, -2), "<f8", f64s(1.5, -2), nil, false},

@@ -42,11 +42,9 @@ sys.stdout.write(h.view('<u8').tobytes().hex())
 	// float64 and float32 to half.
 	rng := rand.New(rand.NewSource(1))
 	var vals []float64
-	for _, v := range []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 1.0 / 3, 65504, 65519.99, 65520, 65536, 1e300,
+	vals = append(vals, []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 1.0 / 3, 65504, 65519.99, 65520, 65536, 1e300,
 		-1e300, math.Inf(1), math.Inf(-1), 5.960464477539063e-08, 2.9802322387695312e-08, 2.98023223876953125e-08 * 1.0000001,
-		6.097555160522461e-05, 6.103515625e-05, 2049, 2051, 4097, 1e-8, 5e-324, 1e-310, 1.00048828125, 1.00146484375} {
-		vals = append(vals, v)
-	}
+		6.097555160522461e-05, 6.103515625e-05, 2049, 2051, 4097, 1e-8, 5e-324, 1e-310, 1.00048828125, 1.00146484375}...)
 	for range 3000 {
 		// Random values spread over the half range and a little beyond, in both signs.
 		e := rng.Intn(50) - 35

@@ -75,7 +75,7 @@ func TestHostileExternal(t *testing.T) {
 	if _, err := f.ReadAt(pre, 0); err != nil {
 		t.Fatalf("read det.npy: %v", err)
 	}
-	hb := make([]byte, 10+int(pre[8])|int(pre[9])<<8)
+	hb := make([]byte, 10+(int(pre[8])|int(pre[9])<<8))
 	if _, err := f.ReadAt(hb, 0); err != nil {
 		t.Fatalf("read det.npy's header: %v", err)
 	}

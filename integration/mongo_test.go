@@ -395,7 +395,7 @@ func pagedScalarsRun() []catalog.Document {
 
 // readWithin reads path in a goroutine and returns its error and how long it took; it fails
 // the test when the read has not returned within limit (a hang), and then does not wait.
-func readWithin(t *testing.T, path string, limit time.Duration) (error, time.Duration) {
+func readWithin(t *testing.T, path string, limit time.Duration) (time.Duration, error) {
 	t.Helper()
 	type result struct {
 		err error
@@ -409,15 +409,15 @@ func readWithin(t *testing.T, path string, limit time.Duration) (error, time.Dur
 	}()
 	select {
 	case r := <-done:
-		return r.err, r.d
+		return r.d, r.err
 	case <-time.After(limit):
 		t.Fatalf("reading %s has not returned after %v: it hangs", path, limit)
-		return nil, 0
+		return 0, nil
 	}
 }
 
 // listWithin is readWithin for a directory listing.
-func listWithin(t *testing.T, path string, limit time.Duration) ([]string, error, time.Duration) {
+func listWithin(t *testing.T, path string, limit time.Duration) ([]string, time.Duration, error) {
 	t.Helper()
 	type result struct {
 		names []string
@@ -436,10 +436,10 @@ func listWithin(t *testing.T, path string, limit time.Duration) ([]string, error
 	}()
 	select {
 	case r := <-done:
-		return r.names, r.err, r.d
+		return r.names, r.d, r.err
 	case <-time.After(limit):
 		t.Fatalf("listing %s has not returned after %v: it hangs", path, limit)
-		return nil, nil, 0
+		return nil, 0, nil
 	}
 }
 
@@ -474,7 +474,7 @@ func TestMongoOutage(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // past the list and live TTLs
 
 	limit := timeout + 8*time.Second // beyond this a read counts as hung
-	names, err, d := listWithin(t, mnt, limit)
+	names, d, err := listWithin(t, mnt, limit)
 	t.Logf("ls of the root during the outage: %v in %v", err, d.Round(time.Millisecond))
 	if err != nil {
 		t.Errorf("ls %s during the outage: %v, want the cached listing", mnt, err)
@@ -483,7 +483,7 @@ func TestMongoOutage(t *testing.T) {
 	}
 	checkOutageLatency(t, "ls of the root", d, timeout)
 
-	err, d = readWithin(t, read, limit)
+	d, err = readWithin(t, read, limit)
 	t.Logf("cat of a file read before the outage: %v in %v", err, d.Round(time.Millisecond))
 	if err != nil {
 		t.Errorf("reading %s (read before the outage) during the outage: %v, want the cached bytes", read, err)
@@ -493,7 +493,7 @@ func TestMongoOutage(t *testing.T) {
 
 	// A second ls, after the list TTL: still the cached listing.
 	time.Sleep(400 * time.Millisecond)
-	names, err, d = listWithin(t, mnt, limit)
+	names, d, err = listWithin(t, mnt, limit)
 	t.Logf("second ls of the root during the outage: %v in %v", err, d.Round(time.Millisecond))
 	if err != nil || len(names) != len(rootBefore) {
 		t.Errorf("second ls %s during the outage: %q, %v; want the %d cached entries", mnt, names, err, len(rootBefore))
@@ -503,7 +503,7 @@ func TestMongoOutage(t *testing.T) {
 	var eioTimes []time.Duration
 	for i := 0; i < 3; i++ {
 		time.Sleep(400 * time.Millisecond) // past the list TTL and the kernel's entry timeout
-		err, d := readWithin(t, unread, limit)
+		d, err := readWithin(t, unread, limit)
 		eioTimes = append(eioTimes, d.Round(time.Millisecond))
 		if !errors.Is(err, syscall.EIO) {
 			t.Errorf("reading %s (never read) during the outage: %v, want EIO", unread, err)
@@ -525,7 +525,7 @@ func TestMongoOutage(t *testing.T) {
 	srv.Restart()
 	upAt := time.Now()
 	for {
-		err, _ := readWithin(t, unread, limit)
+		_, err := readWithin(t, unread, limit)
 		if err == nil {
 			break
 		}

@@ -14,12 +14,6 @@ import (
 	"github.com/brokerfs/brokerfs/catalog/filestore"
 )
 
-// Checkpoints follow the rule both file formats share (filestore.NeedCheckpoint): EventPages
-// reads from the checkpoint before its first row, so it decodes or skips at most
-// checkpointRows rows or about filestore.CheckpointBytes bytes too many, and a million
-// one-event lines cost a thousand checkpoints, not a million offsets.
-const checkpointRows = filestore.CheckpointRows
-
 // checkpoint is a place to start reading one descriptor's events.
 type checkpoint struct {
 	off  int64 // offset of an event line of the descriptor

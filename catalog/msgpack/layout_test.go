@@ -3,6 +3,7 @@ package msgpack
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ func variedRun() []catalog.Document {
 			"m": m{"dtype": "number", "shape": []any{}}}}},
 	}
 	values := []any{1.5, int64(3), int64(-5), int64(200), int64(-200), int64(70000), int64(5e9), true, false,
-		"ok", "longer text", nil, []any{1.0, 2.0}, []any{int64(1), int64(2)}, m{"k": 1.0}, float64(-0.0),
+		"ok", "longer text", nil, []any{1.0, 2.0}, []any{int64(1), int64(2)}, m{"k": 1.0}, math.Copysign(0, -1),
 		&catalog.NDArray{Dtype: "<f8", Shape: []int{}, Data: make([]byte, 8)}}
 	seqs := []int64{1, 2, 127, 128, 255, 256, 65535, 65536, 1 << 33}
 	for i := range 1000 {

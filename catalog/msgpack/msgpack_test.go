@@ -35,12 +35,6 @@ func (l *logBuffer) lines() []string {
 	return strings.Split(s, "\n")
 }
 
-func (l *logBuffer) reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Reset()
-}
-
 // testLogger returns a logger writing text lines (all levels) to a buffer.
 func testLogger() (*slog.Logger, *logBuffer) {
 	lb := &logBuffer{}

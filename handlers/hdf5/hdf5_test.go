@@ -23,18 +23,6 @@ import (
 
 const python = "/usr/bin/python3"
 
-// genPython runs handlers/testdata/<script> DIR with Debian's python3 (h5py, numpy): the
-// files real writers make. Their absence fails the test rather than skipping it.
-func genPython(t testing.TB, script string) string {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command(python, filepath.Join("..", "testdata", script), dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s %s (needs python3-h5py, python3-numpy): %v\n%s", python, script, err, out)
-	}
-	return dir
-}
-
 type h5case struct {
 	Name, File, Dtype string
 	Shape             []int
