@@ -19,7 +19,7 @@ echo "== staticcheck" >&2
 # Pinned; built once into GOBIN (the module proxy serves it).
 STATICCHECK_VERSION=v0.8.2
 GOBIN="${GOBIN:-$(go env GOPATH)/bin}"
-if ! "$GOBIN/staticcheck" -version 2>/dev/null | grep -q "$STATICCHECK_VERSION"; then
+if ! "$GOBIN/staticcheck" -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION#v})"; then
   go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 fi
 "$GOBIN/staticcheck" ./...
