@@ -2,7 +2,6 @@ package table
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -266,7 +265,8 @@ func (lc *lazyColumn) describeDatums(ctx context.Context) (string, []int, error)
 		}
 	}
 	if dk := lc.s.Keys[lc.field]; dk.DtypeNumpy != "" && len(dk.Shape) > 0 {
-		lc.s.cfg.logger().Warn("describing an external field from its data key: no datum's file could be read",
+		// Not logged: the reads of the frames that fail log it, once.
+		lc.s.cfg.logger().Debug("describing an external field from its data key: no datum's file could be read",
 			"field", lc.field, "dtype", dk.DtypeNumpy, "shape", dk.Shape, "err", first)
 		return dk.DtypeNumpy, append([]int{}, dk.Shape...), nil
 	}
@@ -423,8 +423,11 @@ func (lc *lazyColumn) ensure(ctx context.Context, sp *cache.Sparse, from, to int
 	}
 	close(next)
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
+	// The first failing row's error alone: the same read failing again logs the same line.
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	for _, ch := range waits {
 		select {
