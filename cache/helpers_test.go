@@ -256,3 +256,19 @@ func builderDirs(t testing.TB, dir string) []string {
 }
 
 func lstat(p string) (os.FileInfo, error) { return os.Lstat(p) }
+
+func truncate(t testing.TB, p string, n int64) {
+	t.Helper()
+	if err := os.Truncate(p, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func remove(t testing.TB, p string) {
+	t.Helper()
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func isFull(err error) bool { return errors.Is(err, ErrFull) }
