@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -110,13 +111,32 @@ func recMismatch(rec *fileRec, st *unix.Stat_t) string {
 // an error wrapping fs.ErrNotExist means there is no entry.
 func (s *Store) check(h, key string) (*Entry, string, error) {
 	dir := s.entryPath(h)
-	m, msize, err := readManifest(filepath.Join(dir, manifestName))
-	if err != nil {
+	mpath := filepath.Join(dir, manifestName)
+	var st unix.Stat_t
+	if err := unix.Lstat(mpath, &st); err != nil {
 		if errors.Is(err, unix.ENOTDIR) {
-			err = errCorrupt
+			return nil, "", errCorrupt
 		}
-		return nil, "", err
+		return nil, "", &fs.PathError{Op: "lstat", Path: mpath, Err: err}
 	}
+	// A manifest already parsed, unchanged since (same inode, ctime and size), is not re-read.
+	s.mu.Lock()
+	cm, ok := s.manifests[h]
+	s.mu.Unlock()
+	m, mst := cm.m, cm.st
+	if !ok || cm.st != statOf(&st) {
+		var err error
+		if m, mst, err = readManifest(mpath); err != nil {
+			return nil, "", err
+		}
+		s.mu.Lock()
+		if len(s.manifests) >= maxCachedManifests {
+			clear(s.manifests)
+		}
+		s.manifests[h] = cachedManifest{st: mst, m: m}
+		s.mu.Unlock()
+	}
+	msize := mst.size
 	if string(m.Key) != key {
 		return nil, m.Gen, errors.New("key differs")
 	}
@@ -135,7 +155,7 @@ func (s *Store) check(h, key string) (*Entry, string, error) {
 		}
 		size += m.Files[i].Size
 	}
-	return &Entry{Key: key, Meta: m.Meta, s: s, hash: h, gen: m.Gen, dir: dir, files: m.Files,
+	return &Entry{Key: key, Meta: bytes.Clone(m.Meta), s: s, hash: h, gen: m.Gen, dir: dir, files: m.Files,
 		size: size, committed: committed}, m.Gen, nil
 }
 

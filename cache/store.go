@@ -73,9 +73,19 @@ type Store struct {
 	builders map[*Builder]struct{} // uncommitted builders; guarded by mu
 	sparses  map[*Sparse]struct{}  // open Sparse handles; guarded by mu
 	touched  map[string]touch      // hash → last access recorded; guarded by mu
+	// manifests holds parsed manifests by entry hash; guarded by mu
+	manifests map[string]cachedManifest
 
 	nextID                           atomic.Int64
 	hits, misses, evictions, written atomic.Int64
+}
+
+// maxCachedManifests bounds Store.manifests (and Store.touched): past it, they start over.
+const maxCachedManifests = 1 << 14
+
+type cachedManifest struct {
+	st manifestStat
+	m  *manifest
 }
 
 type touch struct {
@@ -134,7 +144,7 @@ func Open(o Options) (*Store, error) {
 	s := &Store{
 		dir: dir, opts: o, log: o.Logger, now: o.Now,
 		pins: map[string]int{}, builders: map[*Builder]struct{}{}, sparses: map[*Sparse]struct{}{},
-		touched: map[string]touch{},
+		touched: map[string]touch{}, manifests: map[string]cachedManifest{},
 	}
 	if err := s.open(); err != nil {
 		s.release()
