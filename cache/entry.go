@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -86,7 +87,11 @@ func (e *Entry) Open(name string) (*os.File, error) {
 
 func (e *Entry) invalid(name, why string) error {
 	e.s.misses.Add(1)
-	e.s.log.Info("cache: entry modified, removed", "key", e.Key, "file", name, "why", why)
+	level := slog.LevelInfo
+	if why == "file gone" {
+		level = slog.LevelDebug // evicted or removed, most likely: nothing to report
+	}
+	e.s.log.Log(context.Background(), level, "cache: entry changed, removed", "key", e.Key, "file", name, "why", why)
 	e.s.removeInvalid(e.hash, e.gen)
 	return fmt.Errorf("open cache file %s (%s): %w", name, why, ErrMiss)
 }

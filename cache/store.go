@@ -268,16 +268,28 @@ func (s *Store) writeTx(fn func(c *sql.Conn) error) error {
 	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return wrapErr("lock cache index", err)
 	}
-	if err := fn(c); err != nil {
+	err = fn(c)
+	var ca *commitAnyway
+	if err != nil && !errors.As(err, &ca) {
 		c.ExecContext(ctx, "ROLLBACK")
 		return err
 	}
-	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, cerr := c.ExecContext(ctx, "COMMIT"); cerr != nil {
 		c.ExecContext(ctx, "ROLLBACK")
-		return wrapErr("commit cache index", err)
+		return wrapErr("commit cache index", cerr)
+	}
+	if ca != nil {
+		return ca.err
 	}
 	return nil
 }
+
+// commitAnyway is returned by a writeTx function that failed after removing files: the rows of
+// what it removed must go too, so the transaction commits, and writeTx returns err.
+type commitAnyway struct{ err error }
+
+func (e *commitAnyway) Error() string { return e.err.Error() }
+func (e *commitAnyway) Unwrap() error { return e.err }
 
 // Dir returns the cache directory.
 func (s *Store) Dir() string { return s.dir }
@@ -416,7 +428,7 @@ func (s *Store) makeRoom(c *sql.Conn, n int64) error {
 					for _, v := range vs {
 						v.release()
 					}
-					return err
+					return &commitAnyway{err}
 				}
 				s.evictions.Add(1)
 			}
@@ -734,7 +746,10 @@ func (s *Store) Clear() error {
 		for _, v := range vs {
 			errs = append(errs, s.evict(c, v))
 		}
-		return errors.Join(errs...)
+		if err := errors.Join(errs...); err != nil {
+			return &commitAnyway{err}
+		}
+		return nil
 	})
 }
 
@@ -745,17 +760,18 @@ func (s *Store) Remove(key string) error {
 		return ErrClosed
 	}
 	return s.writeTx(func(c *sql.Conn) error {
+		// Both kinds are checked before anything is removed: a busy sparse file removes nothing.
+		var vs []*victim
+		defer func() {
+			for _, v := range vs {
+				v.release()
+			}
+		}()
 		for _, h := range []string{hashKey(key), hashSparse(key)} {
 			v := &victim{hash: h}
 			err := c.QueryRowContext(context.Background(),
 				"SELECT gen, kind, bytes FROM entries WHERE hash = ?", h).Scan(&v.gen, &v.kind, &v.bytes)
 			if errors.Is(err, sql.ErrNoRows) {
-				if h == hashKey(key) {
-					// An entry dir without a row (a crash between rename and index commit).
-					if err := s.trash(s.entryPath(h)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-						return wrapErr("remove cache entry", err)
-					}
-				}
 				continue
 			}
 			if err != nil {
@@ -764,8 +780,15 @@ func (s *Store) Remove(key string) error {
 			if !s.lockVictim(v) {
 				return fmt.Errorf("remove cache entry: %w", ErrBusy)
 			}
+			vs = append(vs, v)
+		}
+		// An entry dir without a row (a crash between rename and index commit) goes too.
+		if err := s.trash(s.entryPath(hashKey(key))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return wrapErr("remove cache entry", err)
+		}
+		for _, v := range vs {
 			if err := s.evict(c, v); err != nil {
-				return err
+				return &commitAnyway{err}
 			}
 		}
 		return nil
