@@ -230,3 +230,36 @@ func TestUnindexedEntryIsAMiss(t *testing.T) {
 		t.Fatalf("%d bytes left on disk", n)
 	}
 }
+
+func TestCorruptIndexIsReplaced(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir})
+	mustBuild(t, s, "k", map[string]int{"a": 1000})
+	s.Close()
+	for _, suffix := range []string{"-wal", "-shm"} {
+		os.Remove(filepath.Join(dir, indexName+suffix))
+	}
+	if err := os.WriteFile(filepath.Join(dir, indexName), content("not", "sqlite", 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, Options{Dir: dir})
+	if _, err := s.Lookup("k"); !isMiss(err) {
+		t.Fatalf("Lookup with a new index: %v, want ErrMiss", err)
+	}
+	if st := s.Stats(); st.Entries != 0 || diskUsage(dir) != 0 {
+		t.Fatalf("entries without rows kept: %+v, disk %d", st, diskUsage(dir))
+	}
+	checkEntry(t, mustBuild(t, s, "k", map[string]int{"a": 1000}), map[string]int{"a": 1000})
+}
+
+func TestIndexOfAnotherVersionIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir})
+	if _, err := s.db.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(Options{Dir: dir}); err == nil {
+		t.Fatal("Open of an index of another version succeeded")
+	}
+}

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	_ "modernc.org/sqlite" // the index's database/sql driver
+	"modernc.org/sqlite" // the index's database/sql driver
 )
 
 const (
@@ -165,6 +165,37 @@ func (s *Store) open() error {
 	if err := s.takeOwnerLock(); err != nil {
 		return err
 	}
+	err := s.openIndex()
+	if isCorruptIndex(err) {
+		// The index is garbage: start a new one. Open then removes every entry, none having a row.
+		s.log.Warn("cache: index corrupt, starting a new one", "dir", s.dir, "err", err)
+		s.db.Close()
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(filepath.Join(s.dir, indexName+suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return wrapErr("remove corrupt cache index", err)
+			}
+		}
+		err = s.openIndex()
+	}
+	if err != nil {
+		return err
+	}
+	return s.writeTx(func(c *sql.Conn) error {
+		if err := s.sweepDead(c); err != nil {
+			return err
+		}
+		return s.reconcile(c)
+	})
+}
+
+// isCorruptIndex reports whether err is SQLite's "not a database" or "corrupt".
+func isCorruptIndex(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code()&0xff == sqliteNotADB || se.Code()&0xff == sqliteCorrupt)
+}
+
+// openIndex opens DIR/index.sqlite and creates its tables when new.
+func (s *Store) openIndex() error {
 	q := url.Values{}
 	for _, p := range []string{
 		fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()),
@@ -181,15 +212,7 @@ func (s *Store) open() error {
 	db.SetMaxOpenConns(1)
 	db.SetConnMaxLifetime(0)
 	s.db = db
-	if err := s.writeTx(s.initSchema); err != nil {
-		return err
-	}
-	return s.writeTx(func(c *sql.Conn) error {
-		if err := s.sweepDead(c); err != nil {
-			return err
-		}
-		return s.reconcile(c)
-	})
+	return s.writeTx(s.initSchema)
 }
 
 // takeOwnerLock creates tmp/<owner>.lock holding LOCK_EX. The file is locked under a temporary name
