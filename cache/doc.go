@@ -55,7 +55,8 @@
 // the file, so a crash loses marks of units written since the last sync, never marks a unit whose
 // data is not on disk. The file name carries a generation recorded in the row: a reset makes a new
 // file, so an old bitmap can never describe a new file. Two processes may fill one sparse file;
-// bitmaps are merged (OR) when persisted.
+// bitmaps are merged (OR) when persisted. A sparse file is checked for its size and header
+// only: the bytes of a unit carry no checksum.
 //
 // # What the cap covers
 //
@@ -72,7 +73,14 @@
 //
 // # Errors
 //
-// ErrMiss: rebuild. ErrFull: serve without caching. Errors of the directory itself (ENOSPC, EDQUOT,
-// EROFS, EACCES, EIO, and SQLite's equivalents) wrap ErrUnavailable beside the original error: serve
-// without the cache and log one line. Nothing half-written is ever served after any of them.
+// ErrMiss: rebuild. ErrFull: serve without caching. ErrBusy: a sparse file is open elsewhere (with
+// another geometry, or for Remove). Errors of the directory itself (ENOSPC, EDQUOT, EROFS, EACCES,
+// EIO, and SQLite's equivalents) wrap ErrUnavailable beside the original error (errors.Is works for
+// both): serve without the cache and log one line. Nothing half-written is ever served after any of
+// them: a failed Commit removes its directory and releases its reservation; a failed Fill leaves
+// its unit unmarked.
+//
+// A corrupt index is replaced by a new one at Open (its entries are then discarded); an index of
+// another version makes Open fail. The directory must be on a local filesystem (flock and SQLite
+// locking).
 package cache

@@ -210,6 +210,9 @@ func TestKilledBuilderIsCleanedUp(t *testing.T) {
 	if err := b.Reserve(100 << 10); err != nil {
 		t.Fatalf("Reserve after the holder died: %v", err)
 	}
+	if d := builderDirs(t, dir); len(d) != 1 {
+		t.Fatalf("builder dirs after the sweep: %v, want only ours", d)
+	}
 	b.Abort()
 	if d := builderDirs(t, dir); len(d) != 0 {
 		t.Fatalf("builder dirs left: %v", d)
@@ -303,4 +306,32 @@ func TestKilledSparseKeepsOnlyDurableMarks(t *testing.T) {
 	if !sp.Complete() {
 		t.Fatal("not complete")
 	}
+}
+
+// Opening a Store sweeps only dead processes' leftovers, never a live Store's builder.
+func TestOpenKeepsLiveBuilders(t *testing.T) {
+	dir := t.TempDir()
+	a := openStore(t, Options{Dir: dir, MaxBytes: 1 << 20})
+	b, err := a.Build("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := b.Create("a")
+	b.Reserve(1000)
+	f.Write(content("k", "a", 1000))
+	for range 2 {
+		other := openStore(t, Options{Dir: dir, MaxBytes: 1 << 20})
+		if err := other.Clear(); err != nil {
+			t.Fatal(err)
+		}
+		if st := other.Stats(); st.Reserved != 1000 {
+			t.Fatalf("a live builder's reservation was swept: %+v", st)
+		}
+		other.Close()
+	}
+	e, err := b.Commit([]byte("meta:k"))
+	if err != nil {
+		t.Fatalf("Commit after others opened the dir: %v", err)
+	}
+	checkEntry(t, e, map[string]int{"a": 1000})
 }
