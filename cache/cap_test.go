@@ -107,6 +107,10 @@ func TestCapUnderConcurrentBuilders(t *testing.T) {
 	for g := range 12 {
 		wg.Go(func() { errs <- buildLoad(s, fmt.Sprintf("g%d", g), 15, 64<<10, uint64(g)) })
 	}
+	// Sparse files filled meanwhile, pinned while open, evictable once closed.
+	for g := range 2 {
+		wg.Go(func() { errs <- fillLoad(s, fmt.Sprintf("frames%d", g), 6) })
+	}
 	wg.Wait()
 	close(stop)
 	close(errs)
@@ -352,4 +356,38 @@ func TestReadersDuringEviction(t *testing.T) {
 	if served[0]+served[1]+served[2] == 0 || s.Stats().Evictions == 0 {
 		t.Fatal("the race did not happen: no reads served or no evictions")
 	}
+}
+
+// fillLoad opens sparse files of 24 units of 4 KiB, fills them, checks them and closes them, rounds
+// times; ErrFull is a skipped unit.
+func fillLoad(s *Store, key string, rounds int) error {
+	for round := range rounds {
+		sp, err := s.OpenSparse(fmt.Sprintf("%s-%d", key, round%3), make([]byte, 4096), 24, 4096)
+		if errors.Is(err, ErrFull) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for u := range 24 {
+			if err := sp.Fill(u, unitData(u, 4096)); err != nil && !errors.Is(err, ErrFull) {
+				sp.Close()
+				return err
+			}
+		}
+		for u := range 24 {
+			if !sp.Filled(u) {
+				continue
+			}
+			got := make([]byte, 4096)
+			if _, err := sp.File().ReadAt(got, 4096+int64(u)*4096); err != nil || string(got) != string(unitData(u, 4096)) {
+				sp.Close()
+				return fmt.Errorf("%s unit %d: %v, or wrong content", key, u, err)
+			}
+		}
+		if err := sp.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
