@@ -46,8 +46,9 @@
 // into place and its row, an eviction and its row, a reservation and the evictions that make room
 // for it. Two processes committing the same key: the first wins; the second finds a valid entry,
 // discards its own and returns the winner's. A crash between a rename and the index commit leaves
-// a directory without a row, which Open removes (and Lookup treats as a miss); a row without its
-// files is deleted by Open. A Store that dies leaves its tmp/ directories, trash and reservations;
+// a directory without a row: a complete entry, but not accounted, which Open removes (Lookup may
+// serve it until its access reaches the index, which removes it); a row without its files is
+// deleted by Open and by Lookup. A Store that dies leaves its tmp/ directories, trash and reservations;
 // they are removed by any Store that finds its lock file unlocked (Open, and Reserve before it
 // gives up), never those of a live Store, whatever its pid namespace.
 //
@@ -66,8 +67,11 @@
 // and sparse files' headers and filled units (unit reservations are made before the write). The
 // index, lock files and filesystem block rounding are not counted. The accounting is in the index,
 // so it is shared by all processes; each enforces its own MaxBytes at its reservations. Eviction is
-// least recently used first, by the last Lookup (recorded at most once a second per entry) or fill,
-// across processes. Never evicted: builders' reservations (they are not entries) and sparse files
+// least recently used first, by the last Lookup or fill, across processes. Lookup never waits for
+// the index: it notes the access in memory (once a second per entry at most), and the Store writes
+// it within a second, and before it evicts anything itself; so another process's eviction may see
+// this one's accesses up to a second late. Each Reserve and each Fill is one index transaction:
+// reserve in large steps (a column's predicted size) where that is known. Never evicted: builders' reservations (they are not entries) and sparse files
 // any Sparse has open (each holds LOCK_SH on it). An entry another process has open may be
 // evicted: its open files keep working, and its next Entry.Open is a miss.
 //

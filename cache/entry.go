@@ -190,59 +190,75 @@ func (s *Store) Lookup(key string) (*Entry, error) {
 		s.removeInvalid(h, gen)
 		return nil, fmt.Errorf("lookup (%v): %w", err, ErrMiss)
 	}
-	ok, err := s.touch(h, e.gen)
-	if err != nil {
-		// The entry was validated; an index that cannot take the access time costs LRU order only.
-		s.log.Warn("cache: record access", "err", err)
-	} else if !ok {
-		s.misses.Add(1)
-		return nil, fmt.Errorf("lookup (not indexed): %w", ErrMiss)
-	}
+	s.noteAccess(h, e.gen)
 	s.hits.Add(1)
 	return e, nil
 }
 
-// touch records an access to entry h of generation gen, at most once per touchEvery per entry. It
-// returns false when the index has no such entry (an entry dir left by a crash between rename and
-// index commit, which it removes).
-func (s *Store) touch(h, gen string) (bool, error) {
+// noteAccess records an access to entry h of generation gen in memory, at most once per touchEvery
+// per entry; applyAccesses writes it to the index within touchEvery, or before this Store next
+// evicts. So Lookup never waits for the index, which another process may hold.
+func (s *Store) noteAccess(h, gen string) {
 	now := s.now().UnixNano()
 	s.mu.Lock()
-	t, seen := s.touched[h]
-	s.mu.Unlock()
-	if seen && t.gen == gen && now >= t.at && now-t.at < int64(touchEvery) {
-		return true, nil
+	defer s.mu.Unlock()
+	if t, ok := s.touched[h]; ok && t.gen == gen && now >= t.at && now-t.at < int64(touchEvery) {
+		return
 	}
-	ok := true
-	err := s.writeTx(func(c *sql.Conn) error {
-		ctx := context.Background()
+	if len(s.touched) >= maxCachedManifests {
+		clear(s.touched)
+	}
+	s.touched[h] = touch{gen: gen, at: now}
+	s.pending[h] = touch{gen: gen, at: now}
+	if s.touchTimer == nil && !s.closed {
+		s.touchTimer = time.AfterFunc(touchEvery, s.flushAccesses)
+	}
+}
+
+// flushAccesses writes the pending accesses; errors are logged (they cost LRU order only).
+func (s *Store) flushAccesses() {
+	s.mu.Lock()
+	s.touchTimer = nil
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return
+	}
+	if err := s.writeTx(s.applyAccesses); err != nil {
+		s.log.Warn("cache: record accesses", "err", err)
+	}
+}
+
+// applyAccesses writes the pending accesses into the index. An access to an entry the index does
+// not have (a directory left by a crash between rename and index commit: complete, but not
+// accounted) removes that directory. Called in writeTx.
+func (s *Store) applyAccesses(c *sql.Conn) error {
+	s.mu.Lock()
+	p := s.pending
+	s.pending = map[string]touch{}
+	s.mu.Unlock()
+	ctx := context.Background()
+	for h, t := range p {
 		res, err := c.ExecContext(ctx,
-			"UPDATE entries SET access = ? WHERE hash = ? AND gen = ? AND kind = ?", now, h, gen, kindEntry)
+			"UPDATE entries SET access = max(access, ?) WHERE hash = ? AND gen = ? AND kind = ?",
+			t.at, h, t.gen, kindEntry)
 		if err != nil {
 			return wrapErr("record cache access", err)
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
-			return nil
+			continue
 		}
-		ok = false
 		var rows int
 		if err := c.QueryRowContext(ctx, "SELECT COUNT(*) FROM entries WHERE hash = ?", h).Scan(&rows); err != nil {
 			return wrapErr("read cache index", err)
 		}
 		if rows == 0 {
-			return s.removeInvalidTx(c, h, gen)
+			if err := s.removeInvalidTx(c, h, t.gen); err != nil {
+				return err
+			}
 		}
-		return nil
-	})
-	if err == nil && ok {
-		s.mu.Lock()
-		if len(s.touched) > 1<<16 {
-			clear(s.touched)
-		}
-		s.touched[h] = touch{gen: gen, at: now}
-		s.mu.Unlock()
 	}
-	return ok, err
+	return nil
 }
 
 // removeInvalid removes entry h if it is still generation gen, or if its manifest does not parse

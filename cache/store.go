@@ -33,7 +33,7 @@ const (
 	indexVersion = 1
 	busyTimeout  = 30 * time.Second
 	// touchEvery coalesces the access times Lookup records: LRU order is kept to this granularity,
-	// and a hot entry costs one index write per interval instead of one per Lookup.
+	// and accesses reach the index (in the background) within it.
 	touchEvery = time.Second
 	noFollow   = unix.O_NOFOLLOW
 )
@@ -72,7 +72,10 @@ type Store struct {
 	pins     map[string]int        // sparse hash → open Sparse count; guarded by mu
 	builders map[*Builder]struct{} // uncommitted builders; guarded by mu
 	sparses  map[*Sparse]struct{}  // open Sparse handles; guarded by mu
-	touched  map[string]touch      // hash → last access recorded; guarded by mu
+	touched  map[string]touch      // hash → last access noted; guarded by mu
+	pending  map[string]touch      // accesses not yet in the index; guarded by mu
+	// touchTimer will write pending; guarded by mu
+	touchTimer *time.Timer
 	// manifests holds parsed manifests by entry hash; guarded by mu
 	manifests map[string]cachedManifest
 
@@ -144,7 +147,7 @@ func Open(o Options) (*Store, error) {
 	s := &Store{
 		dir: dir, opts: o, log: o.Logger, now: o.Now,
 		pins: map[string]int{}, builders: map[*Builder]struct{}{}, sparses: map[*Sparse]struct{}{},
-		touched: map[string]touch{}, manifests: map[string]cachedManifest{},
+		touched: map[string]touch{}, pending: map[string]touch{}, manifests: map[string]cachedManifest{},
 	}
 	if err := s.open(); err != nil {
 		s.release()
@@ -326,6 +329,10 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.touchTimer != nil {
+		s.touchTimer.Stop()
+		s.touchTimer = nil
+	}
 	builders := make([]*Builder, 0, len(s.builders))
 	for b := range s.builders {
 		builders = append(builders, b)
@@ -343,6 +350,9 @@ func (s *Store) Close() error {
 		errs = append(errs, sp.Close())
 	}
 	errs = append(errs, s.writeTx(func(c *sql.Conn) error {
+		if err := s.applyAccesses(c); err != nil {
+			return err
+		}
 		_, err := c.ExecContext(context.Background(), "DELETE FROM reservations WHERE owner = ?", s.owner)
 		return wrapErr("release reservations", err)
 	}))
@@ -431,6 +441,10 @@ func (s *Store) makeRoom(c *sql.Conn, n int64) error {
 	}
 	if n > max {
 		return fmt.Errorf("reserve %d bytes (cap %d): %w", n, max, ErrFull)
+	}
+	// LRU order must include this Store's latest Lookups.
+	if err := s.applyAccesses(c); err != nil {
+		return err
 	}
 	for attempt := 0; ; attempt++ {
 		u, err := used(c)
