@@ -149,8 +149,22 @@ func TestTwoStoresShareTheCapAndLRU(t *testing.T) {
 	if _, err := b.Lookup("k1"); err != nil {
 		t.Fatal(err)
 	}
+	// b writes the access in the background, within a second; then a's eviction sees it.
+	lookedUp := clk.Now()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		infos, err := a.Entries()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if infos[0].Key == "k1" && infos[0].LastAccess.Equal(lookedUp) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b's access never reached the index: %+v", infos)
+		}
+	}
 	clk.Add(time.Minute)
-	mustBuild(t, b, "k4", files)
+	mustBuild(t, a, "k4", files)
 	if _, err := a.Lookup("k2"); !isMiss(err) {
 		t.Fatalf("k2 (least recently used) survived: %v", err)
 	}
