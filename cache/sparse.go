@@ -81,6 +81,9 @@ func (s *Store) OpenSparse(key string, header []byte, units int, unitBytes int64
 			if bytes.Equal(oldHeader, header) && oldUnits == int64(units) && oldUnitBytes == unitBytes &&
 				len(bitmap) == (units+7)/8 {
 				if f := sp.reuse(string(gen), header); f != nil {
+					if units%8 != 0 {
+						bitmap[len(bitmap)-1] &= 1<<(units%8) - 1 // no marks past the last unit
+					}
 					sp.f, sp.gen, sp.filled = f, string(gen), bitmap
 					for _, b := range bitmap {
 						sp.nfilled += bits.OnesCount8(b)

@@ -262,3 +262,27 @@ func TestSparseBadGeometry(t *testing.T) {
 		}
 	}
 }
+
+// Garbage in a stored bitmap past the last unit does not count as filled units.
+func TestSparseBitmapTailIgnored(t *testing.T) {
+	s := openStore(t, Options{Dir: t.TempDir()})
+	sp, err := s.OpenSparse("k", []byte("h"), 3, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for u := range 3 {
+		sp.Fill(u, unitData(u, 10))
+	}
+	sp.Close()
+	if _, err := s.db.Exec("UPDATE entries SET bitmap = x'ff'"); err != nil {
+		t.Fatal(err)
+	}
+	sp, err = s.OpenSparse("k", []byte("h"), 3, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if !sp.Complete() {
+		t.Fatal("3 of 3 units marked, yet not Complete")
+	}
+}

@@ -730,6 +730,9 @@ func (s *Store) Stats() Stats {
 		MaxBytes: s.opts.MaxBytes, Hits: s.hits.Load(), Misses: s.misses.Load(),
 		Evictions: s.evictions.Load(), BytesWritten: s.written.Load(),
 	}
+	if s.isClosed() {
+		return st
+	}
 	ctx := context.Background()
 	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(bytes), 0),
 		(SELECT COALESCE(SUM(bytes), 0) FROM reservations) FROM entries`).
@@ -742,6 +745,9 @@ func (s *Store) Stats() Stats {
 
 // Entries lists the directory's entries, most recently used first.
 func (s *Store) Entries() ([]EntryInfo, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
 	rows, err := s.db.QueryContext(context.Background(),
 		"SELECT key, kind, bytes, access, committed FROM entries ORDER BY access DESC, hash")
 	if err != nil {
