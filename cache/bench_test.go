@@ -61,7 +61,17 @@ const bigEntry = 100 << 20
 // it. Compare with BenchmarkWriteFile100MB, the same bytes by os.WriteFile in the same run: the
 // difference is the cost of the cache (reservations, fsync, checksums, manifest, index).
 func BenchmarkCommit100MB(b *testing.B) {
-	s, err := Open(Options{Dir: b.TempDir(), MaxBytes: 3 * bigEntry})
+	benchCommit(b, Options{Dir: b.TempDir(), MaxBytes: 3 * bigEntry})
+}
+
+// BenchmarkCommit100MBTemporary is the same for a Temporary Store (--no-cache), which does not
+// fsync: its directory does not outlive it.
+func BenchmarkCommit100MBTemporary(b *testing.B) {
+	benchCommit(b, Options{Dir: b.TempDir() + "/tmp", MaxBytes: 3 * bigEntry, Temporary: true})
+}
+
+func benchCommit(b *testing.B, o Options) {
+	s, err := Open(o)
 	if err != nil {
 		b.Fatal(err)
 	}

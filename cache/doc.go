@@ -59,6 +59,9 @@
 // bitmaps are merged (OR) when persisted. A sparse file is checked for its size and header
 // only: the bytes of a unit carry no checksum.
 //
+// A Temporary Store (--no-cache) skips every fsync: its directory is private and removed by Close,
+// so no entry of it outlives a crash; what it serves is checked all the same.
+//
 // # What the cap covers
 //
 // MaxBytes bounds, at every moment, the bytes of entry files on disk in DIR, counted as file

@@ -394,7 +394,7 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 	recs := make([]fileRec, 0, len(b.names))
 	var total int64
 	for _, name := range b.names {
-		rec, err := seal(filepath.Join(b.dir, name))
+		rec, err := seal(filepath.Join(b.dir, name), s.durable)
 		if err != nil {
 			return nil, err
 		}
@@ -413,10 +413,10 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 			return nil, err
 		}
 	}
-	if err := writeSync(filepath.Join(b.dir, manifestName), data); err != nil {
+	if err := writeSync(filepath.Join(b.dir, manifestName), data, s.durable); err != nil {
 		return nil, err
 	}
-	if err := syncDir(b.dir); err != nil {
+	if err := s.syncDir(b.dir); err != nil {
 		return nil, err
 	}
 	final := s.entryPath(b.hash)
@@ -449,7 +449,7 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 			return wrapErr("commit cache entry", err)
 		}
 		renamed = true
-		if err := syncDir(filepath.Dir(final)); err != nil {
+		if err := s.syncDir(filepath.Dir(final)); err != nil {
 			return err
 		}
 		if _, err := c.ExecContext(ctx, `INSERT INTO entries(hash, key, kind, bytes, committed, access, gen)
@@ -525,8 +525,8 @@ func (s *Store) forget(b *Builder) {
 	s.mu.Unlock()
 }
 
-// seal makes a written file read-only, syncs it and records it.
-func seal(path string) (fileRec, error) {
+// seal makes a written file read-only, syncs it (when durable) and records it.
+func seal(path string, durable bool) (fileRec, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
 	if err != nil {
 		return fileRec{}, wrapErr("seal cache file", err)
@@ -535,8 +535,10 @@ func seal(path string) (fileRec, error) {
 	if err := f.Chmod(0o400); err != nil {
 		return fileRec{}, wrapErr("seal cache file", err)
 	}
-	if err := f.Sync(); err != nil {
-		return fileRec{}, wrapErr("sync cache file", err)
+	if durable {
+		if err := f.Sync(); err != nil {
+			return fileRec{}, wrapErr("sync cache file", err)
+		}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
@@ -550,14 +552,14 @@ func seal(path string) (fileRec, error) {
 	return rec, nil
 }
 
-// writeSync writes a new file and syncs it.
-func writeSync(path string, data []byte) error {
+// writeSync writes a new file and syncs it (when durable).
+func writeSync(path string, data []byte, durable bool) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, 0o400)
 	if err != nil {
 		return wrapErr("write cache manifest", err)
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -566,7 +568,11 @@ func writeSync(path string, data []byte) error {
 	return wrapErr("write cache manifest", err)
 }
 
-func syncDir(dir string) error {
+// syncDir makes a directory's entries durable, unless the Store is Temporary.
+func (s *Store) syncDir(dir string) error {
+	if !s.durable {
+		return nil
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return wrapErr("sync cache dir", err)

@@ -122,10 +122,10 @@ func (s *Store) OpenSparse(key string, header []byte, units int, unitBytes int64
 		if err := f.Truncate(sp.total); err != nil {
 			return wrapErr("write sparse cache file", err)
 		}
-		if err := unix.Fdatasync(int(f.Fd())); err != nil {
-			return wrapErr("sync sparse cache file", err)
+		if err := s.datasync(f); err != nil {
+			return err
 		}
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		if err := s.syncDir(filepath.Dir(path)); err != nil {
 			return err
 		}
 		sp.filled = make([]byte, (units+7)/8)
@@ -298,9 +298,9 @@ func (sp *Sparse) flushLocked() error {
 		sp.dirty = true
 		sp.mu.Unlock()
 	}
-	if err := unix.Fdatasync(int(sp.f.Fd())); err != nil {
+	if err := sp.s.datasync(sp.f); err != nil {
 		redirty()
-		return wrapErr("sync sparse cache file", err)
+		return err
 	}
 	var merged []byte
 	err := sp.s.writeTx(func(c *sql.Conn) error {
@@ -361,4 +361,12 @@ func (sp *Sparse) Close() error {
 	delete(s.sparses, sp)
 	s.mu.Unlock()
 	return errors.Join(err, cerr)
+}
+
+// datasync is fdatasync, unless the Store is Temporary.
+func (s *Store) datasync(f *os.File) error {
+	if !s.durable {
+		return nil
+	}
+	return wrapErr("sync sparse cache file", unix.Fdatasync(int(f.Fd())))
 }

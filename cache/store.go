@@ -60,9 +60,11 @@ type Store struct {
 	opts  Options
 	log   *slog.Logger
 	now   func() time.Time
-	owner string   // "<pid>-<random>": names this Store's temp dirs, trash and reservations
-	lock  *os.File // tmp/<owner>.lock, flock'd LOCK_EX for the Store's life: how others know it lives
-	db    *sql.DB
+	owner string // "<pid>-<random>": names this Store's temp dirs, trash and reservations
+	// durable: fsync what is committed. A Temporary Store skips it: its directory dies with it.
+	durable bool
+	lock    *os.File // tmp/<owner>.lock, flock'd LOCK_EX for the Store's life: how others know it lives
+	db      *sql.DB
 
 	// txMu serialises this process's index write transactions (SQLite would, with busy waits).
 	txMu sync.Mutex
@@ -145,7 +147,7 @@ func Open(o Options) (*Store, error) {
 		return nil, fmt.Errorf("open cache %s: %w", o.Dir, err)
 	}
 	s := &Store{
-		dir: dir, opts: o, log: o.Logger, now: o.Now,
+		dir: dir, opts: o, log: o.Logger, now: o.Now, durable: !o.Temporary,
 		pins: map[string]int{}, builders: map[*Builder]struct{}{}, sparses: map[*Sparse]struct{}{},
 		touched: map[string]touch{}, pending: map[string]touch{}, manifests: map[string]cachedManifest{},
 	}
