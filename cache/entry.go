@@ -217,6 +217,8 @@ func (s *Store) noteAccess(h, gen string) {
 
 // flushAccesses writes the pending accesses; errors are logged (they cost LRU order only).
 func (s *Store) flushAccesses() {
+	s.bgMu.RLock() // Close waits for this to end before it closes the index
+	defer s.bgMu.RUnlock()
 	s.mu.Lock()
 	s.touchTimer = nil
 	closed := s.closed

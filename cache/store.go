@@ -68,6 +68,8 @@ type Store struct {
 
 	// txMu serialises this process's index write transactions (SQLite would, with busy waits).
 	txMu sync.Mutex
+	// bgMu is held (read) by background index writes; Close takes it to wait them out.
+	bgMu sync.RWMutex
 
 	mu       sync.Mutex
 	closed   bool                  // guarded by mu
@@ -358,7 +360,9 @@ func (s *Store) Close() error {
 		_, err := c.ExecContext(context.Background(), "DELETE FROM reservations WHERE owner = ?", s.owner)
 		return wrapErr("release reservations", err)
 	}))
+	s.bgMu.Lock()
 	errs = append(errs, s.release())
+	s.bgMu.Unlock()
 	if s.opts.Temporary {
 		errs = append(errs, os.RemoveAll(s.dir))
 	}
