@@ -67,7 +67,9 @@
 // MaxBytes bounds, at every moment, the bytes of entry files on disk in DIR, counted as file
 // sizes: committed entries' files and manifests, builders' reservations (a builder must Reserve
 // before it writes; Commit reserves the manifest and anything written beyond the reservation),
-// and sparse files' headers and filled units (unit reservations are made before the write). The
+// and sparse files' headers and filled units (unit reservations are made before the write; two
+// handles filling one unit before either persists it both reserve it, and the later one gives its
+// reservation back when it persists; a crash in between leaves an overcount, never an undercount). The
 // index, lock files and filesystem block rounding are not counted. The accounting is in the index,
 // so it is shared by all processes; each enforces its own MaxBytes at its reservations. Eviction is
 // least recently used first, by the last Lookup or fill, across processes. Lookup never waits for

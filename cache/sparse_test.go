@@ -286,3 +286,32 @@ func TestSparseBitmapTailIgnored(t *testing.T) {
 		t.Fatal("3 of 3 units marked, yet not Complete")
 	}
 }
+
+// Two Stores filling the same units before either persists: each reserved them, but the bytes are
+// on disk once, and so in the accounting once both have synced.
+func TestSparseOverlappingFillsCountOnce(t *testing.T) {
+	dir := t.TempDir()
+	a := openStore(t, Options{Dir: dir})
+	b := openStore(t, Options{Dir: dir})
+	spa, err := a.OpenSparse("k", make([]byte, 4096), 6, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spb, err := b.OpenSparse("k", make([]byte, 4096), 6, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for u := range 3 {
+		spa.Fill(u, unitData(u, 4096))
+		spb.Fill(u, unitData(u, 4096))
+	}
+	if err := spa.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := spb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Stats(); st.Bytes != 4*4096 || diskUsage(dir) != st.Bytes {
+		t.Fatalf("Bytes %d, disk %d, want %d", st.Bytes, diskUsage(dir), 4*4096)
+	}
+}
