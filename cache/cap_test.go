@@ -3,6 +3,7 @@ package cache
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -106,6 +107,10 @@ func TestCapUnderConcurrentBuilders(t *testing.T) {
 	for g := range 12 {
 		wg.Go(func() { errs <- buildLoad(s, fmt.Sprintf("g%d", g), 15, 64<<10, uint64(g)) })
 	}
+	// Sparse files filled meanwhile, pinned while open, evictable once closed.
+	for g := range 2 {
+		wg.Go(func() { errs <- fillLoad(s, fmt.Sprintf("frames%d", g), 6) })
+	}
 	wg.Wait()
 	close(stop)
 	close(errs)
@@ -144,8 +149,22 @@ func TestTwoStoresShareTheCapAndLRU(t *testing.T) {
 	if _, err := b.Lookup("k1"); err != nil {
 		t.Fatal(err)
 	}
+	// b writes the access in the background, within a second; then a's eviction sees it.
+	lookedUp := clk.Now()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		infos, err := a.Entries()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if infos[0].Key == "k1" && infos[0].LastAccess.Equal(lookedUp) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b's access never reached the index: %+v", infos)
+		}
+	}
 	clk.Add(time.Minute)
-	mustBuild(t, b, "k4", files)
+	mustBuild(t, a, "k4", files)
 	if _, err := a.Lookup("k2"); !isMiss(err) {
 		t.Fatalf("k2 (least recently used) survived: %v", err)
 	}
@@ -233,11 +252,34 @@ func TestRemoveAndClear(t *testing.T) {
 		t.Fatal(err)
 	}
 	sp.Fill(0, make([]byte, 100))
+	mustBuild(t, s, "frames", files) // an entry of the same key
 	if err := s.Remove("frames"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Remove of an open sparse file: %v, want ErrBusy", err)
 	}
+	if _, err := s.Lookup("frames"); err != nil {
+		t.Fatalf("a Remove that failed removed the entry of the same key: %v", err)
+	}
+	if err := s.Remove("frames"); !errors.Is(err, ErrBusy) {
+		t.Fatal(err)
+	}
+	// An evicted entry's open files keep working.
+	e, err := s.Lookup("k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := e.Open("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
 	if err := s.Clear(); err != nil {
 		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(f); err != nil || string(got) != string(content("k2", "a", 100)) {
+		t.Fatalf("reading a file of a cleared entry: %v", err)
+	}
+	if _, err := e.Open("a"); !isMiss(err) {
+		t.Fatalf("Open through a cleared entry: %v, want ErrMiss", err)
 	}
 	infos, err := s.Entries()
 	if err != nil || len(infos) != 1 || infos[0].Key != "frames" || !infos[0].Sparse || infos[0].Size != 164 {
@@ -274,4 +316,92 @@ func TestTemporary(t *testing.T) {
 	if _, err := s.Lookup("k"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Lookup after Close: %v", err)
 	}
+}
+
+// Readers racing builders that evict: whatever opens reads whole and right, or is a miss.
+func TestReadersDuringEviction(t *testing.T) {
+	s := openStore(t, Options{Dir: t.TempDir(), MaxBytes: 200 << 10})
+	files := func(i int) map[string]int { return map[string]int{"a.npy": 20000 + i*1000, "b": 5000} }
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var served, missed [3]int
+	for r := range 3 {
+		wg.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				i := n % 12
+				e, err := s.Lookup(fmt.Sprintf("k%d", i))
+				if err != nil {
+					if !isMiss(err) {
+						t.Error(err)
+					}
+					missed[r]++
+					continue
+				}
+				for name, size := range files(i) {
+					got, err := readEntryFile(e, name)
+					if isMiss(err) {
+						missed[r]++
+						continue
+					}
+					if err != nil || string(got) != string(content(e.Key, name, size)) {
+						t.Errorf("%s/%s: %v, or wrong content", e.Key, name, err)
+						return
+					}
+					served[r]++
+				}
+			}
+		})
+	}
+	for round := range 4 {
+		for i := range 12 {
+			if _, err := build(s, fmt.Sprintf("k%d", i), files(i)); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+	close(done)
+	wg.Wait()
+	t.Logf("served %v, missed %v, %+v", served, missed, s.Stats())
+	if served[0]+served[1]+served[2] == 0 || s.Stats().Evictions == 0 {
+		t.Fatal("the race did not happen: no reads served or no evictions")
+	}
+}
+
+// fillLoad opens sparse files of 24 units of 4 KiB, fills them, checks them and closes them, rounds
+// times; ErrFull is a skipped unit.
+func fillLoad(s *Store, key string, rounds int) error {
+	for round := range rounds {
+		sp, err := s.OpenSparse(fmt.Sprintf("%s-%d", key, round%3), make([]byte, 4096), 24, 4096)
+		if errors.Is(err, ErrFull) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for u := range 24 {
+			if err := sp.Fill(u, unitData(u, 4096)); err != nil && !errors.Is(err, ErrFull) {
+				sp.Close()
+				return err
+			}
+		}
+		for u := range 24 {
+			if !sp.Filled(u) {
+				continue
+			}
+			got := make([]byte, 4096)
+			if _, err := sp.File().ReadAt(got, 4096+int64(u)*4096); err != nil || string(got) != string(unitData(u, 4096)) {
+				sp.Close()
+				return fmt.Errorf("%s unit %d: %v, or wrong content", key, u, err)
+			}
+		}
+		if err := sp.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

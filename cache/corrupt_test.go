@@ -156,6 +156,11 @@ func TestDamageIsNeverServed(t *testing.T) {
 					t.Fatalf("Entry.Open of a damaged file: %v, want ErrMiss", err)
 				}
 			} else {
+				// Writable first, as for a non-root owner (root writes 0400 files anyway); the
+				// chmod changes ctimes, which every one of these damages does too.
+				for _, name := range []string{"data.npy", manifestName} {
+					os.Chmod(filepath.Join(dir, name), 0o600)
+				}
 				c.at(t, s, dir)
 				if e, err := s.Lookup("k"); !isMiss(err) {
 					t.Fatalf("Lookup of a damaged entry: %v, %v; want ErrMiss", e, err)
@@ -210,8 +215,16 @@ func TestUnindexedEntryIsAMiss(t *testing.T) {
 	s.mu.Lock()
 	clear(s.touched)
 	s.mu.Unlock()
+	// It is whole (the manifest was written last): served until its access reaches the index,
+	// which finds no row and removes it.
+	e, err := s.Lookup("k")
+	if err != nil {
+		t.Fatalf("Lookup of an unindexed, complete entry: %v", err)
+	}
+	checkEntry(t, e, map[string]int{"a": 100})
+	s.flushAccesses()
 	if _, err := s.Lookup("k"); !isMiss(err) {
-		t.Fatalf("Lookup of an unindexed entry: %v", err)
+		t.Fatalf("Lookup of an unindexed entry after its access was recorded: %v", err)
 	}
 	if _, err := os.Lstat(s.entryPath(hashKey("k"))); !os.IsNotExist(err) {
 		t.Fatal("unindexed entry left on disk")
@@ -228,5 +241,38 @@ func TestUnindexedEntryIsAMiss(t *testing.T) {
 	}
 	if n := diskUsage(dir); n != 0 {
 		t.Fatalf("%d bytes left on disk", n)
+	}
+}
+
+func TestCorruptIndexIsReplaced(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir})
+	mustBuild(t, s, "k", map[string]int{"a": 1000})
+	s.Close()
+	for _, suffix := range []string{"-wal", "-shm"} {
+		os.Remove(filepath.Join(dir, indexName+suffix))
+	}
+	if err := os.WriteFile(filepath.Join(dir, indexName), content("not", "sqlite", 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, Options{Dir: dir})
+	if _, err := s.Lookup("k"); !isMiss(err) {
+		t.Fatalf("Lookup with a new index: %v, want ErrMiss", err)
+	}
+	if st := s.Stats(); st.Entries != 0 || diskUsage(dir) != 0 {
+		t.Fatalf("entries without rows kept: %+v, disk %d", st, diskUsage(dir))
+	}
+	checkEntry(t, mustBuild(t, s, "k", map[string]int{"a": 1000}), map[string]int{"a": 1000})
+}
+
+func TestIndexOfAnotherVersionIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir})
+	if _, err := s.db.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(Options{Dir: dir}); err == nil {
+		t.Fatal("Open of an index of another version succeeded")
 	}
 }

@@ -46,8 +46,9 @@
 // into place and its row, an eviction and its row, a reservation and the evictions that make room
 // for it. Two processes committing the same key: the first wins; the second finds a valid entry,
 // discards its own and returns the winner's. A crash between a rename and the index commit leaves
-// a directory without a row, which Open removes (and Lookup treats as a miss); a row without its
-// files is deleted by Open. A Store that dies leaves its tmp/ directories, trash and reservations;
+// a directory without a row: a complete entry, but not accounted, which Open removes (Lookup may
+// serve it until its access reaches the index, which removes it); a row without its files is
+// deleted by Open and by Lookup. A Store that dies leaves its tmp/ directories, trash and reservations;
 // they are removed by any Store that finds its lock file unlocked (Open, and Reserve before it
 // gives up), never those of a live Store, whatever its pid namespace.
 //
@@ -55,24 +56,40 @@
 // the file, so a crash loses marks of units written since the last sync, never marks a unit whose
 // data is not on disk. The file name carries a generation recorded in the row: a reset makes a new
 // file, so an old bitmap can never describe a new file. Two processes may fill one sparse file;
-// bitmaps are merged (OR) when persisted.
+// bitmaps are merged (OR) when persisted. A sparse file is checked for its size and header
+// only: the bytes of a unit carry no checksum.
+//
+// A Temporary Store (--no-cache) skips every fsync: its directory is private and removed by Close,
+// so no entry of it outlives a crash; what it serves is checked all the same.
 //
 // # What the cap covers
 //
 // MaxBytes bounds, at every moment, the bytes of entry files on disk in DIR, counted as file
 // sizes: committed entries' files and manifests, builders' reservations (a builder must Reserve
 // before it writes; Commit reserves the manifest and anything written beyond the reservation),
-// and sparse files' headers and filled units (unit reservations are made before the write). The
+// and sparse files' headers and filled units (unit reservations are made before the write; two
+// handles filling one unit before either persists it both reserve it, and the later one gives its
+// reservation back when it persists; a crash in between leaves an overcount, never an undercount). The
 // index, lock files and filesystem block rounding are not counted. The accounting is in the index,
 // so it is shared by all processes; each enforces its own MaxBytes at its reservations. Eviction is
-// least recently used first, by the last Lookup (recorded at most once a second per entry) or fill,
-// across processes. Never evicted: builders' reservations (they are not entries) and sparse files
+// least recently used first, by the last Lookup or fill, across processes. Lookup never waits for
+// the index: it notes the access in memory (once a second per entry at most), and the Store writes
+// it within a second, and before it evicts anything itself; so another process's eviction may see
+// this one's accesses up to a second late. Each Reserve and each Fill is one index transaction:
+// reserve in large steps (a column's predicted size) where that is known. Never evicted: builders' reservations (they are not entries) and sparse files
 // any Sparse has open (each holds LOCK_SH on it). An entry another process has open may be
 // evicted: its open files keep working, and its next Entry.Open is a miss.
 //
 // # Errors
 //
-// ErrMiss: rebuild. ErrFull: serve without caching. Errors of the directory itself (ENOSPC, EDQUOT,
-// EROFS, EACCES, EIO, and SQLite's equivalents) wrap ErrUnavailable beside the original error: serve
-// without the cache and log one line. Nothing half-written is ever served after any of them.
+// ErrMiss: rebuild. ErrFull: serve without caching. ErrBusy: a sparse file is open elsewhere (with
+// another geometry, or for Remove). Errors of the directory itself (ENOSPC, EDQUOT, EROFS, EACCES,
+// EIO, and SQLite's equivalents) wrap ErrUnavailable beside the original error (errors.Is works for
+// both): serve without the cache and log one line. Nothing half-written is ever served after any of
+// them: a failed Commit removes its directory and releases its reservation; a failed Fill leaves
+// its unit unmarked.
+//
+// A corrupt index is replaced by a new one at Open (its entries are then discarded); an index of
+// another version makes Open fail. The directory must be on a local filesystem (flock and SQLite
+// locking).
 package cache

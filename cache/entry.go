@@ -1,11 +1,13 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -85,7 +87,11 @@ func (e *Entry) Open(name string) (*os.File, error) {
 
 func (e *Entry) invalid(name, why string) error {
 	e.s.misses.Add(1)
-	e.s.log.Info("cache: entry modified, removed", "key", e.Key, "file", name, "why", why)
+	level := slog.LevelInfo
+	if why == "file gone" {
+		level = slog.LevelDebug // evicted or removed, most likely: nothing to report
+	}
+	e.s.log.Log(context.Background(), level, "cache: entry changed, removed", "key", e.Key, "file", name, "why", why)
 	e.s.removeInvalid(e.hash, e.gen)
 	return fmt.Errorf("open cache file %s (%s): %w", name, why, ErrMiss)
 }
@@ -110,13 +116,32 @@ func recMismatch(rec *fileRec, st *unix.Stat_t) string {
 // an error wrapping fs.ErrNotExist means there is no entry.
 func (s *Store) check(h, key string) (*Entry, string, error) {
 	dir := s.entryPath(h)
-	m, msize, err := readManifest(filepath.Join(dir, manifestName))
-	if err != nil {
+	mpath := filepath.Join(dir, manifestName)
+	var st unix.Stat_t
+	if err := unix.Lstat(mpath, &st); err != nil {
 		if errors.Is(err, unix.ENOTDIR) {
-			err = errCorrupt
+			return nil, "", errCorrupt
 		}
-		return nil, "", err
+		return nil, "", &fs.PathError{Op: "lstat", Path: mpath, Err: err}
 	}
+	// A manifest already parsed, unchanged since (same inode, ctime and size), is not re-read.
+	s.mu.Lock()
+	cm, ok := s.manifests[h]
+	s.mu.Unlock()
+	m, mst := cm.m, cm.st
+	if !ok || cm.st != statOf(&st) {
+		var err error
+		if m, mst, err = readManifest(mpath); err != nil {
+			return nil, "", err
+		}
+		s.mu.Lock()
+		if len(s.manifests) >= maxCachedManifests {
+			clear(s.manifests)
+		}
+		s.manifests[h] = cachedManifest{st: mst, m: m}
+		s.mu.Unlock()
+	}
+	msize := mst.size
 	if string(m.Key) != key {
 		return nil, m.Gen, errors.New("key differs")
 	}
@@ -135,7 +160,7 @@ func (s *Store) check(h, key string) (*Entry, string, error) {
 		}
 		size += m.Files[i].Size
 	}
-	return &Entry{Key: key, Meta: m.Meta, s: s, hash: h, gen: m.Gen, dir: dir, files: m.Files,
+	return &Entry{Key: key, Meta: bytes.Clone(m.Meta), s: s, hash: h, gen: m.Gen, dir: dir, files: m.Files,
 		size: size, committed: committed}, m.Gen, nil
 }
 
@@ -165,59 +190,77 @@ func (s *Store) Lookup(key string) (*Entry, error) {
 		s.removeInvalid(h, gen)
 		return nil, fmt.Errorf("lookup (%v): %w", err, ErrMiss)
 	}
-	ok, err := s.touch(h, e.gen)
-	if err != nil {
-		// The entry was validated; an index that cannot take the access time costs LRU order only.
-		s.log.Warn("cache: record access", "err", err)
-	} else if !ok {
-		s.misses.Add(1)
-		return nil, fmt.Errorf("lookup (not indexed): %w", ErrMiss)
-	}
+	s.noteAccess(h, e.gen)
 	s.hits.Add(1)
 	return e, nil
 }
 
-// touch records an access to entry h of generation gen, at most once per touchEvery per entry. It
-// returns false when the index has no such entry (an entry dir left by a crash between rename and
-// index commit, which it removes).
-func (s *Store) touch(h, gen string) (bool, error) {
+// noteAccess records an access to entry h of generation gen in memory, at most once per touchEvery
+// per entry; applyAccesses writes it to the index within touchEvery, or before this Store next
+// evicts. So Lookup never waits for the index, which another process may hold.
+func (s *Store) noteAccess(h, gen string) {
 	now := s.now().UnixNano()
 	s.mu.Lock()
-	t, seen := s.touched[h]
-	s.mu.Unlock()
-	if seen && t.gen == gen && now >= t.at && now-t.at < int64(touchEvery) {
-		return true, nil
+	defer s.mu.Unlock()
+	if t, ok := s.touched[h]; ok && t.gen == gen && now >= t.at && now-t.at < int64(touchEvery) {
+		return
 	}
-	ok := true
-	err := s.writeTx(func(c *sql.Conn) error {
-		ctx := context.Background()
+	if len(s.touched) >= maxCachedManifests {
+		clear(s.touched)
+	}
+	s.touched[h] = touch{gen: gen, at: now}
+	s.pending[h] = touch{gen: gen, at: now}
+	if s.touchTimer == nil && !s.closed {
+		s.touchTimer = time.AfterFunc(touchEvery, s.flushAccesses)
+	}
+}
+
+// flushAccesses writes the pending accesses; errors are logged (they cost LRU order only).
+func (s *Store) flushAccesses() {
+	s.bgMu.RLock() // Close waits for this to end before it closes the index
+	defer s.bgMu.RUnlock()
+	s.mu.Lock()
+	s.touchTimer = nil
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return
+	}
+	if err := s.writeTx(s.applyAccesses); err != nil {
+		s.log.Warn("cache: record accesses", "err", err)
+	}
+}
+
+// applyAccesses writes the pending accesses into the index. An access to an entry the index does
+// not have (a directory left by a crash between rename and index commit: complete, but not
+// accounted) removes that directory. Called in writeTx.
+func (s *Store) applyAccesses(c *sql.Conn) error {
+	s.mu.Lock()
+	p := s.pending
+	s.pending = map[string]touch{}
+	s.mu.Unlock()
+	ctx := context.Background()
+	for h, t := range p {
 		res, err := c.ExecContext(ctx,
-			"UPDATE entries SET access = ? WHERE hash = ? AND gen = ? AND kind = ?", now, h, gen, kindEntry)
+			"UPDATE entries SET access = max(access, ?) WHERE hash = ? AND gen = ? AND kind = ?",
+			t.at, h, t.gen, kindEntry)
 		if err != nil {
 			return wrapErr("record cache access", err)
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
-			return nil
+			continue
 		}
-		ok = false
 		var rows int
 		if err := c.QueryRowContext(ctx, "SELECT COUNT(*) FROM entries WHERE hash = ?", h).Scan(&rows); err != nil {
 			return wrapErr("read cache index", err)
 		}
 		if rows == 0 {
-			return s.removeInvalidTx(c, h, gen)
+			if err := s.removeInvalidTx(c, h, t.gen); err != nil {
+				return err
+			}
 		}
-		return nil
-	})
-	if err == nil && ok {
-		s.mu.Lock()
-		if len(s.touched) > 1<<16 {
-			clear(s.touched)
-		}
-		s.touched[h] = touch{gen: gen, at: now}
-		s.mu.Unlock()
 	}
-	return ok, err
+	return nil
 }
 
 // removeInvalid removes entry h if it is still generation gen, or if its manifest does not parse
@@ -353,7 +396,7 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 	recs := make([]fileRec, 0, len(b.names))
 	var total int64
 	for _, name := range b.names {
-		rec, err := seal(filepath.Join(b.dir, name))
+		rec, err := seal(filepath.Join(b.dir, name), s.durable)
 		if err != nil {
 			return nil, err
 		}
@@ -372,10 +415,10 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 			return nil, err
 		}
 	}
-	if err := writeSync(filepath.Join(b.dir, manifestName), data); err != nil {
+	if err := writeSync(filepath.Join(b.dir, manifestName), data, s.durable); err != nil {
 		return nil, err
 	}
-	if err := syncDir(b.dir); err != nil {
+	if err := s.syncDir(b.dir); err != nil {
 		return nil, err
 	}
 	final := s.entryPath(b.hash)
@@ -408,7 +451,7 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 			return wrapErr("commit cache entry", err)
 		}
 		renamed = true
-		if err := syncDir(filepath.Dir(final)); err != nil {
+		if err := s.syncDir(filepath.Dir(final)); err != nil {
 			return err
 		}
 		if _, err := c.ExecContext(ctx, `INSERT INTO entries(hash, key, kind, bytes, committed, access, gen)
@@ -484,8 +527,8 @@ func (s *Store) forget(b *Builder) {
 	s.mu.Unlock()
 }
 
-// seal makes a written file read-only, syncs it and records it.
-func seal(path string) (fileRec, error) {
+// seal makes a written file read-only, syncs it (when durable) and records it.
+func seal(path string, durable bool) (fileRec, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
 	if err != nil {
 		return fileRec{}, wrapErr("seal cache file", err)
@@ -494,8 +537,10 @@ func seal(path string) (fileRec, error) {
 	if err := f.Chmod(0o400); err != nil {
 		return fileRec{}, wrapErr("seal cache file", err)
 	}
-	if err := f.Sync(); err != nil {
-		return fileRec{}, wrapErr("sync cache file", err)
+	if durable {
+		if err := f.Sync(); err != nil {
+			return fileRec{}, wrapErr("sync cache file", err)
+		}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
@@ -509,14 +554,14 @@ func seal(path string) (fileRec, error) {
 	return rec, nil
 }
 
-// writeSync writes a new file and syncs it.
-func writeSync(path string, data []byte) error {
+// writeSync writes a new file and syncs it (when durable).
+func writeSync(path string, data []byte, durable bool) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, 0o400)
 	if err != nil {
 		return wrapErr("write cache manifest", err)
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -525,7 +570,11 @@ func writeSync(path string, data []byte) error {
 	return wrapErr("write cache manifest", err)
 }
 
-func syncDir(dir string) error {
+// syncDir makes a directory's entries durable, unless the Store is Temporary.
+func (s *Store) syncDir(dir string) error {
+	if !s.durable {
+		return nil
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return wrapErr("sync cache dir", err)

@@ -38,6 +38,8 @@ func (e *diskError) Unwrap() []error { return []error{ErrUnavailable, e.err} }
 // sqlite primary result codes that mean the disk, not the query, failed.
 const (
 	sqlitePerm     = 3
+	sqliteCorrupt  = 11
+	sqliteNotADB   = 26
 	sqliteReadonly = 8
 	sqliteIOErr    = 10
 	sqliteFull     = 13

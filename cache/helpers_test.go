@@ -12,9 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // clock is a settable clock for TTL and LRU tests.
@@ -155,9 +156,7 @@ func diskUsage(dir string) int64 {
 			}
 			n := fi.Size()
 			if sub == sparseDir {
-				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-					n = min(n, st.Blocks*512)
-				}
+				n = dataBytes(p)
 			}
 			total += n
 			return nil
@@ -238,3 +237,43 @@ func builderDirs(t testing.TB, dir string) []string {
 }
 
 func lstat(p string) (os.FileInfo, error) { return os.Lstat(p) }
+
+func truncate(t testing.TB, p string, n int64) {
+	t.Helper()
+	if err := os.Truncate(p, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func remove(t testing.TB, p string) {
+	t.Helper()
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func isFull(err error) bool { return errors.Is(err, ErrFull) }
+
+// dataBytes returns the bytes of p's data extents (SEEK_DATA / SEEK_HOLE): what a sparse file holds,
+// without the filesystem's own metadata blocks that st_blocks would add.
+func dataBytes(p string) int64 {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	var total, off int64
+	for {
+		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err != nil {
+			return total // ENXIO: no data past off
+		}
+		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+		if err != nil {
+			return total
+		}
+		total += end - start
+		off = end
+	}
+}

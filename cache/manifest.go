@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"regexp"
+
+	"golang.org/x/sys/unix"
 )
 
 // FormatVersion is the version of the manifest format and of the entry layout. A manifest of any
@@ -120,22 +122,44 @@ func parseManifest(data []byte) (*manifest, error) {
 	return &m, nil
 }
 
-// readManifest reads and parses the manifest at path, bounding what it reads.
-func readManifest(path string) (*manifest, int64, error) {
+// manifestStat identifies one version of a manifest file.
+type manifestStat struct {
+	ino         uint64
+	ctime, size int64
+}
+
+func statOf(st *unix.Stat_t) manifestStat {
+	return manifestStat{ino: st.Ino, ctime: st.Ctim.Nano(), size: st.Size}
+}
+
+// readManifest reads and parses the manifest at path, bounding what it reads. It also returns the
+// identity of the file it read.
+func readManifest(path string) (*manifest, manifestStat, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
 	if err != nil {
-		return nil, 0, err
+		if errors.Is(err, unix.ELOOP) {
+			err = errCorrupt
+		}
+		return nil, manifestStat{}, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxManifest+1))
-	if err != nil {
-		return nil, 0, err
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, manifestStat{}, err
 	}
-	if len(data) > maxManifest {
-		return nil, 0, errCorrupt
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > maxManifest {
+		return nil, manifestStat{}, errCorrupt
 	}
-	m, err := parseManifest(data)
-	return m, int64(len(data)), err
+	data := make([]byte, st.Size+1)
+	n, err := io.ReadFull(f, data)
+	if err != io.ErrUnexpectedEOF {
+		if err == nil {
+			err = errCorrupt // longer than it was a moment ago: someone is writing it
+		}
+		return nil, manifestStat{}, err
+	}
+	m, err := parseManifest(data[:n])
+	return m, statOf(&st), err
 }
 
 // checksums returns the CRC32C of the first and the last min(size, 4096) bytes of f.

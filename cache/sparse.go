@@ -40,12 +40,15 @@ type Sparse struct {
 
 	flushMu sync.Mutex // serialises flushes and Close
 
-	mu      sync.Mutex
-	filled  []byte      // a bit per unit, in this process (some marks not yet durable); guarded by mu
-	nfilled int         // guarded by mu
-	dirty   bool        // marks not yet persisted; guarded by mu
-	timer   *time.Timer // the pending flush; guarded by mu
-	closed  bool        // guarded by mu
+	mu     sync.Mutex
+	filled []byte // a bit per unit, in this process (some marks not yet durable); guarded by mu
+	// reserved has a bit per unit whose bytes this handle added to the accounting and has not yet
+	// made durable: if another handle makes it durable first, both counted it; guarded by mu
+	reserved []byte
+	nfilled  int         // guarded by mu
+	dirty    bool        // marks not yet persisted; guarded by mu
+	timer    *time.Timer // the pending flush; guarded by mu
+	closed   bool        // guarded by mu
 }
 
 // OpenSparse opens, creating or resetting it, the sparse file of key. Existing state (file and
@@ -81,7 +84,11 @@ func (s *Store) OpenSparse(key string, header []byte, units int, unitBytes int64
 			if bytes.Equal(oldHeader, header) && oldUnits == int64(units) && oldUnitBytes == unitBytes &&
 				len(bitmap) == (units+7)/8 {
 				if f := sp.reuse(string(gen), header); f != nil {
+					if units%8 != 0 {
+						bitmap[len(bitmap)-1] &= 1<<(units%8) - 1 // no marks past the last unit
+					}
 					sp.f, sp.gen, sp.filled = f, string(gen), bitmap
+					sp.reserved = make([]byte, len(bitmap))
 					for _, b := range bitmap {
 						sp.nfilled += bits.OnesCount8(b)
 					}
@@ -119,13 +126,14 @@ func (s *Store) OpenSparse(key string, header []byte, units int, unitBytes int64
 		if err := f.Truncate(sp.total); err != nil {
 			return wrapErr("write sparse cache file", err)
 		}
-		if err := unix.Fdatasync(int(f.Fd())); err != nil {
-			return wrapErr("sync sparse cache file", err)
+		if err := s.datasync(f); err != nil {
+			return err
 		}
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		if err := s.syncDir(filepath.Dir(path)); err != nil {
 			return err
 		}
 		sp.filled = make([]byte, (units+7)/8)
+		sp.reserved = make([]byte, (units+7)/8)
 		_, err = c.ExecContext(ctx, `INSERT INTO entries(hash, key, kind, bytes, committed, access, gen,
 			header, units, unit_bytes, bitmap) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			sp.hash, []byte(key), kindSparse, sp.hdr, now, now, sp.gen, header, units, unitBytes, sp.filled)
@@ -210,6 +218,7 @@ func (sp *Sparse) Fill(u int, data []byte) error {
 		return nil
 	}
 	s := sp.s
+	full := false
 	err := s.writeTx(func(c *sql.Conn) error {
 		ctx := context.Background()
 		var gen string
@@ -232,12 +241,18 @@ func (sp *Sparse) Fill(u int, data []byte) error {
 				return err
 			}
 		}
+		full = add == sp.unitBytes
 		_, err = c.ExecContext(ctx, "UPDATE entries SET bytes = bytes + ?, access = ? WHERE hash = ?",
 			max(add, 0), s.now().UnixNano(), sp.hash)
 		return wrapErr("reserve cache space", err)
 	})
 	if err != nil {
 		return err
+	}
+	if full {
+		sp.mu.Lock()
+		sp.reserved[u>>3] |= 1 << (u & 7)
+		sp.mu.Unlock()
 	}
 	if _, err := sp.f.WriteAt(data, sp.hdr+int64(u)*sp.unitBytes); err != nil {
 		return wrapErr("fill sparse cache file", err)
@@ -295,11 +310,11 @@ func (sp *Sparse) flushLocked() error {
 		sp.dirty = true
 		sp.mu.Unlock()
 	}
-	if err := unix.Fdatasync(int(sp.f.Fd())); err != nil {
+	if err := sp.s.datasync(sp.f); err != nil {
 		redirty()
-		return wrapErr("sync sparse cache file", err)
+		return err
 	}
-	var merged []byte
+	var merged, dup []byte
 	err := sp.s.writeTx(func(c *sql.Conn) error {
 		ctx := context.Background()
 		var gen string
@@ -311,11 +326,25 @@ func (sp *Sparse) flushLocked() error {
 		if err != nil {
 			return wrapErr("read cache index", err)
 		}
+		// Units this handle reserved that another made durable first were counted twice.
+		sp.mu.Lock()
+		dup = bytes.Clone(sp.reserved)
+		sp.mu.Unlock()
 		merged = snap
-		for i := range min(len(bm), len(merged)) {
-			merged[i] |= bm[i]
+		var twice, marked int64
+		for i := range merged {
+			if i < len(bm) {
+				dup[i] &= bm[i]
+				merged[i] |= bm[i]
+			} else {
+				dup[i] = 0
+			}
+			twice += int64(bits.OnesCount8(dup[i]))
+			marked += int64(bits.OnesCount8(merged[i]))
 		}
-		_, err = c.ExecContext(ctx, "UPDATE entries SET bitmap = ? WHERE hash = ?", merged, sp.hash)
+		// Never below what is durably on disk; other handles' reservations in flight stay counted.
+		_, err = c.ExecContext(ctx, "UPDATE entries SET bitmap = ?, bytes = max(bytes - ?, ?) WHERE hash = ?",
+			merged, twice*sp.unitBytes, sp.hdr+marked*sp.unitBytes, sp.hash)
 		return wrapErr("persist sparse bitmap", err)
 	})
 	if err != nil {
@@ -327,6 +356,7 @@ func (sp *Sparse) flushLocked() error {
 	for i := range sp.filled {
 		sp.filled[i] |= merged[i]
 		n += bits.OnesCount8(sp.filled[i])
+		sp.reserved[i] &^= merged[i] // durable: counted once, by the first to make them durable
 	}
 	sp.nfilled = n
 	sp.mu.Unlock()
@@ -358,4 +388,12 @@ func (sp *Sparse) Close() error {
 	delete(s.sparses, sp)
 	s.mu.Unlock()
 	return errors.Join(err, cerr)
+}
+
+// datasync is fdatasync, unless the Store is Temporary.
+func (s *Store) datasync(f *os.File) error {
+	if !s.durable {
+		return nil
+	}
+	return wrapErr("sync sparse cache file", unix.Fdatasync(int(f.Fd())))
 }

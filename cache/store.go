@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	_ "modernc.org/sqlite" // the index's database/sql driver
+	"modernc.org/sqlite" // the index's database/sql driver
 )
 
 const (
@@ -33,7 +33,7 @@ const (
 	indexVersion = 1
 	busyTimeout  = 30 * time.Second
 	// touchEvery coalesces the access times Lookup records: LRU order is kept to this granularity,
-	// and a hot entry costs one index write per interval instead of one per Lookup.
+	// and accesses reach the index (in the background) within it.
 	touchEvery = time.Second
 	noFollow   = unix.O_NOFOLLOW
 )
@@ -60,22 +60,39 @@ type Store struct {
 	opts  Options
 	log   *slog.Logger
 	now   func() time.Time
-	owner string   // "<pid>-<random>": names this Store's temp dirs, trash and reservations
-	lock  *os.File // tmp/<owner>.lock, flock'd LOCK_EX for the Store's life: how others know it lives
-	db    *sql.DB
+	owner string // "<pid>-<random>": names this Store's temp dirs, trash and reservations
+	// durable: fsync what is committed. A Temporary Store skips it: its directory dies with it.
+	durable bool
+	lock    *os.File // tmp/<owner>.lock, flock'd LOCK_EX for the Store's life: how others know it lives
+	db      *sql.DB
 
 	// txMu serialises this process's index write transactions (SQLite would, with busy waits).
 	txMu sync.Mutex
+	// bgMu is held (read) by background index writes; Close takes it to wait them out.
+	bgMu sync.RWMutex
 
 	mu       sync.Mutex
 	closed   bool                  // guarded by mu
 	pins     map[string]int        // sparse hash → open Sparse count; guarded by mu
 	builders map[*Builder]struct{} // uncommitted builders; guarded by mu
 	sparses  map[*Sparse]struct{}  // open Sparse handles; guarded by mu
-	touched  map[string]touch      // hash → last access recorded; guarded by mu
+	touched  map[string]touch      // hash → last access noted; guarded by mu
+	pending  map[string]touch      // accesses not yet in the index; guarded by mu
+	// touchTimer will write pending; guarded by mu
+	touchTimer *time.Timer
+	// manifests holds parsed manifests by entry hash; guarded by mu
+	manifests map[string]cachedManifest
 
 	nextID                           atomic.Int64
 	hits, misses, evictions, written atomic.Int64
+}
+
+// maxCachedManifests bounds Store.manifests (and Store.touched): past it, they start over.
+const maxCachedManifests = 1 << 14
+
+type cachedManifest struct {
+	st manifestStat
+	m  *manifest
 }
 
 type touch struct {
@@ -132,9 +149,9 @@ func Open(o Options) (*Store, error) {
 		return nil, fmt.Errorf("open cache %s: %w", o.Dir, err)
 	}
 	s := &Store{
-		dir: dir, opts: o, log: o.Logger, now: o.Now,
+		dir: dir, opts: o, log: o.Logger, now: o.Now, durable: !o.Temporary,
 		pins: map[string]int{}, builders: map[*Builder]struct{}{}, sparses: map[*Sparse]struct{}{},
-		touched: map[string]touch{},
+		touched: map[string]touch{}, pending: map[string]touch{}, manifests: map[string]cachedManifest{},
 	}
 	if err := s.open(); err != nil {
 		s.release()
@@ -155,6 +172,37 @@ func (s *Store) open() error {
 	if err := s.takeOwnerLock(); err != nil {
 		return err
 	}
+	err := s.openIndex()
+	if isCorruptIndex(err) {
+		// The index is garbage: start a new one. Open then removes every entry, none having a row.
+		s.log.Warn("cache: index corrupt, starting a new one", "dir", s.dir, "err", err)
+		s.db.Close()
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(filepath.Join(s.dir, indexName+suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return wrapErr("remove corrupt cache index", err)
+			}
+		}
+		err = s.openIndex()
+	}
+	if err != nil {
+		return err
+	}
+	return s.writeTx(func(c *sql.Conn) error {
+		if err := s.sweepDead(c); err != nil {
+			return err
+		}
+		return s.reconcile(c)
+	})
+}
+
+// isCorruptIndex reports whether err is SQLite's "not a database" or "corrupt".
+func isCorruptIndex(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code()&0xff == sqliteNotADB || se.Code()&0xff == sqliteCorrupt)
+}
+
+// openIndex opens DIR/index.sqlite and creates its tables when new.
+func (s *Store) openIndex() error {
 	q := url.Values{}
 	for _, p := range []string{
 		fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()),
@@ -171,15 +219,7 @@ func (s *Store) open() error {
 	db.SetMaxOpenConns(1)
 	db.SetConnMaxLifetime(0)
 	s.db = db
-	if err := s.writeTx(s.initSchema); err != nil {
-		return err
-	}
-	return s.writeTx(func(c *sql.Conn) error {
-		if err := s.sweepDead(c); err != nil {
-			return err
-		}
-		return s.reconcile(c)
-	})
+	return s.writeTx(s.initSchema)
 }
 
 // takeOwnerLock creates tmp/<owner>.lock holding LOCK_EX. The file is locked under a temporary name
@@ -258,16 +298,28 @@ func (s *Store) writeTx(fn func(c *sql.Conn) error) error {
 	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return wrapErr("lock cache index", err)
 	}
-	if err := fn(c); err != nil {
+	err = fn(c)
+	var ca *commitAnyway
+	if err != nil && !errors.As(err, &ca) {
 		c.ExecContext(ctx, "ROLLBACK")
 		return err
 	}
-	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, cerr := c.ExecContext(ctx, "COMMIT"); cerr != nil {
 		c.ExecContext(ctx, "ROLLBACK")
-		return wrapErr("commit cache index", err)
+		return wrapErr("commit cache index", cerr)
+	}
+	if ca != nil {
+		return ca.err
 	}
 	return nil
 }
+
+// commitAnyway is returned by a writeTx function that failed after removing files: the rows of
+// what it removed must go too, so the transaction commits, and writeTx returns err.
+type commitAnyway struct{ err error }
+
+func (e *commitAnyway) Error() string { return e.err.Error() }
+func (e *commitAnyway) Unwrap() error { return e.err }
 
 // Dir returns the cache directory.
 func (s *Store) Dir() string { return s.dir }
@@ -281,6 +333,10 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.touchTimer != nil {
+		s.touchTimer.Stop()
+		s.touchTimer = nil
+	}
 	builders := make([]*Builder, 0, len(s.builders))
 	for b := range s.builders {
 		builders = append(builders, b)
@@ -298,10 +354,15 @@ func (s *Store) Close() error {
 		errs = append(errs, sp.Close())
 	}
 	errs = append(errs, s.writeTx(func(c *sql.Conn) error {
+		if err := s.applyAccesses(c); err != nil {
+			return err
+		}
 		_, err := c.ExecContext(context.Background(), "DELETE FROM reservations WHERE owner = ?", s.owner)
 		return wrapErr("release reservations", err)
 	}))
+	s.bgMu.Lock()
 	errs = append(errs, s.release())
+	s.bgMu.Unlock()
 	if s.opts.Temporary {
 		errs = append(errs, os.RemoveAll(s.dir))
 	}
@@ -387,6 +448,10 @@ func (s *Store) makeRoom(c *sql.Conn, n int64) error {
 	if n > max {
 		return fmt.Errorf("reserve %d bytes (cap %d): %w", n, max, ErrFull)
 	}
+	// LRU order must include this Store's latest Lookups.
+	if err := s.applyAccesses(c); err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		u, err := used(c)
 		if err != nil {
@@ -406,7 +471,7 @@ func (s *Store) makeRoom(c *sql.Conn, n int64) error {
 					for _, v := range vs {
 						v.release()
 					}
-					return err
+					return &commitAnyway{err}
 				}
 				s.evictions.Add(1)
 			}
@@ -671,6 +736,9 @@ func (s *Store) Stats() Stats {
 		MaxBytes: s.opts.MaxBytes, Hits: s.hits.Load(), Misses: s.misses.Load(),
 		Evictions: s.evictions.Load(), BytesWritten: s.written.Load(),
 	}
+	if s.isClosed() {
+		return st
+	}
 	ctx := context.Background()
 	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(bytes), 0),
 		(SELECT COALESCE(SUM(bytes), 0) FROM reservations) FROM entries`).
@@ -683,6 +751,9 @@ func (s *Store) Stats() Stats {
 
 // Entries lists the directory's entries, most recently used first.
 func (s *Store) Entries() ([]EntryInfo, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
 	rows, err := s.db.QueryContext(context.Background(),
 		"SELECT key, kind, bytes, access, committed FROM entries ORDER BY access DESC, hash")
 	if err != nil {
@@ -724,7 +795,10 @@ func (s *Store) Clear() error {
 		for _, v := range vs {
 			errs = append(errs, s.evict(c, v))
 		}
-		return errors.Join(errs...)
+		if err := errors.Join(errs...); err != nil {
+			return &commitAnyway{err}
+		}
+		return nil
 	})
 }
 
@@ -735,17 +809,18 @@ func (s *Store) Remove(key string) error {
 		return ErrClosed
 	}
 	return s.writeTx(func(c *sql.Conn) error {
+		// Both kinds are checked before anything is removed: a busy sparse file removes nothing.
+		var vs []*victim
+		defer func() {
+			for _, v := range vs {
+				v.release()
+			}
+		}()
 		for _, h := range []string{hashKey(key), hashSparse(key)} {
 			v := &victim{hash: h}
 			err := c.QueryRowContext(context.Background(),
 				"SELECT gen, kind, bytes FROM entries WHERE hash = ?", h).Scan(&v.gen, &v.kind, &v.bytes)
 			if errors.Is(err, sql.ErrNoRows) {
-				if h == hashKey(key) {
-					// An entry dir without a row (a crash between rename and index commit).
-					if err := s.trash(s.entryPath(h)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-						return wrapErr("remove cache entry", err)
-					}
-				}
 				continue
 			}
 			if err != nil {
@@ -754,8 +829,15 @@ func (s *Store) Remove(key string) error {
 			if !s.lockVictim(v) {
 				return fmt.Errorf("remove cache entry: %w", ErrBusy)
 			}
+			vs = append(vs, v)
+		}
+		// An entry dir without a row (a crash between rename and index commit) goes too.
+		if err := s.trash(s.entryPath(hashKey(key))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return wrapErr("remove cache entry", err)
+		}
+		for _, v := range vs {
 			if err := s.evict(c, v); err != nil {
-				return err
+				return &commitAnyway{err}
 			}
 		}
 		return nil
