@@ -80,7 +80,7 @@ func (st *state) loadSkeleton(version string) (*catalog.Start, *catalog.Stop, []
 		if err := dec.Decode(&m); err != nil {
 			return nil, err
 		}
-		return fromJSON(m).(map[string]any), nil
+		return catalog.FromJSON(m).(map[string]any), nil
 	}
 	sd, err := doc(sk.Start)
 	if err != nil {
@@ -111,27 +111,6 @@ func (st *state) loadSkeleton(version string) (*catalog.Start, *catalog.Stop, []
 		descs = append(descs, d)
 	}
 	return start, stop, descs, true
-}
-
-// fromJSON turns encoding/json values (with json.Number) into catalog's generic values.
-func fromJSON(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	case []any:
-		for i := range x {
-			x[i] = fromJSON(x[i])
-		}
-	case map[string]any:
-		for k := range x {
-			x[k] = fromJSON(x[k])
-		}
-	}
-	return v
 }
 
 // lazyRun is a run opened from its skeleton: documents from the cache, and the catalog's run

@@ -176,7 +176,7 @@ func (c *catalogFlags) parseQuery() (map[string]any, *catalog.Query, error) {
 	if err := dec.Decode(&q); err != nil {
 		return nil, nil, usageError{fmt.Sprintf("--query: not a JSON object: %v", err)}
 	}
-	raw := fromJSON(q).(map[string]any)
+	raw := catalog.FromJSON(q).(map[string]any)
 	query, err := catalog.ParseQuery(raw)
 	if err != nil {
 		return nil, nil, usageError{fmt.Sprintf("--query: %v", err)}
@@ -202,27 +202,6 @@ func (c *catalogFlags) open(ctx context.Context, arg string, log *slog.Logger) (
 		}
 	}
 	return src, nil
-}
-
-// fromJSON turns encoding/json values (with json.Number) into catalog's generic values.
-func fromJSON(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	case []any:
-		for i := range x {
-			x[i] = fromJSON(x[i])
-		}
-	case map[string]any:
-		for k := range x {
-			x[k] = fromJSON(x[k])
-		}
-	}
-	return v
 }
 
 // fieldFilter builds the --include / --exclude test on field names.
