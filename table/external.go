@@ -500,13 +500,11 @@ func (h *lazyHandle) readAhead(first, last int) {
 	}()
 }
 
-// Backing offers the sparse file for passthrough once every row is in it.
-func (h *lazyHandle) Backing() *os.File {
-	if sp := h.f.lc.sp; sp != nil && sp.Complete() {
-		return sp.File()
-	}
-	return nil
-}
+// Backing is nil: a lazily filled field is always served by this process (pread of the
+// sparse file once its rows are there). Handing the kernel the file once it is complete would
+// mix passthrough and cached opens of one inode, which the kernel refuses with EIO while any
+// earlier open or mapping is still around.
+func (h *lazyHandle) Backing() *os.File { return nil }
 
 func (h *lazyHandle) Close() error { return nil }
 
