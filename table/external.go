@@ -463,6 +463,7 @@ type lazyHandle struct {
 	f *lazyFile
 
 	mu      sync.Mutex
+	reads   int  // guarded by mu; reads of rows so far
 	next    int  // guarded by mu; the row after the last one read
 	ahead   int  // guarded by mu; rows up to here are filled or being filled ahead
 	running bool // guarded by mu; a fill ahead is in progress
@@ -476,7 +477,10 @@ const fillAhead = 2 * fillWorkers
 func (h *lazyHandle) readAhead(first, last int) {
 	lc := h.f.lc
 	h.mu.Lock()
-	sequential := first <= h.next && last+1 > h.next
+	// A read that continues the previous one: the first read of an open is not enough (the
+	// kernel's readahead of the header reaches into row 0 for every reader, mmap included).
+	sequential := h.reads > 0 && first <= h.next && last+1 > h.next
+	h.reads++
 	h.next = last + 1
 	from := max(last+1, h.ahead)
 	to := min(lc.rows, last+1+fillAhead)
