@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/brokerfs/brokerfs/encode"
 	"github.com/brokerfs/brokerfs/table"
 )
 
@@ -62,10 +63,7 @@ func fillAll(ctx context.Context, c *table.Column) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	rb := a.Dtype().Size
-	for _, d := range a.RowShape() {
-		rb *= d
-	}
+	rb := encode.RowBytes(a)
 	per := max(1, (8<<20)/max(rb, 1))
 	buf := make([]byte, per*rb)
 	var n int64

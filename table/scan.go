@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"sort"
 
 	"github.com/brokerfs/brokerfs/cache"
@@ -337,7 +338,7 @@ func (sc *scanState) table(ctx context.Context) (*Table, error) {
 				if err := finishFile(out, bl, sc.rows); err != nil {
 					return nil, err
 				}
-				cm.File, cm.Size = baseName(out.f.Name()), out.hdr+out.n
+				cm.File, cm.Size = filepath.Base(out.f.Name()), out.hdr+out.n
 			case *memSink:
 				a := &memArray{dt: bl.dt, rowShape: bl.rowShape, rows: sc.rows, rb: bl.rb, b: out.b}
 				c.data, c.npy = a, npyFile(a)
@@ -406,15 +407,6 @@ func finishFile(out *fileSink, bl *builder, rows int) error {
 		return fmt.Errorf("%w: %w", errSpill, err)
 	}
 	return out.f.Close()
-}
-
-func baseName(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[i+1:]
-		}
-	}
-	return p
 }
 
 // writeLazy stores a lazy column's datum ids (and, for remote fields, the merge order) in the
