@@ -180,7 +180,8 @@ func startServer(t *testing.T, source string, args ...string) *server {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not mounted after %v; brokerfs says:\n%s", s.mnt, mountWait, s.logs)
+			s.dumpStacks()
+			t.Fatalf("%s not mounted after %v; brokerfs says (goroutines at the end):\n%s", s.mnt, mountWait, s.logs)
 		}
 	}
 }
@@ -227,8 +228,8 @@ func (s *server) waitExit() {
 	select {
 	case <-s.done:
 	case <-time.After(exitWait):
-		s.t.Errorf("brokerfs did not exit within %v of being asked to unmount; killing it", exitWait)
-		if !s.kill() {
+		s.t.Errorf("brokerfs did not exit within %v of being asked to unmount; its goroutines are at the end of its output; killing it", exitWait)
+		if !s.dumpStacks() && !s.kill() {
 			return
 		}
 	}
@@ -243,6 +244,19 @@ func (s *server) waitExit() {
 		if strings.Contains(s.logs.String(), bad) {
 			s.t.Errorf("brokerfs output holds %q:\n%s", bad, s.logs)
 		}
+	}
+}
+
+// dumpStacks sends SIGQUIT, which makes a Go program print every goroutine's stack and exit,
+// and reports whether the server exited within a few seconds: what a stuck server was doing
+// lands in its logs.
+func (s *server) dumpStacks() bool {
+	s.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-s.done:
+		return true
+	case <-time.After(5 * time.Second):
+		return false
 	}
 }
 

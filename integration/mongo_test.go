@@ -697,7 +697,8 @@ func waitMountedOrExit(t *testing.T, s *server) bool {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t.Fatalf("%s neither mounted nor failed within %v:\n%s", s.mnt, mountWait, s.logs)
+	s.dumpStacks()
+	t.Fatalf("%s neither mounted nor failed within %v; brokerfs says (goroutines at the end):\n%s", s.mnt, mountWait, s.logs)
 	return false
 }
 
