@@ -248,9 +248,15 @@ func TestCacheEveryField(t *testing.T) {
 				s := startServer(t, c.dir, append(slices.Clone(c.args), args...)...)
 				return s.mnt, s.logs, s
 			}
-			cold, _, coldSrv := mountWith("--cache-dir", cacheDir)
+			cold, coldLogs, coldSrv := mountWith("--cache-dir", cacheDir)
 			want := readTree(t, cold)
 			coldSrv.stop(syscall.SIGTERM)
+			for rel, v := range want {
+				if strings.HasPrefix(v, "read: ") || strings.HasPrefix(v, "stat: ") {
+					t.Errorf("cold mount: %s: %s; brokerfs said:\n%s", rel, v, coldLogs)
+					break
+				}
+			}
 			if n := len(cachedFiles(t, cacheDir)); n == 0 {
 				t.Errorf("no cache files in %s after reading every file", cacheDir)
 			}

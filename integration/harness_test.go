@@ -302,6 +302,15 @@ func (s *server) cleanup() {
 	if !s.checked {
 		s.stop(syscall.SIGTERM) // or, if it died already, report how
 	}
+	if dir := os.Getenv("BROKERFS_TEST_LOGDIR"); dir != "" {
+		// Every server's output, kept for a look at runs that passed too (timings, warnings).
+		name := strings.NewReplacer("/", "_", " ", "_").Replace(s.t.Name())
+		f, err := os.CreateTemp(dir, name+"-*.log")
+		if err == nil {
+			fmt.Fprintf(f, "brokerfs %s\n%s", strings.Join(s.cmd.Args[1:], " "), s.logs)
+			f.Close()
+		}
+	}
 }
 
 // detach lazily unmounts mnt: the last resort against a stale mount.
