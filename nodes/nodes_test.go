@@ -102,6 +102,13 @@ func (tr *tree) logged(s string) bool {
 	return strings.Contains(tr.logs.String(), s)
 }
 
+// logString returns the log so far.
+func (tr *tree) logString() string {
+	tr.logMu.Lock()
+	defer tr.logMu.Unlock()
+	return tr.logs.String()
+}
+
 // lookup walks a slash-separated path from the root.
 func (tr *tree) lookup(path string) (gofs.InodeEmbedder, syscall.Errno) {
 	var node gofs.InodeEmbedder = tr.root
