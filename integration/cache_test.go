@@ -67,38 +67,62 @@ func readTree(t *testing.T, mnt string) tree {
 	return got
 }
 
-// walkTree is readTree for any goroutine.
+// walkTree is readTree for any goroutine. The files are read by a few goroutines at once:
+// the time goes in waiting for the mount, and a mount serves concurrent reads.
 func walkTree(mnt string) (tree, error) {
-	got := tree{}
+	var rels []string
 	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		rel, _ := filepath.Rel(mnt, p)
-		fi, err := os.Stat(p)
-		if err != nil {
-			got[rel] = "stat: " + errName(err)
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		switch {
-		case err != nil:
-			got[rel] = "read: " + errName(err)
-		case int64(len(b)) != fi.Size():
-			got[rel] = fmt.Sprintf("read %d bytes, st_size %d", len(b), fi.Size())
-		default:
-			sum := sha256.Sum256(b)
-			got[rel] = fmt.Sprintf("%d %s", len(b), hex.EncodeToString(sum[:8]))
+		if d.Type().IsRegular() {
+			rel, _ := filepath.Rel(mnt, p)
+			rels = append(rels, rel)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("walk %s: %w", mnt, err)
 	}
+	sums := make([]string, len(rels))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				sums[i] = readSum(filepath.Join(mnt, rels[i]))
+			}
+		}()
+	}
+	for i := range rels {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	got := tree{}
+	for i, rel := range rels {
+		got[rel] = sums[i]
+	}
 	return got, nil
+}
+
+// readSum is what a tree holds for the file at p.
+func readSum(p string) string {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "stat: " + errName(err)
+	}
+	b, err := os.ReadFile(p)
+	switch {
+	case err != nil:
+		return "read: " + errName(err)
+	case int64(len(b)) != fi.Size():
+		return fmt.Sprintf("read %d bytes, st_size %d", len(b), fi.Size())
+	}
+	sum := sha256.Sum256(b)
+	return fmt.Sprintf("%d %s", len(b), hex.EncodeToString(sum[:8]))
 }
 
 func errName(err error) string {
