@@ -474,3 +474,78 @@ func BenchmarkTIFFHeader(b *testing.B) {
 		}
 	}
 }
+
+// goldenTIFF are small TIFFs kept in testdata/golden (checked with tifffile and PIL when
+// written; TestTIFFReaders keeps checking the encoder itself): a classic ImageJ stack and a
+// BigTIFF of float64 pages without ImageJ metadata.
+func goldenTIFF(t *testing.T) map[string][]byte {
+	out := map[string][]byte{}
+	for name, c := range map[string]struct {
+		descr string
+		shape []int
+		limit int64
+	}{
+		"u2_3x4x5.tif":     {"<u2", []int{3, 4, 5}, tiffClassicLimit},
+		"f8_2x2x2x3_b.tif": {"<f8", []int{2, 2, 2, 3}, 0},
+	} {
+		l := mustTIFF(t, c.descr, c.shape, c.limit)
+		data := make([]byte, l.Pages*l.FrameBytes)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		out[name] = append(tiffHeader(t, l), data...)
+	}
+	return out
+}
+
+func TestTIFFGolden(t *testing.T) {
+	for name, got := range goldenTIFF(t) {
+		file := filepath.Join("testdata", "golden", name)
+		if *update {
+			if err := os.WriteFile(file, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("%v (run go test -update to write it)", err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s differs from the golden file", name)
+		}
+	}
+}
+
+// FuzzTIFFLayout: any dtype and shape gives an error or a layout whose size adds up and
+// whose header an independent reader walks to exactly its pages, without a panic.
+func FuzzTIFFLayout(f *testing.F) {
+	f.Add(uint8(4), int64(3), int64(2), int64(64), int64(48), int64(0))
+	f.Add(uint8(0), int64(1<<40), int64(1<<30), int64(1<<20), int64(3), int64(1<<32))
+	f.Add(uint8(6), int64(0), int64(2), int64(2), int64(2), int64(0))
+	f.Add(uint8(8), int64(-1), int64(2), int64(2), int64(2), int64(1))
+	f.Fuzz(func(t *testing.T, dtSel uint8, a, b, h, w, limit int64) {
+		dt := fuzzDtypes[int(dtSel)%len(fuzzDtypes)]
+		shape := []int{int(a), int(b), int(h), int(w)}
+		l, err := newTIFFLayout(dt, shape, limit)
+		if err != nil {
+			return
+		}
+		if l.Size != l.DataOffset+l.Pages*l.FrameBytes || l.Size < 8 || l.Size > tiffMaxSize {
+			t.Fatalf("%v: size %d, data at %d, %d pages of %d", shape, l.Size, l.DataOffset, l.Pages, l.FrameBytes)
+		}
+		if l.Pages > 0 && l.DataOffset%tiffAlign != 0 {
+			t.Fatalf("%v: data at %d", shape, l.DataOffset)
+		}
+		if !l.BigTIFF && l.Size >= limit && l.Pages > 0 {
+			t.Fatalf("%v: classic TIFF of %d bytes with the limit at %d", shape, l.Size, limit)
+		}
+		if l.DataOffset > 1<<20 {
+			return
+		}
+		_, pages, err := parseTIFF(tiffHeader(t, l))
+		if err != nil || int64(len(pages)) != l.Pages {
+			t.Fatalf("%v: %d pages parsed, want %d: %v", shape, len(pages), l.Pages, err)
+		}
+	})
+}

@@ -660,7 +660,7 @@ func TestWithoutCache(t *testing.T) {
 	defer func() { withoutCache = false }()
 	for name, fn := range map[string]func(*testing.T){
 		"FieldValues": TestFieldValues, "ArraysAndPages": TestArraysAndPages, "MergeByTime": TestMergeByTime,
-		"BadValues": TestBadValues, "LiveRunGrows": TestLiveRunGrows, "EmbeddedTIFF": TestEmbeddedTIFF,
+		"BadValues": TestBadValues, "LiveRunGrows": TestLiveRunGrows, "EmbeddedTIFF": TestEmbeddedTIFF, "ExternalTIFF": TestExternalTIFF,
 	} {
 		t.Run(name, fn)
 	}
