@@ -12,16 +12,20 @@ import (
 // dimension beyond the last two becomes pages: shape (events, frames, H, W) is events × frames
 // pages of H × W.
 //
-// The file is the array's C-order bytes behind a header block that holds every IFD, so that it
-// is known, byte for byte and to its exact size, without reading any data:
+// The file is the array's C-order bytes between a header block and a trailer of IFDs, laid out
+// at fixed offsets so that it is known, byte for byte and to its exact size, without reading
+// any data:
 //
-//	[0, DataOffset)       file header, ImageDescription, IFD 0, IFDs 1..n-1 at a fixed stride,
-//	                      zeros up to a multiple of 4096
-//	[DataOffset, Size)    the pixels: page k at DataOffset + k*FrameBytes
+//	[0, DataOffset)         file header, ImageDescription, IFD 0, zeros up to a multiple of 4096
+//	[DataOffset, DataEnd)   the pixels: page k at DataOffset + k*FrameBytes
+//	[DataEnd, Size)         zeros up to a multiple of 8, then IFDs 1..n-1 at a fixed stride
 //
-// The data after the header is exactly the .npy's data after its header, which lets a reader
-// serve the .tif as a view of the .npy. Header bytes are computed on read (ReadHeaderAt), one
-// IFD at a time: a file of a million pages needs no header in memory.
+// The pixels are exactly the .npy's data after its header, which lets a reader serve the .tif
+// as a view of the .npy. IFDs 1..n-1 come after the pixels, as ImageJ itself writes stacks: a
+// reader walking the IFD chain (tifffile's pages[k], PIL's seek, libtiff's TIFFSetDirectory)
+// reads the end of the file, where the kernel's readahead finds no pixels to pull in, and so
+// fills no frame it did not ask for. The IFDs are computed on read (ReadMetaAt), one at a time:
+// a file of a million pages needs no trailer in memory.
 //
 // A file smaller than 4 GiB is classic TIFF, a larger one BigTIFF (64-bit offsets); which one
 // is decided by the classic layout's exact size. Pages of an ImageJ-compatible dtype (uint8,
@@ -79,10 +83,11 @@ type TIFFLayout struct {
 	// ImageJ: the first page's ImageDescription holds ImageJ hyperstack metadata.
 	ImageJ     bool
 	DataOffset int64 // page k's pixels start at DataOffset + k*FrameBytes
+	DataEnd    int64 // DataOffset + Pages*FrameBytes: where the pixels end
 	Size       int64 // the exact size of the file
 
 	bits, format int    // BitsPerSample, SampleFormat
-	head         []byte // [0, ifd1): file header, description, IFD 0
+	head         []byte // [0, len(head)): file header, description, IFD 0; zeros to DataOffset
 	ifd1         int64  // the offset of IFD 1; IFD k >= 1 is at ifd1 + (k-1)*stride
 	stride       int64  // the size of IFDs 1..n-1
 }
@@ -151,7 +156,7 @@ func newTIFFLayout(dt Dtype, shape []int, classicLimit int64) (*TIFFLayout, erro
 	l.Pages, l.FrameBytes = pages, frame
 	if pages == 0 {
 		l.head = tiffFileHeader(nil, false, 0)
-		l.DataOffset, l.Size, l.ifd1 = int64(len(l.head)), int64(len(l.head)), int64(len(l.head))
+		l.DataOffset, l.DataEnd, l.Size, l.ifd1 = 8, 8, 8, 8
 		return l, nil
 	}
 	if frame > tiffMaxSize/pages || pages > tiffMaxSize/256 {
@@ -212,23 +217,30 @@ func (l *TIFFLayout) lay(big bool) error {
 	if desc != nil {
 		n0++
 	}
-	l.stride = l.ifdLen(tiffTags)
-	l.ifd1 = ifd0 + l.ifdLen(n0)
-	end := l.ifd1 + (l.Pages-1)*l.stride
-	l.DataOffset = (end + tiffAlign - 1) / tiffAlign * tiffAlign
+	headEnd := ifd0 + l.ifdLen(n0)
+	l.DataOffset = (headEnd + tiffAlign - 1) / tiffAlign * tiffAlign
 	if l.FrameBytes > (tiffMaxSize-l.DataOffset)/l.Pages {
 		return fmt.Errorf("tiff: %d pages of %d bytes: too large", l.Pages, l.FrameBytes)
 	}
-	l.Size = l.DataOffset + l.Pages*l.FrameBytes
+	l.DataEnd = l.DataOffset + l.Pages*l.FrameBytes
+	l.stride = l.ifdLen(tiffTags)
+	l.ifd1 = (l.DataEnd + 7) / 8 * 8
+	l.Size = l.DataEnd
+	if l.Pages > 1 {
+		l.Size = l.ifd1 + (l.Pages-1)*l.stride
+	}
+	if l.Size > tiffMaxSize {
+		return fmt.Errorf("tiff: %d pages of %d bytes: too large", l.Pages, l.FrameBytes)
+	}
 
-	head := tiffFileHeader(make([]byte, 0, l.ifd1), big, ifd0)
+	head := tiffFileHeader(make([]byte, 0, headEnd), big, ifd0)
 	head = append(head, desc...)
 	for int64(len(head)) < ifd0 {
 		head = append(head, 0)
 	}
 	l.head = l.appendIFD(head, 0, hdr, len(desc))
-	if int64(len(l.head)) != l.ifd1 {
-		panic(fmt.Sprintf("encode: tiff IFD 0 is %d bytes, want %d", int64(len(l.head))-ifd0, l.ifd1-ifd0))
+	if int64(len(l.head)) != headEnd {
+		panic(fmt.Sprintf("encode: tiff IFD 0 is %d bytes, want %d", int64(len(l.head))-ifd0, headEnd-ifd0))
 	}
 	return nil
 }
@@ -314,31 +326,38 @@ func (l *TIFFLayout) appendIFD(b []byte, k int64, descOff int64, descLen int) []
 	return binary.LittleEndian.AppendUint32(b, uint32(next))
 }
 
-// ReadHeaderAt copies the header bytes at off (0 <= off) into p and returns how many it
-// copied: min(len(p), DataOffset-off), 0 from DataOffset on. It reads no data: the IFDs it
-// covers are computed.
-func (l *TIFFLayout) ReadHeaderAt(p []byte, off int64) int {
-	if off < 0 || off >= l.DataOffset {
+// ReadMetaAt copies the bytes at off that are not pixels into p and returns how many it
+// copied: those of the header block up to DataOffset, or of the trailer up to Size; 0 at an
+// offset within the pixels [DataOffset, DataEnd), past the end or negative. It reads no data:
+// the IFDs it covers are computed.
+func (l *TIFFLayout) ReadMetaAt(p []byte, off int64) int {
+	switch {
+	case off < 0 || off >= l.Size:
+		return 0
+	case off < l.DataOffset:
+		if rest := l.DataOffset - off; int64(len(p)) > rest {
+			p = p[:rest]
+		}
+		n := 0
+		if off < int64(len(l.head)) {
+			n = copy(p, l.head[off:])
+		}
+		clear(p[n:]) // padding to DataOffset
+		return len(p)
+	case off < l.DataEnd:
 		return 0
 	}
-	if rest := l.DataOffset - off; int64(len(p)) > rest {
+	if rest := l.Size - off; int64(len(p)) > rest {
 		p = p[:rest]
 	}
 	n := 0
 	if off < l.ifd1 {
-		n = copy(p, l.head[off:])
-	}
-	end := l.ifd1 + (l.Pages-1)*l.stride // the end of the last IFD
-	if l.Pages == 0 {
-		end = l.ifd1
+		n = int(min(int64(len(p)), l.ifd1-off))
+		clear(p[:n]) // padding after the pixels
 	}
 	var buf []byte
 	for n < len(p) {
 		o := off + int64(n)
-		if o >= end {
-			clear(p[n:]) // padding to DataOffset
-			return len(p)
-		}
 		k := 1 + (o-l.ifd1)/l.stride
 		buf = l.appendIFD(buf[:0], k, 0, 0)
 		n += copy(p[n:], buf[o-l.ifdOffset(k):])

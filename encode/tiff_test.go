@@ -13,14 +13,31 @@ import (
 	"testing"
 )
 
-// tiffHeader returns the whole header block of l through ReadHeaderAt.
-func tiffHeader(t *testing.T, l *TIFFLayout) []byte {
+// tiffHeader returns the header block of l, [0, DataOffset), through ReadMetaAt.
+func tiffHeader(t testing.TB, l *TIFFLayout) []byte {
 	t.Helper()
 	b := make([]byte, l.DataOffset)
-	if n := l.ReadHeaderAt(b, 0); n != len(b) {
-		t.Fatalf("ReadHeaderAt(0) of %d bytes copied %d", len(b), n)
+	if n := l.ReadMetaAt(b, 0); n != len(b) {
+		t.Fatalf("ReadMetaAt(0) of %d bytes copied %d", len(b), n)
 	}
 	return b
+}
+
+// tiffWhole returns the whole file of l with data as its pixels (zeros when nil), the
+// header and trailer through one ReadMetaAt each.
+func tiffWhole(t testing.TB, l *TIFFLayout, data []byte) []byte {
+	t.Helper()
+	if data == nil {
+		data = make([]byte, l.DataEnd-l.DataOffset)
+	}
+	if int64(len(data)) != l.DataEnd-l.DataOffset {
+		t.Fatalf("%d bytes of pixels for a layout of %d", len(data), l.DataEnd-l.DataOffset)
+	}
+	trailer := make([]byte, l.Size-l.DataEnd)
+	if n := l.ReadMetaAt(trailer, l.DataEnd); n != len(trailer) {
+		t.Fatalf("ReadMetaAt(%d) of %d bytes copied %d", l.DataEnd, len(trailer), n)
+	}
+	return append(append(tiffHeader(t, l), data...), trailer...)
 }
 
 // parsedPage is one IFD as an independent reader sees it.
@@ -122,7 +139,7 @@ func parseTIFF(b []byte) (big bool, pages []parsedPage, err error) {
 	return big, pages, nil
 }
 
-func mustTIFF(t *testing.T, descr string, shape []int, limit int64) *TIFFLayout {
+func mustTIFF(t testing.TB, descr string, shape []int, limit int64) *TIFFLayout {
 	t.Helper()
 	l, err := newTIFFLayout(mustDtype(t, descr), shape, limit)
 	if err != nil {
@@ -131,10 +148,10 @@ func mustTIFF(t *testing.T, descr string, shape []int, limit int64) *TIFFLayout 
 	return l
 }
 
-// TestTIFFLayout checks the header of small files of every sample format, classic and
-// BigTIFF, with the IFD reader above: every page's size, sample format, bits and strip
-// (pixels at the layout's fixed offsets, contiguous, after a 4096-aligned header), the
-// ImageJ description on page 0 for ImageJ's dtypes only.
+// TestTIFFLayout checks small files of every sample format, classic and BigTIFF, with the IFD
+// reader above: every page's size, sample format, bits and strip (pixels at the layout's
+// fixed offsets, contiguous, after a 4096-aligned header), the ImageJ description on page 0
+// for ImageJ's dtypes only, IFD 0 in the header and the others after the pixels.
 func TestTIFFLayout(t *testing.T) {
 	type format struct{ bits, sf uint64 }
 	cases := map[string]format{
@@ -157,14 +174,18 @@ func TestTIFFLayout(t *testing.T) {
 				if l.Pages != pages || l.Height != h || l.Width != w || l.FrameBytes != fb || l.BigTIFF != big {
 					t.Fatalf("%s: layout %+v", name, l)
 				}
-				if l.DataOffset%4096 != 0 || l.Size != l.DataOffset+pages*fb {
-					t.Fatalf("%s: data at %d, size %d", name, l.DataOffset, l.Size)
+				if l.DataOffset%4096 != 0 || l.DataEnd != l.DataOffset+pages*fb || l.Size < l.DataEnd {
+					t.Fatalf("%s: data at [%d, %d), size %d", name, l.DataOffset, l.DataEnd, l.Size)
 				}
-				gotBig, ps, err := parseTIFF(tiffHeader(t, l))
+				whole := tiffWhole(t, l, nil)
+				gotBig, ps, err := parseTIFF(whole)
 				if err != nil || gotBig != big || int64(len(ps)) != pages {
 					t.Fatalf("%s: big %v, %d pages, %v", name, gotBig, len(ps), err)
 				}
 				for k, p := range ps {
+					if (k == 0) != (p.off < l.DataOffset) || (k > 0 && p.off < l.DataEnd) {
+						t.Fatalf("%s: IFD %d at %d, pixels at [%d, %d)", name, k, p.off, l.DataOffset, l.DataEnd)
+					}
 					want := map[uint16][]uint64{
 						256: {uint64(w)}, 257: {uint64(h)}, 258: {f.bits}, 259: {1}, 262: {1},
 						273: {uint64(l.DataOffset + int64(k)*fb)}, 277: {1}, 278: {uint64(h)},
@@ -237,34 +258,42 @@ func TestTIFFBigThreshold(t *testing.T) {
 	}
 }
 
-// TestTIFFReadHeaderAt: reads of the header at any offset and length give the bytes of one
-// whole read, and nothing past the data offset.
-func TestTIFFReadHeaderAt(t *testing.T) {
-	for _, big := range []bool{false, true} {
-		limit := int64(tiffClassicLimit)
-		if big {
-			limit = 0
-		}
-		l := mustTIFF(t, "<f4", []int{50, 3, 3, 2}, limit)
-		whole := tiffHeader(t, l)
-		rng := rand.New(rand.NewPCG(1, 2))
-		for range 2000 {
-			off := rng.Int64N(l.DataOffset + 100)
-			p := make([]byte, rng.IntN(600))
-			for i := range p {
-				p[i] = 0xAA
+// TestTIFFReadMetaAt: reads at any offset and length give the bytes of the whole file up to
+// the next boundary between pixels and the rest, nothing within the pixels or past the end.
+func TestTIFFReadMetaAt(t *testing.T) {
+	for _, shape := range [][]int{{50, 3, 3, 3}, {1, 3, 3}, {0, 3, 3}} {
+		for _, big := range []bool{false, true} {
+			limit := int64(tiffClassicLimit)
+			if big {
+				limit = 0
 			}
-			n := l.ReadHeaderAt(p, off)
-			want := max(0, min(int64(len(p)), l.DataOffset-off))
-			if int64(n) != want {
-				t.Fatalf("big=%v ReadHeaderAt(%d bytes, %d) = %d, want %d", big, len(p), off, n, want)
-			}
-			if n > 0 && string(p[:n]) != string(whole[off:off+int64(n)]) {
-				t.Fatalf("big=%v ReadHeaderAt(%d bytes, %d) differs from the whole header", big, len(p), off)
-			}
-			for _, c := range p[n:] {
-				if c != 0xAA {
-					t.Fatalf("big=%v ReadHeaderAt(%d bytes, %d) wrote past %d", big, len(p), off, n)
+			l := mustTIFF(t, "|u1", shape, limit) // odd frames: the trailer needs padding
+			whole := tiffWhole(t, l, nil)
+			rng := rand.New(rand.NewPCG(1, 2))
+			for range 3000 {
+				off := rng.Int64N(l.Size + 100)
+				p := make([]byte, rng.IntN(600))
+				for i := range p {
+					p[i] = 0xAA
+				}
+				n := l.ReadMetaAt(p, off)
+				var want int64
+				switch {
+				case off < l.DataOffset:
+					want = min(int64(len(p)), l.DataOffset-off)
+				case off >= l.DataEnd && off < l.Size:
+					want = min(int64(len(p)), l.Size-off)
+				}
+				if int64(n) != want {
+					t.Fatalf("%v big=%v ReadMetaAt(%d bytes, %d) = %d, want %d", shape, big, len(p), off, n, want)
+				}
+				if n > 0 && string(p[:n]) != string(whole[off:off+int64(n)]) {
+					t.Fatalf("%v big=%v ReadMetaAt(%d bytes, %d) differs from the whole file", shape, big, len(p), off)
+				}
+				for _, c := range p[n:] {
+					if c != 0xAA {
+						t.Fatalf("%v big=%v ReadMetaAt(%d bytes, %d) wrote past %d", shape, big, len(p), off, n)
+					}
 				}
 			}
 		}
@@ -293,7 +322,7 @@ func TestTIFFRefused(t *testing.T) {
 		if err != nil || l.Pages != 0 || l.Size != 8 {
 			t.Fatalf("%v: %+v, %v", shape, l, err)
 		}
-		if b := tiffHeader(t, l); string(b) != "II*\x00\x00\x00\x00\x00" {
+		if b := tiffWhole(t, l, nil); string(b) != "II*\x00\x00\x00\x00\x00" {
 			t.Errorf("%v: %q", shape, b)
 		}
 	}
@@ -350,7 +379,7 @@ func TestTIFFReaders(t *testing.T) {
 				}
 				base := fmt.Sprintf("%s_%d_%v", strings.Trim(descr, "<|"), len(shape), big)
 				file := filepath.Join(dir, base+".tif")
-				if err := os.WriteFile(file, append(tiffHeader(t, l), raw...), 0o644); err != nil {
+				if err := os.WriteFile(file, tiffWhole(t, l, raw), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				rawFile := filepath.Join(dir, base+".raw")
@@ -459,18 +488,18 @@ print(f'tifffile {tifffile.__version__} read every page; PIL {PIL.__version__} r
 sys.exit(1 if bad else 0)
 `
 
-// BenchmarkTIFFHeader reads the header block of a 100000-page TIFF in the kernel's 128 KiB
-// pieces: the cost of computing IFDs on read.
-func BenchmarkTIFFHeader(b *testing.B) {
+// BenchmarkTIFFTrailer reads the IFDs of a 100000-page TIFF in the kernel's 128 KiB pieces:
+// the cost of computing them on read.
+func BenchmarkTIFFTrailer(b *testing.B) {
 	l, err := NewTIFFLayout(Dtype{"<u2", 2}, []int{100000, 512, 512})
 	if err != nil {
 		b.Fatal(err)
 	}
 	buf := make([]byte, 128<<10)
-	b.SetBytes(l.DataOffset)
+	b.SetBytes(l.Size - l.DataEnd)
 	for b.Loop() {
-		for off := int64(0); off < l.DataOffset; off += int64(len(buf)) {
-			l.ReadHeaderAt(buf, off)
+		for off := l.DataEnd; off < l.Size; off += int64(len(buf)) {
+			l.ReadMetaAt(buf, off)
 		}
 	}
 }
@@ -493,7 +522,7 @@ func goldenTIFF(t *testing.T) map[string][]byte {
 		for i := range data {
 			data[i] = byte(i * 7)
 		}
-		out[name] = append(tiffHeader(t, l), data...)
+		out[name] = tiffWhole(t, l, data)
 	}
 	return out
 }
@@ -531,8 +560,8 @@ func FuzzTIFFLayout(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if l.Size != l.DataOffset+l.Pages*l.FrameBytes || l.Size < 8 || l.Size > tiffMaxSize {
-			t.Fatalf("%v: size %d, data at %d, %d pages of %d", shape, l.Size, l.DataOffset, l.Pages, l.FrameBytes)
+		if l.DataEnd != l.DataOffset+l.Pages*l.FrameBytes || l.Size < l.DataEnd || l.Size < 8 || l.Size > tiffMaxSize {
+			t.Fatalf("%v: size %d, data at [%d, %d), %d pages of %d", shape, l.Size, l.DataOffset, l.DataEnd, l.Pages, l.FrameBytes)
 		}
 		if l.Pages > 0 && l.DataOffset%tiffAlign != 0 {
 			t.Fatalf("%v: data at %d", shape, l.DataOffset)
@@ -540,10 +569,10 @@ func FuzzTIFFLayout(f *testing.F) {
 		if !l.BigTIFF && l.Size >= limit && l.Pages > 0 {
 			t.Fatalf("%v: classic TIFF of %d bytes with the limit at %d", shape, l.Size, limit)
 		}
-		if l.DataOffset > 1<<20 {
+		if l.Size > 1<<20 {
 			return
 		}
-		_, pages, err := parseTIFF(tiffHeader(t, l))
+		_, pages, err := parseTIFF(tiffWhole(t, l, nil))
 		if err != nil || int64(len(pages)) != l.Pages {
 			t.Fatalf("%v: %d pages parsed, want %d: %v", shape, len(pages), l.Pages, err)
 		}

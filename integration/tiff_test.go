@@ -23,10 +23,10 @@ import (
 //     each .tif, a field named x.tif beside x) and tiff_check.py each .tif against the values
 //     written.
 //   - external: the AD_HDF5 field of testdata/external_run.py (5 points of 2 frames) on a
-//     fresh cache: det.tif is listed (det.csv is not), stat needs no frame, an O_DIRECT pread
-//     of one page's strip returns h5py's frame and makes exactly one handler read (the
-//     brokerfs_handler_reads_total metric); then tiff_check.py compares every page with
-//     h5py's frames.
+//     fresh cache: det.tif is listed (det.csv is not); stat and a walk through every IFD
+//     (O_DIRECT preads) need no frame; an O_DIRECT pread of one page's strip returns h5py's
+//     frame and makes exactly one handler read (the brokerfs_handler_reads_total metric);
+//     then tiff_check.py compares every page with h5py's frames.
 func TestTIFF(t *testing.T) {
 	t.Parallel()
 	t.Run("embedded", func(t *testing.T) {
@@ -80,28 +80,26 @@ func TestTIFF(t *testing.T) {
 			t.Errorf("stat of det.tif made %d handler reads, want 0", n)
 		}
 
-		// One page through O_DIRECT (no kernel readahead): the header, then page 7's strip
+		// One page through O_DIRECT (no kernel readahead): the IFDs, then page 7's strip
 		// (point 3, its second frame).
 		f, err := os.OpenFile(det, os.O_RDONLY|syscall.O_DIRECT, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		head := make([]byte, 4096)
-		if _, err := f.ReadAt(head, 0); err != nil {
-			t.Fatalf("read the header of det.tif: %v", err)
-		}
+		strips := tiffStrips(t, f)
 		if n := handlerReads(t, addr); n != 0 {
-			t.Errorf("reading det.tif's header made %d handler reads, want 0", n)
+			t.Errorf("reading det.tif's IFDs made %d handler reads, want 0", n)
 		}
-		strips := tiffStrips(t, head)
 		fb := r.rowBytes() / r.FrameShape[0]
 		if len(strips) != 5*r.FrameShape[0] {
 			t.Fatalf("det.tif has %d pages, want %d", len(strips), 5*r.FrameShape[0])
 		}
 		const k = 7
-		if strips[k][1] != int64(fb) || fi.Size() != strips[len(strips)-1][0]+int64(fb) {
-			t.Fatalf("det.tif: strips %v of %d bytes in a file of %d", strips, fb, fi.Size())
+		for i, s := range strips {
+			if s[1] != int64(fb) || s[0] != strips[0][0]+int64(i*fb) || s[0]+s[1] > fi.Size() {
+				t.Fatalf("det.tif: strips %v, want contiguous frames of %d bytes in a file of %d", strips, fb, fi.Size())
+			}
 		}
 		page := make([]byte, fb)
 		if _, err := f.ReadAt(page, strips[k][0]); err != nil {
@@ -152,22 +150,28 @@ func handlerReads(t *testing.T, addr string) int {
 }
 
 // tiffStrips returns the (offset, byte count) of each page's one strip, walking the IFDs of
-// a classic little-endian TIFF whose IFDs all lie in head (TIFF 6.0: 12-byte entries, tag 273
-// StripOffsets, 279 StripByteCounts).
-func tiffStrips(t *testing.T, head []byte) [][2]int64 {
+// a classic little-endian TIFF through f (TIFF 6.0: 12-byte entries, tag 273 StripOffsets,
+// 279 StripByteCounts).
+func tiffStrips(t *testing.T, f *os.File) [][2]int64 {
 	t.Helper()
+	readAt := func(off int64, n int) []byte {
+		b := make([]byte, n)
+		if _, err := f.ReadAt(b, off); err != nil {
+			t.Fatalf("read %d bytes at %d of %s: %v", n, off, f.Name(), err)
+		}
+		return b
+	}
+	head := readAt(0, 8)
 	if string(head[:4]) != "II*\x00" {
 		t.Fatalf("not a classic little-endian TIFF: %q", head[:4])
 	}
 	var strips [][2]int64
-	for next := int(binary.LittleEndian.Uint32(head[4:])); next != 0; {
-		if next+2 > len(head) {
-			t.Fatalf("IFD at %d, past the %d bytes read", next, len(head))
-		}
-		n := int(binary.LittleEndian.Uint16(head[next:]))
+	for next := int64(binary.LittleEndian.Uint32(head[4:])); next != 0; {
+		n := int(binary.LittleEndian.Uint16(readAt(next, 2)))
+		ifd := readAt(next+2, 12*n+4)
 		var s [2]int64
 		for i := range n {
-			e := head[next+2+12*i:]
+			e := ifd[12*i:]
 			switch binary.LittleEndian.Uint16(e) {
 			case 273:
 				s[0] = int64(binary.LittleEndian.Uint32(e[8:]))
@@ -176,7 +180,7 @@ func tiffStrips(t *testing.T, head []byte) [][2]int64 {
 			}
 		}
 		strips = append(strips, s)
-		next = int(binary.LittleEndian.Uint32(head[next+2+12*n:]))
+		next = int64(binary.LittleEndian.Uint32(ifd[12*n:]))
 	}
 	if len(strips) == 0 {
 		t.Fatal("a TIFF of no pages")

@@ -40,10 +40,7 @@ func (c *Column) TIFF(ctx context.Context) (File, error) {
 		return nil, err
 	}
 	// The .npy's data is the TIFF's pixel data: it starts after the .npy's header.
-	hdr := npy.Size() - l.Pages*l.FrameBytes
-	if l.Pages == 0 {
-		hdr = npy.Size()
-	}
+	hdr := npy.Size() - (l.DataEnd - l.DataOffset)
 	if hdr <= 0 || hdr > 1<<20 {
 		return nil, fmt.Errorf("%s.tif: a .npy of %d bytes does not hold %d frames of %d bytes", c.Name, npy.Size(), l.Pages, l.FrameBytes)
 	}
@@ -85,21 +82,26 @@ func (h *tiffHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 	if rest := l.Size - off; int64(len(p)) > rest {
 		p = p[:rest]
 	}
-	n := l.ReadHeaderAt(p, off)
-	for n < len(p) {
-		k, err := h.npy.ReadAt(ctx, p[n:], h.f.npyHdr+off+int64(n)-l.DataOffset)
+	for n := 0; n < len(p); {
+		o := off + int64(n)
+		if o < l.DataOffset || o >= l.DataEnd {
+			n += l.ReadMetaAt(p[n:], o)
+			continue
+		}
+		q := p[n:min(int64(len(p)), int64(n)+l.DataEnd-o)]
+		k, err := h.npy.ReadAt(ctx, q, h.f.npyHdr+o-l.DataOffset)
 		n += k
 		if err != nil && !errors.Is(err, io.EOF) {
 			return n, err
 		}
-		if k == 0 {
+		if k < len(q) {
 			return n, fmt.Errorf("read tif at %d: the .npy ends early", off+int64(n))
 		}
 	}
-	if off+int64(n) == l.Size {
-		return n, io.EOF
+	if off+int64(len(p)) == l.Size {
+		return len(p), io.EOF
 	}
-	return n, nil
+	return len(p), nil
 }
 
 // Backing is nil: the file's header is not the cache file's.
