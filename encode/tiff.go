@@ -23,8 +23,8 @@ import (
 // The pixels are exactly the .npy's data after its header, which lets a reader serve the .tif
 // as a view of the .npy. IFDs 1..n-1 come after the pixels, as ImageJ itself writes stacks: a
 // reader walking the IFD chain (tifffile's pages[k], PIL's seek, libtiff's TIFFSetDirectory)
-// reads the end of the file, where the kernel's readahead finds no pixels to pull in, and so
-// fills no frame it did not ask for. The IFDs are computed on read (ReadMetaAt), one at a time:
+// reads the end of the file, where the kernel's readahead finds no pixels to pull in: walking
+// the pages fills no frame. The IFDs are computed on read (ReadMetaAt), one at a time:
 // a file of a million pages needs no trailer in memory.
 //
 // A file smaller than 4 GiB is classic TIFF, a larger one BigTIFF (64-bit offsets); which one
