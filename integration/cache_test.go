@@ -155,11 +155,11 @@ func sameTree(t *testing.T, what string, got, want tree) {
 	}
 }
 
-// fields is the .npy and .csv files of a tree; documents the rest (.json, files.txt).
+// fields is the .npy, .csv and .tif files of a tree; documents the rest (.json, files.txt).
 func fields(tr tree) tree {
 	out := tree{}
 	for p, v := range tr {
-		if strings.HasSuffix(p, ".npy") || strings.HasSuffix(p, ".csv") {
+		if isField(p) {
 			out[p] = v
 		}
 	}
@@ -169,18 +169,22 @@ func fields(tr tree) tree {
 func documents(tr tree) tree {
 	out := tree{}
 	for p, v := range tr {
-		if !strings.HasSuffix(p, ".npy") && !strings.HasSuffix(p, ".csv") {
+		if !isField(p) {
 			out[p] = v
 		}
 	}
 	return out
 }
 
+func isField(p string) bool {
+	return strings.HasSuffix(p, ".npy") || strings.HasSuffix(p, ".csv") || strings.HasSuffix(p, ".tif")
+}
+
 // sameFieldsAndDocs compares the fields of two trees, then (separately, so that one failure
 // does not hide the other) their documents.
 func sameFieldsAndDocs(t *testing.T, what string, got, want tree) {
 	t.Helper()
-	sameTree(t, what+": fields (.npy, .csv)", fields(got), fields(want))
+	sameTree(t, what+": fields (.npy, .csv, .tif)", fields(got), fields(want))
 	sameTree(t, what+": documents (.json, files.txt)", documents(got), documents(want))
 }
 

@@ -667,7 +667,7 @@ func TestWithoutCache(t *testing.T) {
 	defer func() { withoutCache = false }()
 	for name, fn := range map[string]func(*testing.T){
 		"FieldValues": TestFieldValues, "ArraysAndPages": TestArraysAndPages, "MergeByTime": TestMergeByTime,
-		"BadValues": TestBadValues, "LiveRunGrows": TestLiveRunGrows,
+		"BadValues": TestBadValues, "LiveRunGrows": TestLiveRunGrows, "EmbeddedTIFF": TestEmbeddedTIFF, "ExternalTIFF": TestExternalTIFF,
 	} {
 		t.Run(name, fn)
 	}
