@@ -9,16 +9,13 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/catalog/jsonl"
 	"github.com/brokerfs/brokerfs/catalog/msgpack"
 )
 
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	fl := pflag.NewFlagSet("demo", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("demo", stderr)
 	var (
 		dir     string
 		noMount bool
