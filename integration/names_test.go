@@ -66,7 +66,7 @@ func TestRunNames(t *testing.T) {
 	src := t.TempDir()
 	runs := []nameRun{
 		{"3f2a5b00-1111-4000-8000-000000000001", 1700000000, 34, "scan", false},
-		{"3f2a5b99-2222-4000-8000-000000000002", 1700000300, 34, "scan", false}, // shares a 6-character prefix with the first
+		{"3f2a5b99-2222-4000-8000-000000000002", 1700000300, 34, "scan", false},  // shares a 6-character prefix with the first
 		{"34c0ffee-3333-4000-8000-000000000003", 1700000100, 35, "count", false}, // its uid starts with 34
 		{"9d8e7f60-4444-4000-8000-000000000004", 1700000200, 7, "fly", true},
 	}
