@@ -108,11 +108,15 @@ func TestErrors(t *testing.T) {
 	for _, serve := range []bool{false, true} {
 		name := map[bool]string{false: "exec", true: "serve"}[serve]
 		t.Run(name, func(t *testing.T) {
-			h := open(t, Options{Serve: serve, Timeout: 2 * time.Second}, path, nil)
-			read := func(fail string) error {
+			// A generous timeout for the failures that answer (a loaded machine starts Python
+			// slowly), a short one for the program that never does.
+			h := open(t, Options{Serve: serve, Timeout: 30 * time.Second}, path, nil)
+			hShort := open(t, Options{Serve: serve, Timeout: 2 * time.Second}, path, nil)
+			readWith := func(h handlers.Handler, fail string) error {
 				_, err := h.Read(ctx, map[string]any{"index": int64(1), "fail": fail})
 				return err
 			}
+			read := func(fail string) error { return readWith(h, fail) }
 			err := read("exit")
 			if !errors.Is(err, ErrHandler) || !strings.Contains(err.Error(), "boom") || strings.Contains(err.Error(), "noise") ||
 				!strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "TESTSPEC") {
@@ -128,7 +132,7 @@ func TestErrors(t *testing.T) {
 				t.Errorf("garbage: %v", err)
 			}
 			start := time.Now()
-			if err := read("sleep"); !errors.Is(err, ErrHandler) || !strings.Contains(err.Error(), "timed out") {
+			if err := readWith(hShort, "sleep"); !errors.Is(err, ErrHandler) || !strings.Contains(err.Error(), "timed out") {
 				t.Errorf("sleep: %v", err)
 			}
 			if d := time.Since(start); d > 6*time.Second {
