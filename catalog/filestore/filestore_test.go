@@ -332,7 +332,7 @@ func TestListingIndex(t *testing.T) {
 		}
 	}
 	var plan, js string
-	if err := db.QueryRow(`SELECT plan_name, json_extract(start, '$.uid') FROM files WHERE uid = 'r007'`).Scan(&plan, &js); err != nil || plan != "count" || js != "r007" {
+	if err := db.QueryRow(`SELECT plan_name, json_extract(start, '$.uid') FROM files JOIN starts USING (path) WHERE uid = 'r007'`).Scan(&plan, &js); err != nil || plan != "count" || js != "r007" {
 		t.Errorf("plan_name, start.uid of r007: %q %q %v", plan, js, err)
 	}
 }
@@ -723,5 +723,97 @@ func TestLookup(t *testing.T) {
 	ino, dev := filestore.StatIDs(fi)
 	if f.Path != path || f.Format.Name != "jsonl" || f.Start.UID != "x" || f.Version() != filestore.VersionKey(path, fi.Size(), fi.ModTime(), ino, dev) {
 		t.Errorf("Lookup(x) = %s %s %s %s", f.Path, f.Format.Name, f.Start.UID, f.Version())
+	}
+}
+
+// parsedCounted wraps a format so that a test sees how many start documents it parsed from
+// the listing index.
+func parsedCounted(f *filestore.Format, n *atomic.Int64) *filestore.Format {
+	g := *f
+	g.ParseHead = func(head, raw []byte) (*catalog.Start, error) {
+		n.Add(1)
+		return f.ParseHead(head, raw)
+	}
+	return &g
+}
+
+// TestIndexSummaries: a remount lists (RunSummaries) from the listing index without reading a
+// file or parsing a start document; the summaries agree with the documents; a run's document
+// is parsed when the run is opened, and read from its file when the index lost it.
+func TestIndexSummaries(t *testing.T) {
+	dir, cache := t.TempDir(), t.TempDir()
+	ixPath := filepath.Join(cache, "listing.sqlite")
+	writeMany(t, dir, 10)
+	ctx := context.Background()
+	c := openBoth(t, []string{dir}, ixPath, slog.New(slog.DiscardHandler), nil)
+	full, err := c.Runs(ctx)
+	if err != nil || len(full) != 10 {
+		t.Fatalf("Runs: %d runs, %v", len(full), err)
+	}
+	c.Close()
+
+	open := func() (*filestore.Catalog, *atomic.Int64, *atomic.Int64) {
+		var reads, parsed atomic.Int64
+		c, err := filestore.Open([]string{dir}, []*filestore.Format{
+			parsedCounted(counted(msgpack.NewFormat(nil), &reads), &parsed),
+			parsedCounted(counted(jsonl.NewFormat(nil), &reads), &parsed)},
+			filestore.Options{Logger: slog.New(slog.DiscardHandler), Index: ixPath})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, &reads, &parsed
+	}
+	c, reads, parsed := open()
+	sums, err := c.RunSummaries(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reads.Load() != 0 || parsed.Load() != 0 {
+		t.Errorf("a listing from the index read %d heads and parsed %d documents, want 0 and 0", reads.Load(), parsed.Load())
+	}
+	if len(sums) != len(full) {
+		t.Fatalf("RunSummaries: %d runs, want %d", len(sums), len(full))
+	}
+	for i, s := range sums {
+		f := full[i]
+		if s.UID != f.UID || s.Time != f.Time || s.ScanID != f.ScanID || s.HasScan != f.HasScan || s.PlanName != f.PlanName || s.Doc != nil || s.Raw != nil {
+			t.Errorf("summary %+v, want the fields of %+v without Doc and Raw", s, f)
+		}
+	}
+	r, err := c.Run(ctx, "r003")
+	if err != nil || r.Start().UID != "r003" || events(t, r) != 1 {
+		t.Fatalf("Run(r003) from a listing of summaries: %v", err)
+	}
+	if parsed.Load() != 1 || reads.Load() != 0 {
+		t.Errorf("opening one run parsed %d documents and read %d heads, want 1 and 0", parsed.Load(), reads.Load())
+	}
+	f, err := c.Lookup(ctx, "r004")
+	if err != nil || f.Start == nil || f.Start.UID != "r004" || f.Start.Doc["plan_name"] != "count" || len(f.Head) == 0 {
+		t.Fatalf("Lookup(r004): %+v, %v", f, err)
+	}
+	c.Close()
+
+	// The index lost the documents (another brokerfs, an older row): they come from the files.
+	db, err := sql.Open("sqlite", ixPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DELETE FROM starts`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	c, reads, _ = open()
+	again, err := c.Runs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reads.Load() != 10 || len(again) != 10 {
+		t.Errorf("Runs without documents in the index: %d heads read, %d runs; want 10 and 10", reads.Load(), len(again))
+	}
+	for i := range again {
+		if a, b := again[i], full[i]; a.UID != b.UID || !bytes.Equal(a.Raw, b.Raw) || fmt.Sprint(a.Doc) != fmt.Sprint(b.Doc) {
+			t.Errorf("start read from the file %s %s, want %s %s", a.UID, a.Raw, b.UID, b.Raw)
+		}
 	}
 }
