@@ -91,11 +91,12 @@ type listing struct {
 	db   *sql.DB
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	closed bool // guarded by mu; writes is closed
-	writes chan func(*sql.DB) error
-	done   chan struct{}
-	failed bool // a write failed and was logged: no more writes; owned by the writer goroutine
+	mu      sync.Mutex
+	closed  bool // guarded by mu; writes is closed
+	writes  chan func(*sql.DB) error
+	done    chan struct{}
+	closing chan struct{} // closed by close: queued writes go ahead at once
+	failed  bool          // a write failed and was logged: no more writes; owned by the writer goroutine
 }
 
 // openListing opens (creating or rebuilding) the index at path. It returns nil, after one
@@ -114,7 +115,7 @@ func openListing(path string, log *slog.Logger) *listing {
 		log.Warn("listing without the listing index", "file", path, "err", err)
 		return nil
 	}
-	l := &listing{path: path, db: db, log: log, writes: make(chan func(*sql.DB) error, 64), done: make(chan struct{})}
+	l := &listing{path: path, db: db, log: log, writes: make(chan func(*sql.DB) error, 64), done: make(chan struct{}), closing: make(chan struct{})}
 	go l.writer()
 	return l
 }
@@ -386,6 +387,14 @@ func (l *listing) put(files []*File, gone []string, dirs map[string]int64) {
 	}
 	gone = append([]string(nil), gone...)
 	l.send(func(db *sql.DB) error {
+		if len(recs) >= bigPut {
+			// A first listing of a large catalog: its files and documents (about 50 µs of
+			// CPU a file) are written after the listing was served, not while it is.
+			select {
+			case <-time.After(bigPutDelay):
+			case <-l.closing:
+			}
+		}
 		tx, err := db.Begin()
 		if err != nil {
 			return err
@@ -430,6 +439,12 @@ func (l *listing) put(files []*File, gone []string, dirs map[string]int64) {
 		return tx.Commit()
 	})
 }
+
+// bigPut is the number of files from which put waits bigPutDelay before it writes.
+const (
+	bigPut      = 1000
+	bigPutDelay = time.Second
+)
 
 // putStop records a run's stop summary, if the row still describes the same file version.
 func (l *listing) putStop(f *File, s *catalog.Stop) {
@@ -484,6 +499,7 @@ func (l *listing) close() {
 	l.mu.Lock()
 	if !l.closed {
 		l.closed = true
+		close(l.closing)
 		close(l.writes)
 	}
 	l.mu.Unlock()
