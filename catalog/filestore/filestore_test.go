@@ -79,7 +79,7 @@ func run(uid string, scanID int64, n int) []catalog.Document {
 	return docs
 }
 
-func setMtime(t *testing.T, path string, tm time.Time) {
+func setMtime(t testing.TB, path string, tm time.Time) {
 	t.Helper()
 	if err := os.Chtimes(path, tm, tm); err != nil {
 		t.Fatal(err)
@@ -815,5 +815,54 @@ func TestIndexSummaries(t *testing.T) {
 		if a, b := again[i], full[i]; a.UID != b.UID || !bytes.Equal(a.Raw, b.Raw) || fmt.Sprint(a.Doc) != fmt.Sprint(b.Doc) {
 			t.Errorf("start read from the file %s %s, want %s %s", a.UID, a.Raw, b.UID, b.Raw)
 		}
+	}
+}
+
+// BenchmarkIndexListing: the first listing of a remount of 2000 small runs (start documents of
+// 34 keys, as the bench's) from the listing index (open, read the index, list), with summaries
+// only (what the mount's root does) and with every start document (Runs: --query, brokerfs ls).
+func BenchmarkIndexListing(b *testing.B) {
+	dir, cache := b.TempDir(), b.TempDir()
+	ixPath := filepath.Join(cache, "listing.sqlite")
+	for i := range 2000 {
+		docs := run(fmt.Sprintf("r%04d", i), int64(i), 1)
+		for k := range 30 {
+			docs[0].Doc[fmt.Sprintf("key%02d", k)] = fmt.Sprintf("value %d of run %d", k, i)
+		}
+		if err := msgpack.WriteRun(filepath.Join(dir, fmt.Sprintf("r%04d.msgpack", i)), docs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	setMtime(b, dir, time.Now().Add(-time.Hour)) // a directory the index may trust
+	log := slog.New(slog.DiscardHandler)
+	open := func() *filestore.Catalog {
+		c, err := filestore.Open([]string{dir}, []*filestore.Format{msgpack.NewFormat(log)}, filestore.Options{Logger: log, Index: ixPath})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	c := open()
+	if _, err := c.Runs(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	c.Close()
+	for _, bc := range []struct {
+		name string
+		list func(*filestore.Catalog) ([]*catalog.Start, error)
+	}{
+		{"summaries", func(c *filestore.Catalog) ([]*catalog.Start, error) { return c.RunSummaries(context.Background()) }},
+		{"documents", func(c *filestore.Catalog) ([]*catalog.Start, error) { return c.Runs(context.Background()) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				c := open()
+				starts, err := bc.list(c)
+				if err != nil || len(starts) != 2000 {
+					b.Fatalf("%d runs, %v", len(starts), err)
+				}
+				c.Close()
+			}
+		})
 	}
 }

@@ -12,7 +12,6 @@ package filestore
 // share it: WAL journal, a busy timeout, and rows written in one transaction per listing.
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -57,9 +56,13 @@ CREATE INDEX IF NOT EXISTS files_scan_id ON files(scan_id);
 CREATE INDEX IF NOT EXISTS files_time ON files(time);
 CREATE INDEX IF NOT EXISTS files_plan_name ON files(plan_name);
 CREATE TABLE IF NOT EXISTS starts (
-	path  TEXT PRIMARY KEY,        -- the file's row in files
-	start TEXT,                    -- the start document as JSON
-	head  BLOB                     -- the start document as stored in the file
+	path     TEXT PRIMARY KEY,     -- the file's row in files
+	size     INTEGER NOT NULL,     -- the file version, as in files
+	mtime_ns INTEGER NOT NULL,
+	inode    INTEGER NOT NULL,
+	dev      INTEGER NOT NULL,
+	start    TEXT,                 -- the start document as JSON
+	head     BLOB                  -- the start document as stored in the file
 );
 CREATE TABLE IF NOT EXISTS dirs (
 	path     TEXT PRIMARY KEY,     -- a directory a listing read
@@ -318,38 +321,50 @@ type doc struct {
 // startOf reads the start document of f, if the index holds it for the file version f is.
 func (l *listing) startOf(f *File) (doc, bool) {
 	var d doc
-	err := l.db.QueryRow(`SELECT s.head, CAST(s.start AS BLOB) FROM starts s JOIN files f ON f.path = s.path
-		WHERE s.path = ? AND f.format = ? AND f.size = ? AND f.mtime_ns = ? AND f.inode = ? AND f.dev = ?`,
-		f.Path, f.Format.Name, f.Size, f.ModTime.UnixNano(), int64(f.Ino), int64(f.Dev)).Scan(&d.head, &d.raw)
+	err := l.db.QueryRow(`SELECT head, CAST(start AS BLOB) FROM starts
+		WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ? AND dev = ?`,
+		f.Path, f.Size, f.ModTime.UnixNano(), int64(f.Ino), int64(f.Dev)).Scan(&d.head, &d.raw)
 	return d, err == nil && d.head != nil
 }
 
 // starts reads the start documents of every file the index holds as the files are in want,
 // in one query (a per-file query costs more than the document).
 func (l *listing) starts(want map[string]*File) map[string]doc {
-	rows, err := l.db.Query(`SELECT s.path, f.format, f.size, f.mtime_ns, f.inode, f.dev, s.head, CAST(s.start AS BLOB)
-		FROM starts s JOIN files f ON f.path = s.path`)
+	rows, err := l.db.Query(`SELECT path, size, mtime_ns, inode, dev, head, CAST(start AS BLOB) FROM starts`)
 	if err != nil {
 		return nil
 	}
 	defer rows.Close()
 	out := make(map[string]doc, len(want))
+	// The documents are copied into large shared buffers: one allocation per MiB rather than
+	// two per row.
+	var slab []byte
+	keep := func(b sql.RawBytes) []byte {
+		if b == nil {
+			return nil // NULL
+		}
+		if len(b) > cap(slab)-len(slab) {
+			slab = make([]byte, 0, max(1<<20, len(b)))
+		}
+		slab = append(slab, b...)
+		return slab[len(slab)-len(b) : len(slab) : len(slab)]
+	}
 	for rows.Next() {
 		var (
-			path, format string
-			size, mtime  int64
-			ino, dev     int64
-			head, raw    sql.RawBytes
+			path        string
+			size, mtime int64
+			ino, dev    int64
+			head, raw   sql.RawBytes
 		)
-		if rows.Scan(&path, &format, &size, &mtime, &ino, &dev, &head, &raw) != nil {
+		if rows.Scan(&path, &size, &mtime, &ino, &dev, &head, &raw) != nil {
 			return out
 		}
 		f := want[path]
-		if f == nil || head == nil || format != f.Format.Name || size != f.Size || mtime != f.ModTime.UnixNano() ||
+		if f == nil || head == nil || size != f.Size || mtime != f.ModTime.UnixNano() ||
 			uint64(ino) != f.Ino || uint64(dev) != f.Dev {
 			continue
 		}
-		out[path] = doc{head: bytes.Clone(head), raw: bytes.Clone(raw)}
+		out[path] = doc{head: keep(head), raw: keep(raw)}
 	}
 	return out
 }
@@ -414,12 +429,13 @@ func (l *listing) put(files []*File, gone []string, dirs map[string]int64) {
 				return err
 			}
 		}
-		insDoc, err := tx.Prepare(`INSERT OR REPLACE INTO starts (path, start, head) VALUES (?, ?, ?)`)
+		insDoc, err := tx.Prepare(`INSERT OR REPLACE INTO starts (path, size, mtime_ns, inode, dev, start, head) VALUES (?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		for _, r := range recs {
-			if _, err := insDoc.Exec(r.f.Path, r.js, r.f.Head); err != nil {
+			f := r.f
+			if _, err := insDoc.Exec(f.Path, f.Size, f.ModTime.UnixNano(), int64(f.Ino), int64(f.Dev), r.js, f.Head); err != nil {
 				return err
 			}
 		}
