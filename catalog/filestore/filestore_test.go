@@ -816,6 +816,38 @@ func TestIndexSummaries(t *testing.T) {
 			t.Errorf("start read from the file %s %s, want %s %s", a.UID, a.Raw, b.UID, b.Raw)
 		}
 	}
+	c.Close()
+
+	// A file rewritten with another run after the listing (from the index, the directory's
+	// mtime put back) whose document the index does not hold: opening the listed run finds the
+	// file changed and lists again; the new run is served, the old one is gone.
+	past := time.Now().Add(-time.Hour).Truncate(time.Second)
+	setMtime(t, dir, past)
+	c, _, _ = open()
+	if _, err := c.RunSummaries(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db, err = sql.Open("sqlite", "file:"+ixPath+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DELETE FROM starts`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := msgpack.WriteRun(filepath.Join(dir, "r006.msgpack"), run("x006", 6, 2)); err != nil {
+		t.Fatal(err)
+	}
+	setMtime(t, dir, past)
+	if _, err := c.Run(ctx, "r006"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("Run of a run whose file now holds another: %v, want ErrNotFound", err)
+	}
+	if r, err := c.Run(ctx, "x006"); err != nil || events(t, r) != 2 {
+		t.Errorf("Run of the run the file holds now: %v", err)
+	}
+	if got := uids(t, c); slices.Contains(got, "r006") || !slices.Contains(got, "x006") || len(got) != 10 {
+		t.Errorf("Runs after the rewrite: %v", got)
+	}
 }
 
 // BenchmarkIndexListing: the first listing of a remount of 2000 small runs (start documents of

@@ -74,8 +74,8 @@ type File struct {
 	err     string         // why the start cannot be read ("" for ErrIncomplete)
 	fromIx  bool           // the start came from the listing index: nothing to write back
 	lazy    bool           // Start and Head are to be read (from the index) by load
-	once    sync.Once      // load
-	loadErr error          // set by load
+	loadMu  sync.Mutex     // serializes load
+	loaded  atomic.Bool    // load set Start and Head
 	stopped atomic.Bool
 }
 
@@ -89,36 +89,46 @@ func summary(s *catalog.Start) *catalog.Start {
 
 // load reads the start document of a file listed from the listing index: from the index
 // (d, when the caller fetched it already, else a query), else from the file itself while it is
-// still the version listed. A file that changed gives an error wrapping fs.ErrNotExist.
+// still the version listed. A file that changed gives an error wrapping fs.ErrNotExist; a
+// failure is not remembered (the next use tries again).
 func (c *Catalog) load(f *File, d *doc) error {
-	f.once.Do(func() {
-		if !f.lazy {
-			return
+	if !f.lazy || f.loaded.Load() {
+		return nil
+	}
+	f.loadMu.Lock()
+	defer f.loadMu.Unlock()
+	if f.loaded.Load() {
+		return nil
+	}
+	if d == nil && c.ix != nil {
+		if x, ok := c.ix.startOf(f); ok {
+			d = &x
 		}
-		if d == nil && c.ix != nil {
-			if x, ok := c.ix.startOf(f); ok {
-				d = &x
-			}
+	}
+	if d != nil {
+		s, err := f.Format.ParseHead(d.head, d.raw)
+		if err == nil && (f.sum == nil || s.UID == f.sum.UID) {
+			f.Start, f.Head = s, d.head
+			f.loaded.Store(true)
+			return nil
 		}
-		if d != nil {
-			s, err := f.Format.ParseHead(d.head, d.raw)
-			if err == nil && (f.sum == nil || s.UID == f.sum.UID) {
-				f.Start, f.Head = s, d.head
-				return
-			}
-		}
-		// Not in the index (another process replaced the row, or a head of another brokerfs
-		// version no longer parses): the file, if it is still the version listed.
-		g := &File{Path: f.Path, Format: f.Format, Size: f.Size}
-		readHead(g)
-		fi, err := os.Stat(f.Path)
-		if g.Start == nil || err != nil || !f.sameStat(fi) || (f.sum != nil && g.Start.UID != f.sum.UID) {
-			f.loadErr = fmt.Errorf("%s changed since it was listed: %w", f.Path, fs.ErrNotExist)
-			return
-		}
-		f.Start, f.Head = g.Start, g.Head
-	})
-	return f.loadErr
+	}
+	// Not in the index (another process replaced the row, or a head of another brokerfs
+	// version no longer parses): the file, if it is still the version listed.
+	g := &File{Path: f.Path, Format: f.Format, Size: f.Size}
+	readHead(g)
+	fi, err := os.Stat(f.Path)
+	switch {
+	case err != nil || !f.sameStat(fi):
+		return fmt.Errorf("%s changed since it was listed: %w", f.Path, fs.ErrNotExist)
+	case g.Start == nil:
+		return fmt.Errorf("%s: start document: %s", f.Path, g.err)
+	case f.sum != nil && g.Start.UID != f.sum.UID:
+		return fmt.Errorf("%s changed since it was listed: %w", f.Path, fs.ErrNotExist)
+	}
+	f.Start, f.Head = g.Start, g.Head
+	f.loaded.Store(true)
+	return nil
 }
 
 // loadAll loads the start documents of files, those the index holds in one query, parsing on
@@ -296,7 +306,7 @@ func (c *Catalog) Runs(ctx context.Context) ([]*catalog.Start, error) {
 	c.loadAll(files)
 	starts := make([]*catalog.Start, 0, len(files))
 	for _, f := range files {
-		if c.load(f, nil) == nil { // loaded: this only waits for a concurrent load
+		if !f.lazy || f.loaded.Load() { // else its file changed or cannot be read: left out
 			starts = append(starts, f.Start)
 		}
 	}
@@ -677,7 +687,7 @@ func (c *Catalog) parseRows(files map[string]*File) {
 	}
 	c.loadAll(todo)
 	for _, f := range todo {
-		if c.load(f, nil) != nil {
+		if !f.loaded.Load() {
 			delete(files, f.Path)
 			continue
 		}
