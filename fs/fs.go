@@ -154,7 +154,10 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 		DisableSplice: true,
 		// Live runs' files are opened with FOPEN_DIRECT_IO (one snapshot per open); this lets
 		// numpy still map them (MAP_SHARED), as it maps every other file (Linux >= 6.6).
-		ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP,
+		// READDIRPLUS_AUTO: the kernel asks for a directory's entries with their attributes
+		// (READDIRPLUS, a Lookup each) only while the reader also stats them (ls -l), not for
+		// every entry of a plain ls: 10,000 runs cost 10,000 Lookups and inodes otherwise.
+		ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP | fuse.CAP_READDIRPLUS_AUTO,
 		Options:           append([]string{"ro", "default_permissions"}, o.Extra...),
 		Logger:            log.New(slogWriter{o.Logger}, "", 0),
 	}

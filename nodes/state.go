@@ -97,6 +97,7 @@ type state struct {
 	log    *slog.Logger
 	tables *table.Config
 	group  singleflight.Group
+	sums   summarizer // the catalog, when it lists without start documents and no Filter needs them
 
 	mu       sync.Mutex
 	list     *listing             // guarded by mu
@@ -139,9 +140,20 @@ type runState struct {
 func (r *runState) live() bool { return r.stop == nil }
 
 func newState(cfg Config) *state {
+	unfiltered := cfg.Filter == nil
 	cfg.setDefaults()
 	tables := &table.Config{Store: cfg.Cache, Filler: cfg.Filler, Logger: cfg.Logger, Stats: cfg.TableStats}
-	return &state{cfg: cfg, log: cfg.Logger, tables: tables, runs: map[string]*runState{}, logged: map[string]time.Time{}}
+	st := &state{cfg: cfg, log: cfg.Logger, tables: tables, runs: map[string]*runState{}, logged: map[string]time.Time{}}
+	if s, ok := cfg.Catalog.(summarizer); ok && unfiltered {
+		st.sums = s
+	}
+	return st
+}
+
+// summarizer is a catalog that lists its runs without decoding their start documents
+// (filestore, from its listing index): the root shows only uid, time and scan_id.
+type summarizer interface {
+	RunSummaries(ctx context.Context) ([]*catalog.Start, error)
 }
 
 // listing returns the runs, asking the catalog at most once per ListTTL. During an outage
@@ -169,7 +181,11 @@ func (st *state) listing(ctx context.Context) (*listing, error) {
 // refreshListing asks the catalog for the runs; shared by concurrent callers and detached
 // from any one caller's cancellation.
 func (st *state) refreshListing() (any, error) {
-	starts, err := st.cfg.Catalog.Runs(context.Background())
+	list := st.cfg.Catalog.Runs
+	if st.sums != nil {
+		list = st.sums.RunSummaries
+	}
+	starts, err := list(context.Background())
 	if err != nil {
 		return st.listFailed(fmt.Errorf("list runs: %w", err))
 	}

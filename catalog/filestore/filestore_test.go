@@ -79,7 +79,7 @@ func run(uid string, scanID int64, n int) []catalog.Document {
 	return docs
 }
 
-func setMtime(t *testing.T, path string, tm time.Time) {
+func setMtime(t testing.TB, path string, tm time.Time) {
 	t.Helper()
 	if err := os.Chtimes(path, tm, tm); err != nil {
 		t.Fatal(err)
@@ -332,7 +332,7 @@ func TestListingIndex(t *testing.T) {
 		}
 	}
 	var plan, js string
-	if err := db.QueryRow(`SELECT plan_name, json_extract(start, '$.uid') FROM files WHERE uid = 'r007'`).Scan(&plan, &js); err != nil || plan != "count" || js != "r007" {
+	if err := db.QueryRow(`SELECT plan_name, json_extract(start, '$.uid') FROM files JOIN starts USING (path) WHERE uid = 'r007'`).Scan(&plan, &js); err != nil || plan != "count" || js != "r007" {
 		t.Errorf("plan_name, start.uid of r007: %q %q %v", plan, js, err)
 	}
 }
@@ -723,5 +723,178 @@ func TestLookup(t *testing.T) {
 	ino, dev := filestore.StatIDs(fi)
 	if f.Path != path || f.Format.Name != "jsonl" || f.Start.UID != "x" || f.Version() != filestore.VersionKey(path, fi.Size(), fi.ModTime(), ino, dev) {
 		t.Errorf("Lookup(x) = %s %s %s %s", f.Path, f.Format.Name, f.Start.UID, f.Version())
+	}
+}
+
+// parsedCounted wraps a format so that a test sees how many start documents it parsed from
+// the listing index.
+func parsedCounted(f *filestore.Format, n *atomic.Int64) *filestore.Format {
+	g := *f
+	g.ParseHead = func(head, raw []byte) (*catalog.Start, error) {
+		n.Add(1)
+		return f.ParseHead(head, raw)
+	}
+	return &g
+}
+
+// TestIndexSummaries: a remount lists (RunSummaries) from the listing index without reading a
+// file or parsing a start document; the summaries agree with the documents; a run's document
+// is parsed when the run is opened, and read from its file when the index lost it.
+func TestIndexSummaries(t *testing.T) {
+	dir, cache := t.TempDir(), t.TempDir()
+	ixPath := filepath.Join(cache, "listing.sqlite")
+	writeMany(t, dir, 10)
+	ctx := context.Background()
+	c := openBoth(t, []string{dir}, ixPath, slog.New(slog.DiscardHandler), nil)
+	full, err := c.Runs(ctx)
+	if err != nil || len(full) != 10 {
+		t.Fatalf("Runs: %d runs, %v", len(full), err)
+	}
+	c.Close()
+
+	open := func() (*filestore.Catalog, *atomic.Int64, *atomic.Int64) {
+		var reads, parsed atomic.Int64
+		c, err := filestore.Open([]string{dir}, []*filestore.Format{
+			parsedCounted(counted(msgpack.NewFormat(nil), &reads), &parsed),
+			parsedCounted(counted(jsonl.NewFormat(nil), &reads), &parsed)},
+			filestore.Options{Logger: slog.New(slog.DiscardHandler), Index: ixPath})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, &reads, &parsed
+	}
+	c, reads, parsed := open()
+	sums, err := c.RunSummaries(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reads.Load() != 0 || parsed.Load() != 0 {
+		t.Errorf("a listing from the index read %d heads and parsed %d documents, want 0 and 0", reads.Load(), parsed.Load())
+	}
+	if len(sums) != len(full) {
+		t.Fatalf("RunSummaries: %d runs, want %d", len(sums), len(full))
+	}
+	for i, s := range sums {
+		f := full[i]
+		if s.UID != f.UID || s.Time != f.Time || s.ScanID != f.ScanID || s.HasScan != f.HasScan || s.PlanName != f.PlanName || s.Doc != nil || s.Raw != nil {
+			t.Errorf("summary %+v, want the fields of %+v without Doc and Raw", s, f)
+		}
+	}
+	r, err := c.Run(ctx, "r003")
+	if err != nil || r.Start().UID != "r003" || events(t, r) != 1 {
+		t.Fatalf("Run(r003) from a listing of summaries: %v", err)
+	}
+	if parsed.Load() != 1 || reads.Load() != 0 {
+		t.Errorf("opening one run parsed %d documents and read %d heads, want 1 and 0", parsed.Load(), reads.Load())
+	}
+	f, err := c.Lookup(ctx, "r004")
+	if err != nil || f.Start == nil || f.Start.UID != "r004" || f.Start.Doc["plan_name"] != "count" || len(f.Head) == 0 {
+		t.Fatalf("Lookup(r004): %+v, %v", f, err)
+	}
+	c.Close()
+
+	// The index lost the documents (another brokerfs, an older row): they come from the files.
+	db, err := sql.Open("sqlite", ixPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DELETE FROM starts`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	c, reads, _ = open()
+	again, err := c.Runs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reads.Load() != 10 || len(again) != 10 {
+		t.Errorf("Runs without documents in the index: %d heads read, %d runs; want 10 and 10", reads.Load(), len(again))
+	}
+	for i := range again {
+		if a, b := again[i], full[i]; a.UID != b.UID || !bytes.Equal(a.Raw, b.Raw) || fmt.Sprint(a.Doc) != fmt.Sprint(b.Doc) {
+			t.Errorf("start read from the file %s %s, want %s %s", a.UID, a.Raw, b.UID, b.Raw)
+		}
+	}
+	c.Close()
+
+	// A file rewritten with another run after the listing (from the index, the directory's
+	// mtime put back) whose document the index does not hold: opening the listed run finds the
+	// file changed and lists again; the new run is served, the old one is gone.
+	past := time.Now().Add(-time.Hour).Truncate(time.Second)
+	setMtime(t, dir, past)
+	c, _, _ = open()
+	if _, err := c.RunSummaries(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db, err = sql.Open("sqlite", "file:"+ixPath+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DELETE FROM starts`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := msgpack.WriteRun(filepath.Join(dir, "r006.msgpack"), run("x006", 6, 2)); err != nil {
+		t.Fatal(err)
+	}
+	setMtime(t, dir, past)
+	if _, err := c.Run(ctx, "r006"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("Run of a run whose file now holds another: %v, want ErrNotFound", err)
+	}
+	if r, err := c.Run(ctx, "x006"); err != nil || events(t, r) != 2 {
+		t.Errorf("Run of the run the file holds now: %v", err)
+	}
+	if got := uids(t, c); slices.Contains(got, "r006") || !slices.Contains(got, "x006") || len(got) != 10 {
+		t.Errorf("Runs after the rewrite: %v", got)
+	}
+}
+
+// BenchmarkIndexListing: the first listing of a remount of 2000 small runs (start documents of
+// 34 keys, as the bench's) from the listing index (open, read the index, list), with summaries
+// only (what the mount's root does) and with every start document (Runs: --query, brokerfs ls).
+func BenchmarkIndexListing(b *testing.B) {
+	dir, cache := b.TempDir(), b.TempDir()
+	ixPath := filepath.Join(cache, "listing.sqlite")
+	for i := range 2000 {
+		docs := run(fmt.Sprintf("r%04d", i), int64(i), 1)
+		for k := range 30 {
+			docs[0].Doc[fmt.Sprintf("key%02d", k)] = fmt.Sprintf("value %d of run %d", k, i)
+		}
+		if err := msgpack.WriteRun(filepath.Join(dir, fmt.Sprintf("r%04d.msgpack", i)), docs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	setMtime(b, dir, time.Now().Add(-time.Hour)) // a directory the index may trust
+	log := slog.New(slog.DiscardHandler)
+	open := func() *filestore.Catalog {
+		c, err := filestore.Open([]string{dir}, []*filestore.Format{msgpack.NewFormat(log)}, filestore.Options{Logger: log, Index: ixPath})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	c := open()
+	if _, err := c.Runs(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	c.Close()
+	for _, bc := range []struct {
+		name string
+		list func(*filestore.Catalog) ([]*catalog.Start, error)
+	}{
+		{"summaries", func(c *filestore.Catalog) ([]*catalog.Start, error) { return c.RunSummaries(context.Background()) }},
+		{"documents", func(c *filestore.Catalog) ([]*catalog.Start, error) { return c.Runs(context.Background()) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				c := open()
+				starts, err := bc.list(c)
+				if err != nil || len(starts) != 2000 {
+					b.Fatalf("%d runs, %v", len(starts), err)
+				}
+				c.Close()
+			}
+		})
 	}
 }

@@ -24,15 +24,16 @@ import (
 	"time"
 
 	"github.com/brokerfs/brokerfs/catalog"
-	"golang.org/x/sys/unix"
 	"modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // schemaVersion is kept in PRAGMA user_version. A database of another version is emptied and
 // rebuilt: it is a cache.
-const schemaVersion = 2
+const schemaVersion = 3
 
+// The start documents are in a table of their own: a listing reads only files (about 150
+// bytes a row), and a document is read when a run is opened or --query needs it.
 const schema = `
 CREATE TABLE IF NOT EXISTS files (
 	path        TEXT PRIMARY KEY,  -- the run file, as the source names it
@@ -45,8 +46,6 @@ CREATE TABLE IF NOT EXISTS files (
 	scan_id     INTEGER,
 	plan_name   TEXT,
 	time        REAL,              -- start time, s since the Unix epoch
-	start       TEXT,              -- the start document as JSON
-	head        BLOB,              -- the start document as stored in the file
 	error       TEXT,              -- why the start cannot be read
 	exit_status TEXT,              -- from the stop document, once the run was opened
 	stop_time   REAL,
@@ -56,6 +55,15 @@ CREATE INDEX IF NOT EXISTS files_uid ON files(uid);
 CREATE INDEX IF NOT EXISTS files_scan_id ON files(scan_id);
 CREATE INDEX IF NOT EXISTS files_time ON files(time);
 CREATE INDEX IF NOT EXISTS files_plan_name ON files(plan_name);
+CREATE TABLE IF NOT EXISTS starts (
+	path     TEXT PRIMARY KEY,     -- the file's row in files
+	size     INTEGER NOT NULL,     -- the file version, as in files
+	mtime_ns INTEGER NOT NULL,
+	inode    INTEGER NOT NULL,
+	dev      INTEGER NOT NULL,
+	start    TEXT,                 -- the start document as JSON
+	head     BLOB                  -- the start document as stored in the file
+);
 CREATE TABLE IF NOT EXISTS dirs (
 	path     TEXT PRIMARY KEY,     -- a directory a listing read
 	mtime_ns INTEGER NOT NULL      -- its mtime then: unchanged, no file was added or removed
@@ -68,8 +76,8 @@ type row struct {
 	size     int64
 	mtimeNS  int64
 	ino, dev uint64
-	head     []byte
-	raw      []byte // the start as JSON
+	sum      *catalog.Start // what a listing shows of the start (no Doc, no Raw); nil when none
+	parse    bool           // the start is readable but its summary is not in the row: parse the head
 	err      string
 	hasStop  bool
 }
@@ -86,11 +94,12 @@ type listing struct {
 	db   *sql.DB
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	closed bool // guarded by mu; writes is closed
-	writes chan func(*sql.DB) error
-	done   chan struct{}
-	failed bool // a write failed and was logged: no more writes; owned by the writer goroutine
+	mu      sync.Mutex
+	closed  bool // guarded by mu; writes is closed
+	writes  chan func(*sql.DB) error
+	done    chan struct{}
+	closing chan struct{} // closed by close: queued writes go ahead at once
+	failed  bool          // a write failed and was logged: no more writes; owned by the writer goroutine
 }
 
 // openListing opens (creating or rebuilding) the index at path. It returns nil, after one
@@ -109,7 +118,7 @@ func openListing(path string, log *slog.Logger) *listing {
 		log.Warn("listing without the listing index", "file", path, "err", err)
 		return nil
 	}
-	l := &listing{path: path, db: db, log: log, writes: make(chan func(*sql.DB) error, 64), done: make(chan struct{})}
+	l := &listing{path: path, db: db, log: log, writes: make(chan func(*sql.DB) error, 64), done: make(chan struct{}), closing: make(chan struct{})}
 	go l.writer()
 	return l
 }
@@ -194,9 +203,9 @@ func migrate(db *sql.DB) error {
 		return fmt.Errorf("read listing index: %w", err)
 	}
 	if pages == 0 {
-		// A new database. 16 KiB pages: a row (a start document of 1-2 KiB, twice) would
-		// fill a 4 KiB page by half. The size is fixed by the first write, and a WAL database
-		// cannot change it later, so it is set before anything else.
+		// A new database. 16 KiB pages: a row of starts (a start document of 1-2 KiB, twice)
+		// would fill a 4 KiB page by half. The size is fixed by the first write, and a WAL
+		// database cannot change it later, so it is set before anything else.
 		if _, err := conn.ExecContext(ctx, "PRAGMA page_size = 16384"); err != nil {
 			return fmt.Errorf("create listing index: %w", err)
 		}
@@ -231,7 +240,7 @@ func createSchema(ctx context.Context, db *sql.Conn) error {
 	}
 	defer tx.Rollback()
 	if v != 0 {
-		if _, err := tx.Exec("DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS dirs"); err != nil {
+		if _, err := tx.Exec("DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS starts; DROP TABLE IF EXISTS dirs"); err != nil {
 			return fmt.Errorf("rebuild listing index of version %d: %w", v, err)
 		}
 	}
@@ -244,51 +253,39 @@ func createSchema(ctx context.Context, db *sql.Conn) error {
 	return tx.Commit()
 }
 
-// load reads every row of files and dirs. A failure leaves the index empty (files are read
-// instead).
+// load reads every row of files and dirs: what a listing shows, not the start documents
+// (startOf and starts read those). A failure leaves the index empty (files are read instead).
 func (l *listing) load() (map[string]*row, map[string]int64) {
-	// SQLite reads the table a page at a time; after a drop of the page cache that is
-	// thousands of small reads in B-tree order. Ask the kernel to read the files ahead, in
-	// one sequential sweep.
-	for _, suffix := range []string{"", "-wal"} {
-		if f, err := os.Open(l.path + suffix); err == nil {
-			unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
-			f.Close()
-		}
-	}
-	rows, err := l.db.Query(`SELECT path, format, size, mtime_ns, inode, dev, head, CAST(start AS BLOB), coalesce(error, ''), exit_status IS NOT NULL FROM files`)
+	rows, err := l.db.Query(`SELECT path, format, size, mtime_ns, inode, dev, uid, scan_id, coalesce(plan_name, ''), time,
+		coalesce(error, ''), exit_status IS NOT NULL FROM files`)
 	if err != nil {
 		l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
 		return nil, nil
 	}
 	defer rows.Close()
 	out := map[string]*row{}
-	// The documents are copied into large shared buffers: one allocation per MiB rather than
-	// two per row.
-	var slab []byte
-	keep := func(b sql.RawBytes) []byte {
-		if b == nil {
-			return nil // NULL
-		}
-		if len(b) > cap(slab)-len(slab) {
-			slab = make([]byte, 0, max(1<<20, len(b)))
-		}
-		slab = append(slab, b...)
-		return slab[len(slab)-len(b) : len(slab) : len(slab)]
-	}
 	for rows.Next() {
 		var (
-			path      string
-			r         row
-			ino, dev  int64
-			head, raw sql.RawBytes
+			path     string
+			r        row
+			ino, dev int64
+			uid      sql.NullString
+			scan     sql.NullInt64
+			plan     string
+			t        sql.NullFloat64
 		)
-		if err := rows.Scan(&path, &r.format, &r.size, &r.mtimeNS, &ino, &dev, &head, &raw, &r.err, &r.hasStop); err != nil {
+		if err := rows.Scan(&path, &r.format, &r.size, &r.mtimeNS, &ino, &dev, &uid, &scan, &plan, &t, &r.err, &r.hasStop); err != nil {
 			l.log.Warn("listing index unreadable, reading the files", "file", l.path, "err", err)
 			return nil, nil
 		}
 		r.ino, r.dev = uint64(ino), uint64(dev)
-		r.head, r.raw = keep(head), keep(raw)
+		switch {
+		case !uid.Valid:
+		case t.Valid:
+			r.sum = &catalog.Start{UID: uid.String, Time: t.Float64, ScanID: scan.Int64, HasScan: scan.Valid, PlanName: plan}
+		default:
+			r.parse = true // a time SQLite cannot hold (NaN is stored as NULL)
+		}
 		out[path] = &r
 	}
 	if err := rows.Err(); err != nil {
@@ -313,6 +310,63 @@ func (l *listing) load() (map[string]*row, map[string]int64) {
 		return out, nil
 	}
 	return out, dirs
+}
+
+// doc is a start document as the index holds it.
+type doc struct {
+	head []byte // as stored in the file
+	raw  []byte // as JSON
+}
+
+// startOf reads the start document of f, if the index holds it for the file version f is.
+func (l *listing) startOf(f *File) (doc, bool) {
+	var d doc
+	err := l.db.QueryRow(`SELECT head, CAST(start AS BLOB) FROM starts
+		WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ? AND dev = ?`,
+		f.Path, f.Size, f.ModTime.UnixNano(), int64(f.Ino), int64(f.Dev)).Scan(&d.head, &d.raw)
+	return d, err == nil && d.head != nil
+}
+
+// starts reads the start documents of every file the index holds as the files are in want,
+// in one query (a per-file query costs more than the document).
+func (l *listing) starts(want map[string]*File) map[string]doc {
+	rows, err := l.db.Query(`SELECT path, size, mtime_ns, inode, dev, head, CAST(start AS BLOB) FROM starts`)
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	out := make(map[string]doc, len(want))
+	// The documents are copied into large shared buffers: one allocation per MiB rather than
+	// two per row.
+	var slab []byte
+	keep := func(b sql.RawBytes) []byte {
+		if b == nil {
+			return nil // NULL
+		}
+		if len(b) > cap(slab)-len(slab) {
+			slab = make([]byte, 0, max(1<<20, len(b)))
+		}
+		slab = append(slab, b...)
+		return slab[len(slab)-len(b) : len(slab) : len(slab)]
+	}
+	for rows.Next() {
+		var (
+			path        string
+			size, mtime int64
+			ino, dev    int64
+			head, raw   sql.RawBytes
+		)
+		if rows.Scan(&path, &size, &mtime, &ino, &dev, &head, &raw) != nil {
+			return out
+		}
+		f := want[path]
+		if f == nil || head == nil || size != f.Size || mtime != f.ModTime.UnixNano() ||
+			uint64(ino) != f.Ino || uint64(dev) != f.Dev {
+			continue
+		}
+		out[path] = doc{head: keep(head), raw: keep(raw)}
+	}
+	return out
 }
 
 // put records files read from disk, forgets files that went away and records directories'
@@ -348,25 +402,48 @@ func (l *listing) put(files []*File, gone []string, dirs map[string]int64) {
 	}
 	gone = append([]string(nil), gone...)
 	l.send(func(db *sql.DB) error {
+		if len(recs) >= bigPut {
+			// A first listing of a large catalog: its files and documents (about 50 µs of
+			// CPU a file) are written after the listing was served, not while it is.
+			select {
+			case <-time.After(bigPutDelay):
+			case <-l.closing:
+			}
+		}
 		tx, err := db.Begin()
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback()
-		ins, err := tx.Prepare(`INSERT OR REPLACE INTO files (path, format, size, mtime_ns, inode, dev, uid, scan_id, plan_name, time, start, head, error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		// All rows of files first, then their documents: the listing's rows stay together
+		// in the file, which a cold remount reads.
+		ins, err := tx.Prepare(`INSERT OR REPLACE INTO files (path, format, size, mtime_ns, inode, dev, uid, scan_id, plan_name, time, error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		for _, r := range recs {
 			f := r.f
 			if _, err := ins.Exec(f.Path, f.Format.Name, f.Size, f.ModTime.UnixNano(), int64(f.Ino), int64(f.Dev),
-				r.uid, r.scan, r.plan, r.time, r.js, f.Head, r.err); err != nil {
+				r.uid, r.scan, r.plan, r.time, r.err); err != nil {
+				return err
+			}
+		}
+		insDoc, err := tx.Prepare(`INSERT OR REPLACE INTO starts (path, size, mtime_ns, inode, dev, start, head) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			f := r.f
+			if _, err := insDoc.Exec(f.Path, f.Size, f.ModTime.UnixNano(), int64(f.Ino), int64(f.Dev), r.js, f.Head); err != nil {
 				return err
 			}
 		}
 		for _, p := range gone {
 			if _, err := tx.Exec(`DELETE FROM files WHERE path = ?`, p); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(`DELETE FROM starts WHERE path = ?`, p); err != nil {
 				return err
 			}
 		}
@@ -378,6 +455,12 @@ func (l *listing) put(files []*File, gone []string, dirs map[string]int64) {
 		return tx.Commit()
 	})
 }
+
+// bigPut is the number of files from which put waits bigPutDelay before it writes.
+const (
+	bigPut      = 1000
+	bigPutDelay = time.Second
+)
 
 // putStop records a run's stop summary, if the row still describes the same file version.
 func (l *listing) putStop(f *File, s *catalog.Stop) {
@@ -432,6 +515,7 @@ func (l *listing) close() {
 	l.mu.Lock()
 	if !l.closed {
 		l.closed = true
+		close(l.closing)
 		close(l.writes)
 	}
 	l.mu.Unlock()

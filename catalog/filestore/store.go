@@ -57,7 +57,9 @@ type Format struct {
 	Open func(ctx context.Context, f *File) (catalog.Run, error)
 }
 
-// File is one run file as a listing saw it. It is immutable: a changed file gets a new File.
+// File is one run file as a listing saw it. It is immutable (a changed file gets a new File),
+// except that the start document of a file listed from the listing index is read when it is
+// first needed: a File that Catalog.Lookup returns or Format.Open receives has it.
 type File struct {
 	Path    string
 	Format  *Format
@@ -68,10 +70,91 @@ type File struct {
 	Start   *catalog.Start // nil when the start cannot be read
 	Head    []byte         // the start document as stored in the file (what ReadHead returned)
 
-	err     string // why the start cannot be read ("" for ErrIncomplete)
-	fromIx  bool   // the start came from the listing index: nothing to write back
-	raw     []byte // the start's JSON from the listing index, until parsed
+	sum     *catalog.Start // what a listing shows of Start: UID, Time, ScanID, HasScan, PlanName
+	err     string         // why the start cannot be read ("" for ErrIncomplete)
+	fromIx  bool           // the start came from the listing index: nothing to write back
+	lazy    bool           // Start and Head are to be read (from the index) by load
+	loadMu  sync.Mutex     // serializes load
+	loaded  atomic.Bool    // load set Start and Head
 	stopped atomic.Bool
+}
+
+// summary is what a listing keeps of a start document.
+func summary(s *catalog.Start) *catalog.Start {
+	if s == nil {
+		return nil
+	}
+	return &catalog.Start{UID: s.UID, Time: s.Time, ScanID: s.ScanID, HasScan: s.HasScan, PlanName: s.PlanName}
+}
+
+// load reads the start document of a file listed from the listing index: from the index
+// (d, when the caller fetched it already, else a query), else from the file itself while it is
+// still the version listed. A file that changed gives an error wrapping fs.ErrNotExist; a
+// failure is not remembered (the next use tries again).
+func (c *Catalog) load(f *File, d *doc) error {
+	if !f.lazy || f.loaded.Load() {
+		return nil
+	}
+	f.loadMu.Lock()
+	defer f.loadMu.Unlock()
+	if f.loaded.Load() {
+		return nil
+	}
+	if d == nil && c.ix != nil {
+		if x, ok := c.ix.startOf(f); ok {
+			d = &x
+		}
+	}
+	if d != nil {
+		s, err := f.Format.ParseHead(d.head, d.raw)
+		if err == nil && (f.sum == nil || s.UID == f.sum.UID) {
+			f.Start, f.Head = s, d.head
+			f.loaded.Store(true)
+			return nil
+		}
+	}
+	// Not in the index (another process replaced the row, or a head of another brokerfs
+	// version no longer parses): the file, if it is still the version listed.
+	g := &File{Path: f.Path, Format: f.Format, Size: f.Size}
+	readHead(g)
+	fi, err := os.Stat(f.Path)
+	switch {
+	case err != nil || !f.sameStat(fi):
+		return fmt.Errorf("%s changed since it was listed: %w", f.Path, fs.ErrNotExist)
+	case g.Start == nil:
+		return fmt.Errorf("%s: start document: %s", f.Path, g.err)
+	case f.sum != nil && g.Start.UID != f.sum.UID:
+		return fmt.Errorf("%s changed since it was listed: %w", f.Path, fs.ErrNotExist)
+	}
+	f.Start, f.Head = g.Start, g.Head
+	f.loaded.Store(true)
+	return nil
+}
+
+// loadAll loads the start documents of files, those the index holds in one query, parsing on
+// every core.
+func (c *Catalog) loadAll(files []*File) {
+	want := map[string]*File{}
+	for _, f := range files {
+		if f.lazy {
+			want[f.Path] = f
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	var docs map[string]doc
+	if c.ix != nil {
+		docs = c.ix.starts(want)
+	}
+	parallel(len(files), func(i int) {
+		f := files[i]
+		if d, ok := docs[f.Path]; ok {
+			c.load(f, &d)
+		} else {
+			c.load(f, nil)
+		}
+	})
 }
 
 // Version returns the file's version key (see VersionKey).
@@ -155,9 +238,9 @@ type Catalog struct {
 	closing   chan struct{}          // closed by Close
 	closeOnce sync.Once
 
-	mu     sync.RWMutex
-	byUID  map[string]*File // guarded by mu
-	starts []*catalog.Start // guarded by mu
+	mu    sync.RWMutex
+	byUID map[string]*File // guarded by mu
+	sums  []*catalog.Start // summaries of the runs of byUID, by uid; guarded by mu
 }
 
 var _ catalog.Catalog = (*Catalog)(nil)
@@ -208,19 +291,57 @@ func Open(patterns []string, formats []*Format, opts Options) (*Catalog, error) 
 	return c, nil
 }
 
-// Runs implements catalog.Catalog.
+// Runs implements catalog.Catalog. After a remount it reads every start document from the
+// listing index; RunSummaries does not.
 func (c *Catalog) Runs(ctx context.Context) ([]*catalog.Start, error) {
 	if err := c.refresh(ctx); err != nil {
 		return nil, err
 	}
 	c.mu.RLock()
+	files := make([]*File, 0, len(c.byUID))
+	for _, f := range c.byUID {
+		files = append(files, f)
+	}
+	c.mu.RUnlock()
+	c.loadAll(files)
+	starts := make([]*catalog.Start, 0, len(files))
+	for _, f := range files {
+		if !f.lazy || f.loaded.Load() { // else its file changed or cannot be read: left out
+			starts = append(starts, f.Start)
+		}
+	}
+	slices.SortFunc(starts, func(a, b *catalog.Start) int { return strings.Compare(a.UID, b.UID) })
+	return starts, nil
+}
+
+// RunSummaries is Runs without the documents: each start has UID, Time, ScanID, HasScan and
+// PlanName only (Doc and Raw are nil), as the listing index holds them, so that a remount
+// lists its runs without decoding a start document. The starts are shared: do not modify them.
+func (c *Catalog) RunSummaries(ctx context.Context) ([]*catalog.Start, error) {
+	if err := c.refresh(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return slices.Clone(c.starts), nil
+	return slices.Clone(c.sums), nil
 }
 
 // Lookup returns the file that holds run uid as last listed, listing again when the uid is
-// unknown. It returns an error wrapping catalog.ErrNotFound when no file holds it.
+// unknown. It returns an error wrapping catalog.ErrNotFound when no file holds it, or one
+// wrapping fs.ErrNotExist when its file changed since it was listed.
 func (c *Catalog) Lookup(ctx context.Context, uid string) (*File, error) {
+	f, err := c.lookup(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.load(f, nil); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// lookup is Lookup without the start document.
+func (c *Catalog) lookup(ctx context.Context, uid string) (*File, error) {
 	c.mu.RLock()
 	f := c.byUID[uid]
 	c.mu.RUnlock()
@@ -246,7 +367,11 @@ func (c *Catalog) Run(ctx context.Context, uid string) (catalog.Run, error) {
 		f := c.byUID[uid]
 		c.mu.RUnlock()
 		if f != nil {
-			r, err := f.Format.Open(ctx, f)
+			err := c.load(f, nil)
+			var r catalog.Run
+			if err == nil {
+				r, err = f.Format.Open(ctx, f)
+			}
 			switch {
 			case err == nil && r.Start().UID == uid:
 				c.noteStop(ctx, f, r)
@@ -340,14 +465,22 @@ func (c *Catalog) fromIndex() map[string]*File {
 		if ft == nil || ft.Name != r.format || !c.covers(path) {
 			continue
 		}
-		files[path] = &File{Path: path, Format: ft, Size: r.size, ModTime: time.Unix(0, r.mtimeNS), Ino: r.ino, Dev: r.dev,
-			Head: r.head, err: r.err, fromIx: true, raw: r.raw}
-		files[path].stopped.Store(r.hasStop)
+		f := &File{Path: path, Format: ft, Size: r.size, ModTime: time.Unix(0, r.mtimeNS), Ino: r.ino, Dev: r.dev}
+		f.fromRow(r)
+		files[path] = f
 	}
 	if len(files) == 0 {
 		return nil
 	}
 	return files
+}
+
+// fromRow takes f's start from its row of the listing index: the summary, the document
+// itself on first use.
+func (f *File) fromRow(r *row) {
+	f.sum, f.err, f.fromIx = r.sum, r.err, true
+	f.lazy = r.sum != nil || r.parse
+	f.stopped.Store(r.hasStop)
 }
 
 // indexComplete reports whether the listing index lists every file the patterns match now:
@@ -414,15 +547,8 @@ func (c *Catalog) listIndexed() bool {
 	if files == nil {
 		return false
 	}
-	all := make([]*File, 0, len(files))
+	c.parseRows(files)
 	for _, f := range files {
-		all = append(all, f)
-	}
-	parseHeads(all)
-	for _, f := range all {
-		if f.Start == nil && f.err == "" && f.Head != nil {
-			delete(files, f.Path) // no longer parses: the check reads it
-		}
 		if f.err != "" && c.errLogged[f.Path] != f.err {
 			c.errLogged[f.Path] = f.err
 			c.log.Warn(f.Format.Name+": skipping run file", "file", f.Path, "err", f.err)
@@ -481,8 +607,7 @@ func (c *Catalog) refresh(ctx context.Context) error {
 		f := &File{Path: fd.path, Format: ft, Size: fd.fi.Size(), ModTime: fd.fi.ModTime(), Ino: ino, Dev: dev}
 		files[fd.path] = f
 		if r := c.ixRows[fd.path]; r != nil && r.matches(f) {
-			f.Head, f.err, f.fromIx, f.raw = r.head, r.err, true, r.raw
-			f.stopped.Store(r.hasStop)
+			f.fromRow(r)
 			fromIx = append(fromIx, f)
 		} else {
 			todo = append(todo, f)
@@ -506,15 +631,13 @@ func (c *Catalog) refresh(ctx context.Context) error {
 			delete(c.errLogged, path)
 		}
 	}
-	parseHeads(fromIx)
-	var redo []*File // index rows whose head no longer parses (another version wrote them)
-	for _, f := range fromIx {
-		if f.Start == nil && f.err == "" && f.Head != nil {
-			f.fromIx = false
-			redo = append(redo, f)
+	if len(fromIx) > 0 {
+		m := make(map[string]*File, len(fromIx))
+		for _, f := range fromIx {
+			m[f.Path] = f
 		}
+		c.parseRows(m)
 	}
-	todo = append(todo, redo...)
 	if err := readHeads(ctx, todo); err != nil {
 		for _, f := range todo {
 			if f.Start == nil && f.err == "" {
@@ -552,18 +675,24 @@ func (c *Catalog) refresh(ctx context.Context) error {
 	return nil
 }
 
-// parseHeads parses start documents kept in the listing index, on every core.
-func parseHeads(fs []*File) {
-	parallel(len(fs), func(i int) {
-		f := fs[i]
-		if f.Head == nil {
-			return // an unreadable file: its error came from the index
+// parseRows loads the start documents of the files whose index row lacks a summary (rare: a
+// start time SQLite cannot hold); one that cannot be loaded is dropped from files, and the
+// check behind the listing reads its file.
+func (c *Catalog) parseRows(files map[string]*File) {
+	var todo []*File
+	for _, f := range files {
+		if f.lazy && f.sum == nil {
+			todo = append(todo, f)
 		}
-		if s, err := f.Format.ParseHead(f.Head, f.raw); err == nil {
-			f.Start = s
+	}
+	c.loadAll(todo)
+	for _, f := range todo {
+		if !f.loaded.Load() {
+			delete(files, f.Path)
+			continue
 		}
-		f.raw = nil
-	})
+		f.sum = summary(f.Start)
+	}
 }
 
 // readHeads reads the start documents of files with a bounded pool of workers.
@@ -605,6 +734,7 @@ func readHead(f *File) {
 	}()
 	switch {
 	case err == nil:
+		f.sum = summary(f.Start)
 	case errors.Is(err, ErrIncomplete):
 		f.Start, f.Head = nil, nil
 	default:
@@ -616,10 +746,10 @@ func readHead(f *File) {
 func (c *Catalog) publish() {
 	byUID := make(map[string]*File, len(c.files))
 	for _, f := range c.files {
-		if f.Start == nil {
+		if f.sum == nil {
 			continue
 		}
-		uid := f.Start.UID
+		uid := f.sum.UID
 		if old := byUID[uid]; old != nil {
 			winner, loser := f, old
 			if newer(old, f) {
@@ -633,12 +763,12 @@ func (c *Catalog) publish() {
 		}
 		byUID[uid] = f
 	}
-	starts := make([]*catalog.Start, 0, len(byUID))
+	sums := make([]*catalog.Start, 0, len(byUID))
 	for _, f := range byUID {
-		starts = append(starts, f.Start)
+		sums = append(sums, f.sum)
 	}
-	slices.SortFunc(starts, func(a, b *catalog.Start) int { return strings.Compare(a.UID, b.UID) })
+	slices.SortFunc(sums, func(a, b *catalog.Start) int { return strings.Compare(a.UID, b.UID) })
 	c.mu.Lock()
-	c.byUID, c.starts = byUID, starts
+	c.byUID, c.sums = byUID, sums
 	c.mu.Unlock()
 }

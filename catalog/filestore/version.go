@@ -14,7 +14,7 @@ var _ catalog.RunVersioner = (*Catalog)(nil)
 // its run's Version gives for the file as it is now. A file gone or holding another run
 // gives an error wrapping catalog.ErrNotFound.
 func (c *Catalog) RunVersion(ctx context.Context, uid string) (string, error) {
-	f, err := c.Lookup(ctx, uid)
+	f, err := c.lookup(ctx, uid)
 	if err != nil {
 		return "", err
 	}
@@ -27,7 +27,7 @@ func (c *Catalog) RunVersion(ctx context.Context, uid string) (string, error) {
 		if err := c.refresh(ctx); err != nil {
 			return "", err
 		}
-		if f, err = c.Lookup(ctx, uid); err != nil {
+		if f, err = c.lookup(ctx, uid); err != nil {
 			return "", err
 		}
 		if fi, err = os.Stat(f.Path); err != nil {
