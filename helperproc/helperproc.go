@@ -43,8 +43,14 @@ type Options struct {
 	Dir string
 	// Timeout bounds each call, from writing the request to reading the payload (default 60 s).
 	Timeout time.Duration
+	// StartTimeout is the extra time the call that starts the program may take: what the
+	// program does before it reads its first request (an interpreter's imports).
+	StartTimeout time.Duration
 	// MaxBytes bounds a payload (default 4 GiB).
 	MaxBytes int64
+	// Stderr, if set, gets what the program writes to stderr (its last line goes into
+	// errors anyway).
+	Stderr io.Writer
 }
 
 // maxHeader bounds an answer's header line.
@@ -105,16 +111,18 @@ func (p *Process) Call(ctx context.Context, req []byte) (Reply, error) {
 	if err := ctx.Err(); err != nil {
 		return Reply{}, err
 	}
+	timeout := p.o.Timeout
 	if p.srv == nil {
 		s, err := p.start()
 		if err != nil {
 			return Reply{}, fmt.Errorf("start: %v", err)
 		}
 		p.srv = s
+		timeout += p.o.StartTimeout
 	}
 	s := p.srv
 	var timedOut, canceled atomic.Bool
-	timer := time.AfterFunc(p.o.Timeout, func() { timedOut.Store(true); s.kill() })
+	timer := time.AfterFunc(timeout, func() { timedOut.Store(true); s.kill() })
 	stopCtx := context.AfterFunc(ctx, func() { canceled.Store(true); s.kill() })
 	r, answered, err := s.exchange(req, p.o.MaxBytes)
 	timer.Stop()
@@ -135,7 +143,7 @@ func (p *Process) Call(ctx context.Context, req []byte) (Reply, error) {
 	_ = s.stop()
 	switch {
 	case timedOut.Load():
-		return Reply{}, fmt.Errorf("timed out after %v%s", p.o.Timeout, s.stderr.LastLine(": "))
+		return Reply{}, fmt.Errorf("timed out after %v%s", timeout, s.stderr.LastLine(": "))
 	case canceled.Load():
 		return Reply{}, ctx.Err()
 	}
@@ -184,6 +192,9 @@ func (p *Process) start() (*server, error) {
 	cmd.Stdout = pw
 	s := &server{cmd: cmd, stdin: stdin, out: bufio.NewReaderSize(pr, 64<<10), outR: pr, stderr: &Tail{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
+	if p.o.Stderr != nil {
+		cmd.Stderr = io.MultiWriter(s.stderr, p.o.Stderr)
+	}
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
