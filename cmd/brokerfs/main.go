@@ -237,6 +237,7 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	cf.register(fl)
 	var (
 		ff          fillerFlags
+		tf          transformFlags
 		opts        []string
 		allowOther  bool
 		debugFuse   bool
@@ -245,6 +246,7 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		metricsAddr string
 	)
 	ff.register(fl)
+	tf.register(fl)
 	fl.StringArrayVarP(&opts, "option", "o", nil, "FUSE mount option, e.g. -o allow_other (repeatable; comma lists accepted)")
 	fl.BoolVar(&allowOther, "allow-other", false, "let other users read the mount (non-root: needs user_allow_other in /etc/fuse.conf)")
 	fl.BoolVar(&debugFuse, "debug-fuse", false, "log every FUSE request")
@@ -268,6 +270,9 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	}
 	include, err := cf.fieldFilter()
 	if err != nil {
+		return err
+	}
+	if err := tf.parse(); err != nil {
 		return err
 	}
 	var extra []string
@@ -295,6 +300,10 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	}
 	src, err := cf.open(context.Background(), source, log)
 	if err != nil {
+		return err
+	}
+	if err := tf.apply(context.Background(), src, log); err != nil {
+		src.cat.Close()
 		return err
 	}
 	defer src.cat.Close()

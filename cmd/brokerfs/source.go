@@ -29,6 +29,8 @@ type source struct {
 	// registry as spec -> built-in spec.
 	rootMap  handlers.RootMap
 	handlers map[string]string
+	// transforms are the configuration's args.transforms: kind -> import path.
+	transforms map[string]string
 }
 
 // openSource opens a directory, glob or file of suitcase run files, or a comma-separated list
@@ -112,7 +114,7 @@ func openConfigured(ctx context.Context, s *config.Source, cf *catalogFlags, log
 	for _, w := range s.Warnings {
 		log.Warn("catalog configuration", "catalog", s.Name, "file", s.File, "warning", w)
 	}
-	src := &source{fsName: "brokerfs:" + s.Name, rootMap: s.RootMap, handlers: s.Handlers}
+	src := &source{fsName: "brokerfs:" + s.Name, rootMap: s.RootMap, handlers: s.Handlers, transforms: s.Transforms}
 	var err error
 	switch s.Kind {
 	case config.Msgpack, config.JSONL:
