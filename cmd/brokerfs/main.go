@@ -196,9 +196,9 @@ func (c *catalogFlags) open(ctx context.Context, arg string, log *slog.Logger) (
 	}
 	if query != nil {
 		if f, ok := src.cat.(finder); ok {
-			src.cat = queried{finder: f, query: raw}
+			src.cat = withRunVersion(queried{finder: f, query: raw}, src.cat)
 		} else {
-			src.cat = filtered{Catalog: src.cat, query: query}
+			src.cat = withRunVersion(filtered{Catalog: src.cat, query: query}, src.cat)
 		}
 	}
 	return src, nil

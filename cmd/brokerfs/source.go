@@ -239,3 +239,22 @@ func (f filtered) Run(ctx context.Context, uid string) (catalog.Run, error) {
 	}
 	return r, nil
 }
+
+// withRunVersion keeps inner's catalog.RunVersioner visible through w, a query wrapper of
+// it (queried, filtered): without it a remount would open every finished run again instead
+// of from what the cache kept of it.
+func withRunVersion(w, inner catalog.Catalog) catalog.Catalog {
+	if rv, ok := inner.(catalog.RunVersioner); ok {
+		return runVersioned{w, rv}
+	}
+	return w
+}
+
+type runVersioned struct {
+	catalog.Catalog
+	rv catalog.RunVersioner
+}
+
+func (c runVersioned) RunVersion(ctx context.Context, uid string) (string, error) {
+	return c.rv.RunVersion(ctx, uid)
+}
