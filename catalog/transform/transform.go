@@ -66,8 +66,10 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxBytes bounds a transformed document, as JSON (default DefaultMaxBytes).
 	MaxBytes int
-	// MaxDocs bounds the transformed documents kept in memory (default 8192).
-	MaxDocs int
+	// MaxDocs and MaxDocBytes bound the documents kept in memory after their transforms
+	// (default 8192 documents and 64 MiB of them as JSON).
+	MaxDocs     int
+	MaxDocBytes int
 }
 
 // Wrap returns cat with its runs' documents transformed. With neither Python nor Rules it
@@ -84,6 +86,9 @@ func Wrap(cat catalog.Catalog, o Options) catalog.Catalog {
 	}
 	if o.MaxDocs <= 0 {
 		o.MaxDocs = 8192
+	}
+	if o.MaxDocBytes <= 0 {
+		o.MaxDocBytes = 64 << 20
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "brokerfs transforms 1\n%s\nrules ", o.Python.describe())
@@ -257,8 +262,11 @@ type transformer struct {
 	suffix string // appended to versions
 	group  singleflight.Group
 
+	// Two generations of results: cur fills up to half of MaxDocs or MaxDocBytes, then
+	// becomes old (and old is dropped); a result found in old moves to cur.
 	mu       sync.Mutex
-	cur, old map[docKey]*result // two generations: cur fills up to MaxDocs, then becomes old; guarded by mu
+	cur, old map[docKey]*result // guarded by mu
+	curBytes int                // the sizes of cur's results; guarded by mu
 }
 
 type docKey struct {
@@ -271,6 +279,7 @@ type docKey struct {
 type result struct {
 	doc    any
 	failed bool
+	size   int // bytes of the document as JSON, for the bound on what is kept
 }
 
 func (t *transformer) applies(kind string) bool {
@@ -294,14 +303,14 @@ func (t *transformer) do(ctx context.Context, kind, uid string, raw []byte, doc 
 		if res := t.lookup(key); res != nil {
 			return res, nil
 		}
-		res := &result{doc: stored}
-		out, err := t.transform(context.WithoutCancel(ctx), kind, raw, doc, parse)
+		res := &result{doc: stored, size: len(raw)}
+		out, size, err := t.transform(context.WithoutCancel(ctx), kind, raw, doc, parse)
 		switch {
 		case err != nil:
 			t.o.Logger.Warn("transform failed; the document is shown as stored", "kind", kind, "uid", uid, "err", err)
 			res.failed = true
 		case out != nil:
-			res.doc = out
+			res.doc, res.size = out, size
 		}
 		t.store(key, res)
 		return res, nil
@@ -309,38 +318,38 @@ func (t *transformer) do(ctx context.Context, kind, uid string, raw []byte, doc 
 	return v.(*result)
 }
 
-// transform applies the transforms of kind to one document. It returns nil when nothing
-// changed it.
-func (t *transformer) transform(ctx context.Context, kind string, raw []byte, stored map[string]any, parse func(map[string]any, []byte) (any, error)) (any, error) {
+// transform applies the transforms of kind to one document and returns it parsed, with
+// its size as JSON. It returns nil when nothing changed it.
+func (t *transformer) transform(ctx context.Context, kind string, raw []byte, stored map[string]any, parse func(map[string]any, []byte) (any, error)) (any, int, error) {
 	if stored == nil {
 		var err error
 		if stored, err = jsonl.DecodeObject(raw); err != nil {
-			return nil, fmt.Errorf("decode the stored document: %w", err)
+			return nil, 0, fmt.Errorf("decode the stored document: %w", err)
 		}
 	}
 	doc := stored
 	if t.o.Python.has(kind) {
 		var err error
 		if doc, err = t.o.Python.transform(ctx, kind, stored); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	doc, _ = t.o.Rules.apply(kind, stored, doc)
 	if was, now := stored["uid"], doc["uid"]; !sameUID(was, now) {
-		return nil, fmt.Errorf("the transform changed the uid %s to %s; a transform may not change a document's uid", catalog.AppendJSON(nil, was), catalog.AppendJSON(nil, now))
+		return nil, 0, fmt.Errorf("the transform changed the uid %s to %s; a transform may not change a document's uid", catalog.AppendJSON(nil, was), catalog.AppendJSON(nil, now))
 	}
 	out := catalog.AppendJSON(nil, doc)
 	if bytes.Equal(out, catalog.AppendJSON(nil, stored)) {
-		return nil, nil // unchanged: keep the stored bytes
+		return nil, 0, nil // unchanged: keep the stored bytes
 	}
 	if len(out) > t.o.MaxBytes {
-		return nil, fmt.Errorf("transformed document of %d bytes as JSON, more than %d", len(out), t.o.MaxBytes)
+		return nil, 0, fmt.Errorf("transformed document of %d bytes as JSON, more than %d", len(out), t.o.MaxBytes)
 	}
 	parsed, err := parse(doc, out)
 	if err != nil {
-		return nil, fmt.Errorf("the transformed document is not a valid %s document: %w", kind, err)
+		return nil, 0, fmt.Errorf("the transformed document is not a valid %s document: %w", kind, err)
 	}
-	return parsed, nil
+	return parsed, len(out), nil
 }
 
 func sameUID(a, b any) bool {
@@ -356,7 +365,8 @@ func (t *transformer) lookup(k docKey) *result {
 		return r
 	}
 	if r, ok := t.old[k]; ok {
-		t.cur[k] = r
+		delete(t.old, k)
+		t.addLocked(k, r)
 		return r
 	}
 	return nil
@@ -365,8 +375,13 @@ func (t *transformer) lookup(k docKey) *result {
 func (t *transformer) store(k docKey, r *result) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.cur) >= t.o.MaxDocs/2 {
-		t.old, t.cur = t.cur, make(map[docKey]*result, len(t.cur))
+	t.addLocked(k, r)
+}
+
+func (t *transformer) addLocked(k docKey, r *result) {
+	if len(t.cur) >= t.o.MaxDocs/2 || t.curBytes+r.size > t.o.MaxDocBytes/2 {
+		t.old, t.cur, t.curBytes = t.cur, make(map[docKey]*result, len(t.cur)), 0
 	}
 	t.cur[k] = r
+	t.curBytes += r.size
 }

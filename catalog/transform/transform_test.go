@@ -3,6 +3,7 @@ package transform
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -261,4 +262,40 @@ resource: [{match: {no_such_key: 1}, patch: {a: 1}}]
 		}
 		return Wrap(c, Options{Rules: rules})
 	})
+}
+
+// TestKeptBounded: what is kept of transformed documents stays within MaxDocs and
+// MaxDocBytes, however many documents pass.
+func TestKeptBounded(t *testing.T) {
+	rules, err := ParseRules([]byte("start:\n  - patch: {a: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ docs, bytes int }{{8, 1 << 20}, {1000, 2000}} {
+		tr := Wrap(fixture(t), Options{Rules: rules, MaxDocs: c.docs, MaxDocBytes: c.bytes}).(versioned).t
+		for i := 0; i < 200; i++ {
+			doc := map[string]any{"uid": fmt.Sprintf("uid-%d", i), "time": 1.0, "pad": strings.Repeat("x", 100)}
+			s, err := catalog.ParseStart(doc, catalog.AppendJSON(nil, doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := tr.do(context.Background(), KindStart, s.UID, s.Raw, s.Doc, s, func(doc map[string]any, raw []byte) (any, error) {
+				return catalog.ParseStart(doc, raw)
+			})
+			if got := res.doc.(*catalog.Start); got.Doc["a"] != int64(1) || got.UID != s.UID {
+				t.Fatalf("%d: %s", i, got.Raw)
+			}
+			tr.mu.Lock()
+			n, size := len(tr.cur)+len(tr.old), 0
+			for _, m := range []map[docKey]*result{tr.cur, tr.old} {
+				for _, r := range m {
+					size += r.size
+				}
+			}
+			tr.mu.Unlock()
+			if n > c.docs || size > c.bytes {
+				t.Fatalf("bounds %+v: %d documents of %d bytes kept", c, n, size)
+			}
+		}
+	}
 }
