@@ -228,10 +228,20 @@ func (r *run) Datums(ctx context.Context, resource string, fn func(p *catalog.Da
 }
 
 // Version is the inner run's version with the transforms' digest; "" (not cached) when the
-// inner run has none or a document of the run failed to transform.
+// inner run has none or a document of the run failed to transform. Resources are
+// transformed first, when there are resource transforms: frames read through a resource
+// shown as stored must not be cached as if read through the transformed one.
 func (r *run) Version(ctx context.Context) (string, error) {
 	v, ok := r.inner.(catalog.Versioner)
-	if !ok || r.failed.Load() {
+	if !ok {
+		return "", nil
+	}
+	if r.t.applies(KindResource) {
+		if _, err := r.Resources(ctx); err != nil {
+			return "", err
+		}
+	}
+	if r.failed.Load() {
 		return "", nil
 	}
 	s, err := v.Version(ctx)

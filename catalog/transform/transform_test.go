@@ -299,3 +299,28 @@ func TestKeptBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionAfterResources: a run whose resource transform fails is not versioned, even
+// when its resources were not asked for yet (frames read through the stored resource must not
+// be cached as the transformed run's).
+func TestVersionAfterResources(t *testing.T) {
+	rules, err := ParseRules([]byte("resource:\n  - match: {uid: run-a-r}\n    patch: {spec: null}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuf
+	cat := Wrap(fixture(t), Options{Rules: rules, Logger: logs.logger()})
+	ctx := context.Background()
+	for uid, versioned := range map[string]bool{"run-a": false, "run-b": true} {
+		r, err := cat.Run(ctx, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := r.(catalog.Versioner).Version(ctx); (v != "") != versioned || err != nil {
+			t.Errorf("%s: version %q %v", uid, v, err)
+		}
+	}
+	if !strings.Contains(logs.String(), `kind=resource uid=run-a-r err="the transformed document is not a valid resource document: missing key \"spec\""`) {
+		t.Errorf("log: %s", logs.String())
+	}
+}
