@@ -208,7 +208,7 @@ func intakeSource(file string, e entry, env Env) (Source, error) {
 		reg[spec] = string(class)
 	}
 	src.setHandlers(reg)
-	src.setTransforms(&a.Transforms)
+	src.setTransforms("args.transforms", &a.Transforms)
 	src.checkArgs(args)
 	return src, nil
 }
@@ -216,25 +216,26 @@ func intakeSource(file string, e entry, env Env) (Source, error) {
 // transformKinds are the documents databroker's transforms apply to that brokerfs runs.
 var transformKinds = map[string]bool{"start": true, "stop": true, "descriptor": true, "resource": true}
 
-// setTransforms sets Transforms from args.transforms, {kind: "package.module.function"},
+// setTransforms sets Transforms from the transforms mapping {kind: "package.module.function"}
+// (named key in warnings: args.transforms of an intake source, transforms of a 0.x config),
 // warning of what brokerfs cannot run: other kinds (databroker 2's "datum") and values that
 // are not import paths.
-func (s *Source) setTransforms(n *yaml.Node) {
+func (s *Source) setTransforms(key string, n *yaml.Node) {
 	n = deref(n)
 	switch {
 	case n.Kind == 0 || n.Kind == yaml.ScalarNode && n.Tag == "!!null":
 		return
 	case n.Kind != yaml.MappingNode:
-		s.warn(fmt.Sprintf("line %d: args.transforms: want a mapping of document kinds to import paths; ignored", n.Line))
+		s.warn(fmt.Sprintf("line %d: %s: want a mapping of document kinds to import paths; ignored", n.Line, key))
 		return
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], deref(n.Content[i+1])
 		switch {
 		case !transformKinds[k.Value]:
-			s.warn(fmt.Sprintf("line %d: args.transforms.%s: brokerfs transforms start, stop, descriptor and resource documents only; ignored", k.Line, k.Value))
+			s.warn(fmt.Sprintf("line %d: %s.%s: brokerfs transforms start, stop, descriptor and resource documents only; ignored", k.Line, key, k.Value))
 		case v.Kind != yaml.ScalarNode || v.Tag != "!!str" || v.Value == "":
-			s.warn(fmt.Sprintf("line %d: args.transforms.%s: want an import path package.module.function; ignored", k.Line, k.Value))
+			s.warn(fmt.Sprintf("line %d: %s.%s: want an import path package.module.function; ignored", k.Line, key, k.Value))
 		default:
 			if s.Transforms == nil {
 				s.Transforms = map[string]string{}

@@ -58,7 +58,7 @@ func (f *transformFlags) apply(ctx context.Context, src *source, log *slog.Logge
 	funcs := map[string]string{}
 	for k, p := range src.transforms {
 		if _, _, err := transform.ParseFlag(k + "=" + p); err != nil {
-			return fmt.Errorf("catalog configuration: args.transforms.%s: %q is not an import path package.module.function", k, p)
+			return fmt.Errorf("catalog configuration: transforms.%s: %q is not an import path package.module.function", k, p)
 		}
 		funcs[k] = p
 	}
