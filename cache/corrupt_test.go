@@ -229,12 +229,16 @@ func TestUnindexedEntryIsAMiss(t *testing.T) {
 	if _, err := os.Lstat(s.entryPath(hashKey("k"))); !os.IsNotExist(err) {
 		t.Fatal("unindexed entry left on disk")
 	}
-	// And Open removes such directories, and rows without files.
+	// And the Open after a crash removes such directories, and rows without files. (A Store
+	// that closed cleanly leaves neither; a crash leaves its owner lock file, unlocked.)
 	mustBuild(t, s, "k2", map[string]int{"a": 100})
 	mustBuild(t, s, "k3", map[string]int{"a": 100})
 	s.db.Exec("DELETE FROM entries WHERE key = ?", []byte("k2"))
 	os.RemoveAll(s.entryPath(hashKey("k3")))
 	s.Close()
+	if err := os.WriteFile(filepath.Join(dir, tmpDir, "1-dead"+lockSuffix), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	s2 := openStore(t, Options{Dir: dir})
 	if st := s2.Stats(); st.Entries != 0 || st.Bytes != 0 {
 		t.Fatalf("after reopen: %+v", st)

@@ -294,7 +294,8 @@ type Builder struct {
 	mu              sync.Mutex
 	files           []*os.File // guarded by mu
 	names           []string   // guarded by mu
-	reserved        int64      // guarded by mu
+	reserved        int64      // guarded by mu; bytes reserved in the index
+	asked           int64      // guarded by mu; bytes asked for by Reserve (≤ reserved)
 	done, committed bool       // guarded by mu
 }
 
@@ -347,24 +348,58 @@ func (b *Builder) Reserve(n int64) error {
 	if b.done {
 		return ErrClosed
 	}
-	return b.reserveLocked(n)
+	if b.asked+n <= b.reserved {
+		b.asked += n
+		return nil
+	}
+	// Space is granted in growing slices (up to grantMax beyond what is asked for), so that
+	// a build writing many small columns costs a few index transactions, not one per column:
+	// the index's lock is shared by every process using the directory.
+	extra := min(max(b.reserved, grantMin), grantMax)
+	if err := b.reserveLocked(b.asked+n-b.reserved, extra); err != nil {
+		return err
+	}
+	b.asked += n
+	return nil
 }
 
-func (b *Builder) reserveLocked(n int64) error {
+// grantMin and grantMax bound the space a Builder reserves beyond what it was asked for.
+const (
+	grantMin = 1 << 20
+	grantMax = 64 << 20
+)
+
+// reserveLocked reserves n bytes, and extra more when they fit without evicting anything.
+func (b *Builder) reserveLocked(n, extra int64) error {
 	if n == 0 {
 		return nil
 	}
+	var got int64
 	err := b.s.writeTx(func(c *sql.Conn) error {
-		if err := b.s.makeRoom(c, n); err != nil {
-			return err
+		got = n
+		if max := b.s.opts.MaxBytes; max > 0 && extra > 0 {
+			u, err := used(c)
+			if err != nil {
+				return err
+			}
+			if u+n+extra <= max {
+				got = n + extra
+			}
+		} else if max == 0 {
+			got = n + extra
+		}
+		if got == n {
+			if err := b.s.makeRoom(c, n); err != nil {
+				return err
+			}
 		}
 		_, err := c.ExecContext(context.Background(),
 			`INSERT INTO reservations(owner, id, bytes) VALUES(?, ?, ?)
-			 ON CONFLICT(owner, id) DO UPDATE SET bytes = bytes + excluded.bytes`, b.s.owner, b.id, n)
+			 ON CONFLICT(owner, id) DO UPDATE SET bytes = bytes + excluded.bytes`, b.s.owner, b.id, got)
 		return wrapErr("reserve cache space", err)
 	})
 	if err == nil {
-		b.reserved += n
+		b.reserved += got
 	}
 	return err
 }
@@ -411,7 +446,7 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 	}
 	total += int64(len(data))
 	if total > b.reserved {
-		if err := b.reserveLocked(total - b.reserved); err != nil {
+		if err := b.reserveLocked(total-b.reserved, 0); err != nil {
 			return nil, err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,14 @@ type Store struct {
 	durable bool
 	lock    *os.File // tmp/<owner>.lock, flock'd LOCK_EX for the Store's life: how others know it lives
 	db      *sql.DB
+	// wlock is index.lock, flock'd LOCK_EX around every write transaction. SQLite's own busy
+	// wait polls with sleeps up to 100 ms and is not fair: under many short transactions
+	// from several processes a waiter starved for seconds (a mount waited > 10 s to open
+	// the index). A blocked flock is woken when the lock is released.
+	wlock *os.File
+	// newIndex: the index was created by this Store's open (first use, or a corrupt one
+	// replaced), so the entries on disk must be reconciled with it.
+	newIndex bool
 
 	// txMu serialises this process's index write transactions (SQLite would, with busy waits).
 	txMu sync.Mutex
@@ -188,8 +197,16 @@ func (s *Store) open() error {
 		return err
 	}
 	return s.writeTx(func(c *sql.Conn) error {
-		if err := s.sweepDead(c); err != nil {
+		dead, err := s.sweepDead(c)
+		if err != nil {
 			return err
+		}
+		// Entry directories without a row (or rows without files) come from a process that
+		// died inside a transaction, or from an index made anew: walking every entry under the
+		// lock every other process needs is paid only then. (An entry whose files went away
+		// otherwise is found when it is opened.)
+		if dead == 0 && !s.newIndex {
+			return nil
 		}
 		return s.reconcile(c)
 	})
@@ -219,6 +236,13 @@ func (s *Store) openIndex() error {
 	db.SetMaxOpenConns(1)
 	db.SetConnMaxLifetime(0)
 	s.db = db
+	if s.wlock == nil {
+		f, err := os.OpenFile(filepath.Join(s.dir, writeLockName), os.O_RDWR|os.O_CREATE|noFollow, 0o600)
+		if err != nil {
+			return wrapErr("open cache index lock", err)
+		}
+		s.wlock = f
+	}
 	return s.writeTx(s.initSchema)
 }
 
@@ -257,6 +281,7 @@ func (s *Store) initSchema(c *sql.Conn) error {
 	case indexVersion:
 		return nil
 	case 0:
+		s.newIndex = true
 	default:
 		return fmt.Errorf("open cache index: version %d, this brokerfs knows %d", v, indexVersion)
 	}
@@ -287,6 +312,7 @@ func (s *Store) initSchema(c *sql.Conn) error {
 // is held throughout, so the accounting fn reads is the accounting it changes. Every change of
 // what is on disk under entries/ and sparse/ happens inside one.
 func (s *Store) writeTx(fn func(c *sql.Conn) error) error {
+	start := time.Now()
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
 	ctx := context.Background()
@@ -295,9 +321,22 @@ func (s *Store) writeTx(fn func(c *sql.Conn) error) error {
 		return wrapErr("open cache index", err)
 	}
 	defer c.Close()
+	if err := flockRetry(s.wlock, unix.LOCK_EX); err != nil {
+		return wrapErr("lock cache index", err)
+	}
+	defer flockRetry(s.wlock, unix.LOCK_UN)
 	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return wrapErr("lock cache index", err)
 	}
+	locked := time.Now()
+	defer func() {
+		// The lock is shared by every process using the directory: a long wait or hold
+		// stalls their reads too, and deserves a line saying who held it.
+		if wait, hold := locked.Sub(start), time.Since(locked); wait > slowLock || hold > slowLock {
+			s.log.Warn("cache: slow index transaction", "wait", wait.Round(time.Millisecond),
+				"hold", hold.Round(time.Millisecond), "in", txCaller())
+		}
+	}()
 	err = fn(c)
 	var ca *commitAnyway
 	if err != nil && !errors.As(err, &ca) {
@@ -312,6 +351,32 @@ func (s *Store) writeTx(fn func(c *sql.Conn) error) error {
 		return ca.err
 	}
 	return nil
+}
+
+// writeLockName is the file flock'd around write transactions (see Store.wlock).
+const writeLockName = "index.lock"
+
+// flockRetry is flock(2), retried when a signal interrupts it.
+func flockRetry(f *os.File, how int) error {
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// slowLock is how long a wait for the index lock or a hold of it may take before it is logged.
+const slowLock = time.Second
+
+// txCaller names the function that called writeTx, for the slow-transaction log line.
+func txCaller() string {
+	var pcs [1]uintptr
+	if runtime.Callers(4, pcs[:]) == 0 {
+		return "?"
+	}
+	f, _ := runtime.CallersFrames(pcs[:]).Next()
+	return strings.TrimPrefix(f.Function, "github.com/brokerfs/brokerfs/")
 }
 
 // commitAnyway is returned by a writeTx function that failed after removing files: the rows of
@@ -378,6 +443,9 @@ func (s *Store) release() error {
 	if s.lock != nil {
 		os.Remove(filepath.Join(s.dir, tmpDir, s.owner+lockSuffix))
 		s.lock.Close()
+	}
+	if s.wlock != nil {
+		s.wlock.Close()
 	}
 	return err
 }
@@ -484,7 +552,7 @@ func (s *Store) makeRoom(c *sql.Conn, n int64) error {
 			return fmt.Errorf("reserve %d bytes (cap %d, %d in use): %w", n, max, u, ErrFull)
 		}
 		// Reservations of processes that died may hold the space.
-		if err := s.sweepDead(c); err != nil {
+		if _, err := s.sweepDead(c); err != nil {
 			return err
 		}
 	}
@@ -602,12 +670,13 @@ func (s *Store) alive(owner string) (bool, *os.File) {
 
 // sweepDead removes the temp dirs, trash and reservations of Stores that died without Close.
 // Called in writeTx.
-func (s *Store) sweepDead(c *sql.Conn) error {
+func (s *Store) sweepDead(c *sql.Conn) (int, error) {
 	ctx := context.Background()
 	owners := map[string]bool{}
+	dead := 0
 	rows, err := c.QueryContext(ctx, "SELECT DISTINCT owner FROM reservations")
 	if err != nil {
-		return wrapErr("read cache index", err)
+		return 0, wrapErr("read cache index", err)
 	}
 	for rows.Next() {
 		var o string
@@ -620,7 +689,7 @@ func (s *Store) sweepDead(c *sql.Conn) error {
 	for _, d := range []string{tmpDir, trashDir} {
 		des, err := os.ReadDir(filepath.Join(s.dir, d))
 		if err != nil {
-			return wrapErr("read cache dir", err)
+			return 0, wrapErr("read cache dir", err)
 		}
 		for _, de := range des {
 			name := de.Name()
@@ -652,15 +721,16 @@ func (s *Store) sweepDead(c *sql.Conn) error {
 			if lock != nil {
 				lock.Close()
 			}
-			return wrapErr("release reservations", err)
+			return dead, wrapErr("release reservations", err)
 		}
 		if lock != nil {
 			os.Remove(filepath.Join(s.dir, tmpDir, o+lockSuffix))
 			lock.Close()
 		}
 		s.log.Debug("cache: swept a dead process's leftovers", "owner", o)
+		dead++
 	}
-	return nil
+	return dead, nil
 }
 
 // reconcile makes the index and the directory agree after crashes: rows whose files are gone are
@@ -784,7 +854,7 @@ func (s *Store) Clear() error {
 		return ErrClosed
 	}
 	return s.writeTx(func(c *sql.Conn) error {
-		if err := s.sweepDead(c); err != nil {
+		if _, err := s.sweepDead(c); err != nil {
 			return err
 		}
 		vs, _, err := s.pickVictims(c, 1<<62)

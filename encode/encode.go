@@ -8,7 +8,9 @@
 //     store one document value into a row;
 //   - unicode.go: NumPy "<U{n}" strings (PutUnicode, UnicodeLen);
 //   - npy.go: the .npy header (NPYHeader) and encoding (NPY), exact size without reading;
-//   - csv.go, csvformat.go: the CSV encoding (CSV), its checkpoint index and value text.
+//   - csv.go, csvformat.go: the CSV encoding (CSV), its checkpoint index and value text;
+//   - tiff.go: the layout of a multi-page TIFF over an array's bytes (TIFFLayout), its
+//     header and IFDs computed on read.
 package encode
 
 import "context"

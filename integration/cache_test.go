@@ -67,38 +67,62 @@ func readTree(t *testing.T, mnt string) tree {
 	return got
 }
 
-// walkTree is readTree for any goroutine.
+// walkTree is readTree for any goroutine. The files are read by a few goroutines at once:
+// the time goes in waiting for the mount, and a mount serves concurrent reads.
 func walkTree(mnt string) (tree, error) {
-	got := tree{}
+	var rels []string
 	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		rel, _ := filepath.Rel(mnt, p)
-		fi, err := os.Stat(p)
-		if err != nil {
-			got[rel] = "stat: " + errName(err)
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		switch {
-		case err != nil:
-			got[rel] = "read: " + errName(err)
-		case int64(len(b)) != fi.Size():
-			got[rel] = fmt.Sprintf("read %d bytes, st_size %d", len(b), fi.Size())
-		default:
-			sum := sha256.Sum256(b)
-			got[rel] = fmt.Sprintf("%d %s", len(b), hex.EncodeToString(sum[:8]))
+		if d.Type().IsRegular() {
+			rel, _ := filepath.Rel(mnt, p)
+			rels = append(rels, rel)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("walk %s: %w", mnt, err)
 	}
+	sums := make([]string, len(rels))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				sums[i] = readSum(filepath.Join(mnt, rels[i]))
+			}
+		}()
+	}
+	for i := range rels {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	got := tree{}
+	for i, rel := range rels {
+		got[rel] = sums[i]
+	}
 	return got, nil
+}
+
+// readSum is what a tree holds for the file at p.
+func readSum(p string) string {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "stat: " + errName(err)
+	}
+	b, err := os.ReadFile(p)
+	switch {
+	case err != nil:
+		return "read: " + errName(err)
+	case int64(len(b)) != fi.Size():
+		return fmt.Sprintf("read %d bytes, st_size %d", len(b), fi.Size())
+	}
+	sum := sha256.Sum256(b)
+	return fmt.Sprintf("%d %s", len(b), hex.EncodeToString(sum[:8]))
 }
 
 func errName(err error) string {
@@ -131,11 +155,11 @@ func sameTree(t *testing.T, what string, got, want tree) {
 	}
 }
 
-// fields is the .npy and .csv files of a tree; documents the rest (.json, files.txt).
+// fields is the .npy, .csv and .tif files of a tree; documents the rest (.json, files.txt).
 func fields(tr tree) tree {
 	out := tree{}
 	for p, v := range tr {
-		if strings.HasSuffix(p, ".npy") || strings.HasSuffix(p, ".csv") {
+		if isField(p) {
 			out[p] = v
 		}
 	}
@@ -145,18 +169,22 @@ func fields(tr tree) tree {
 func documents(tr tree) tree {
 	out := tree{}
 	for p, v := range tr {
-		if !strings.HasSuffix(p, ".npy") && !strings.HasSuffix(p, ".csv") {
+		if !isField(p) {
 			out[p] = v
 		}
 	}
 	return out
 }
 
+func isField(p string) bool {
+	return strings.HasSuffix(p, ".npy") || strings.HasSuffix(p, ".csv") || strings.HasSuffix(p, ".tif")
+}
+
 // sameFieldsAndDocs compares the fields of two trees, then (separately, so that one failure
 // does not hide the other) their documents.
 func sameFieldsAndDocs(t *testing.T, what string, got, want tree) {
 	t.Helper()
-	sameTree(t, what+": fields (.npy, .csv)", fields(got), fields(want))
+	sameTree(t, what+": fields (.npy, .csv, .tif)", fields(got), fields(want))
 	sameTree(t, what+": documents (.json, files.txt)", documents(got), documents(want))
 }
 
@@ -248,9 +276,15 @@ func TestCacheEveryField(t *testing.T) {
 				s := startServer(t, c.dir, append(slices.Clone(c.args), args...)...)
 				return s.mnt, s.logs, s
 			}
-			cold, _, coldSrv := mountWith("--cache-dir", cacheDir)
+			cold, coldLogs, coldSrv := mountWith("--cache-dir", cacheDir)
 			want := readTree(t, cold)
 			coldSrv.stop(syscall.SIGTERM)
+			for rel, v := range want {
+				if strings.HasPrefix(v, "read: ") || strings.HasPrefix(v, "stat: ") {
+					t.Errorf("cold mount: %s: %s; brokerfs said:\n%s", rel, v, coldLogs)
+					break
+				}
+			}
 			if n := len(cachedFiles(t, cacheDir)); n == 0 {
 				t.Errorf("no cache files in %s after reading every file", cacheDir)
 			}

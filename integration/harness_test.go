@@ -1,10 +1,11 @@
 // Package integration builds the brokerfs binary, mounts real catalogs with it and reads them
-// back as users would: with the standard library, numpy and pandas. Values are checked against
-// testdata/expect.py, a reference reader that decodes the run files itself.
+// back as users would: with the standard library, numpy, pandas, tifffile and PIL. Values are
+// checked against testdata/expect.py, a reference reader that decodes the run files itself.
 //
 // The tests need /dev/fuse and either root or fusermount3, and /usr/bin/python3 with numpy,
-// pandas and msgpack (Debian: python3-numpy python3-pandas python3-msgpack). Every mount is
-// made on a t.TempDir() and unmounted in t.Cleanup; TestMain fails the run if one is left.
+// pandas, msgpack, tifffile and PIL (Debian: python3-numpy python3-pandas python3-msgpack
+// python3-tifffile python3-pil). Every mount is made on a t.TempDir() and unmounted in
+// t.Cleanup; TestMain fails the run if one is left.
 package integration
 
 import (
@@ -322,6 +323,15 @@ func (s *server) cleanup() {
 	if !s.checked {
 		s.stop(syscall.SIGTERM) // or, if it died already, report how
 	}
+	if dir := os.Getenv("BROKERFS_TEST_LOGDIR"); dir != "" {
+		// Every server's output, kept for a look at runs that passed too (timings, warnings).
+		name := strings.NewReplacer("/", "_", " ", "_").Replace(s.t.Name())
+		f, err := os.CreateTemp(dir, name+"-*.log")
+		if err == nil {
+			fmt.Fprintf(f, "brokerfs %s\n%s", strings.Join(s.cmd.Args[1:], " "), s.logs)
+			f.Close()
+		}
+	}
 }
 
 // detach lazily unmounts mnt: the last resort against a stale mount.
@@ -460,9 +470,9 @@ func runFiles(t *testing.T, dir string) []string {
 }
 
 var pythonCheck = sync.OnceValue(func() error {
-	out, err := exec.Command(python, "-c", "import numpy, pandas, msgpack").CombinedOutput()
+	out, err := exec.Command(python, "-c", "import numpy, pandas, msgpack, tifffile").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s cannot import numpy, pandas and msgpack (apt-get install python3-numpy python3-pandas python3-msgpack): %v\n%s", python, err, out)
+		return fmt.Errorf("%s cannot import numpy, pandas, msgpack and tifffile (apt-get install python3-numpy python3-pandas python3-msgpack python3-tifffile): %v\n%s", python, err, out)
 	}
 	return nil
 })

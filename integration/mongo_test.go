@@ -42,7 +42,7 @@ const demoDetectorRoot = "/nsls2/data/demo/proposals/2026-3/detector"
 // TestMongoNormalized copies the demo catalog into MongoDB (normalized layout, separate asset
 // database) with `brokerfs copy`, mounts it by URI with --asset-db and --root-map, checks it
 // with expect.py against the demo's run files, and compares every file with a mount of the
-// run files themselves: .npy, .csv and files.txt byte for byte, .json parsed.
+// run files themselves: .npy, .csv, .tif and files.txt byte for byte, .json parsed.
 func TestMongoNormalized(t *testing.T) {
 	t.Parallel()
 	srv := mongotest.Start(t)
@@ -99,7 +99,7 @@ func TestMongoNormalized(t *testing.T) {
 }
 
 // compareMounts walks got and want and checks that they hold the same tree, with equal .npy,
-// .csv and files.txt bytes and equal parsed .json; symlinks must point to the same place.
+// .csv, .tif and files.txt bytes and equal parsed .json; symlinks must point to the same place.
 func compareMounts(t *testing.T, got, want string) {
 	t.Helper()
 	tree := func(root string) map[string]fs.FileMode {
@@ -162,7 +162,7 @@ func compareMounts(t *testing.T, got, want string) {
 				t.Errorf("%s: symlink %q (%v), want %q (%v)", rel, a, err1, b, err2)
 			}
 		case !mode.IsRegular():
-		case strings.HasSuffix(rel, ".npy"), strings.HasSuffix(rel, ".csv"), filepath.Base(rel) == "files.txt":
+		case strings.HasSuffix(rel, ".npy"), strings.HasSuffix(rel, ".csv"), strings.HasSuffix(rel, ".tif"), filepath.Base(rel) == "files.txt":
 			a, err1 := os.ReadFile(gp)
 			b, err2 := os.ReadFile(wp)
 			if (err1 == nil) != (err2 == nil) {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/brokerfs/brokerfs/cache"
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/catalog/catalogtest"
 	"github.com/brokerfs/brokerfs/catalog/memory"
@@ -44,7 +45,7 @@ func (h *fakeFrames) Read(_ context.Context, kw map[string]any) (*catalog.NDArra
 func (h *fakeFrames) Files(kw []map[string]any) ([]string, error) { return []string{h.path}, nil }
 func (h *fakeFrames) Close() error                                { return nil }
 
-func externalTree(t *testing.T, fail bool) (*tree, *atomic.Int64, *[]string) {
+func externalTree(t *testing.T, fail bool, mods ...func(*Config)) (*tree, *atomic.Int64, *[]string) {
 	reads := &atomic.Int64{}
 	var paths []string
 	reg := handlers.NewRegistry()
@@ -60,6 +61,9 @@ func externalTree(t *testing.T, fail bool) (*tree, *atomic.Int64, *[]string) {
 	tr := newTree(t, cat, func(c *Config) {
 		c.Filler = handlers.NewFiller(handlers.FillerOptions{Registry: reg, RootMap: rm, Logger: c.Logger, Retry: 1})
 		t.Cleanup(func() { c.Filler.Close() })
+		for _, m := range mods {
+			m(c)
+		}
 	})
 	return tr, reads, &paths
 }
@@ -163,5 +167,45 @@ func TestUnknownSpec(t *testing.T) {
 	_, errno := tr.read(catalogtest.UIDAssets+"/primary/img.npy", 4096)
 	if errno != syscall.EIO || !strings.Contains(tr.logs.String(), "unknown handler spec") {
 		t.Errorf("unknown spec: errno %v, log %q", errno, tr.logs.String())
+	}
+}
+
+// TestExternalCacheFails: when a filled frame cannot be kept in the cache (here: the store is
+// closed under the mount; else a full cache or an unavailable index), the read is served
+// straight from the handler, with one log line, not failed.
+func TestExternalCacheFails(t *testing.T) {
+	if withoutCache {
+		t.Skip("needs a cache")
+	}
+	var store *cache.Store
+	tr, reads, _ := externalTree(t, false, func(c *Config) { store = c.Cache })
+	p := catalogtest.UIDAssets + "/primary/img.npy"
+	f := tr.mustLookup(p).(*file)
+	fh, _, errno := f.Open(context.Background(), syscall.O_RDONLY)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	store.Close()
+	for pass := 0; pass < 2; pass++ {
+		buf := make([]byte, 4096+36)
+		res, errno := f.Read(context.Background(), fh, buf, 0)
+		if errno != 0 {
+			t.Fatalf("read with the cache closed: %v\n%s", errno, tr.logString())
+		}
+		b, _ := res.Bytes(buf)
+		if len(b) != len(buf) {
+			t.Fatalf("read %d bytes, want %d", len(b), len(buf))
+		}
+		for i := 0; i < 18; i++ {
+			if got, want := binary.LittleEndian.Uint16(b[4096+2*i:]), uint16(100*(i/6)+i%6); got != want {
+				t.Fatalf("pass %d: img flat[%d] = %d, want %d", pass, i, got, want)
+			}
+		}
+	}
+	if reads.Load() == 0 {
+		t.Error("no handler reads")
+	}
+	if n := strings.Count(tr.logString(), "serving without it"); n != 1 || !tr.logged("field=img") {
+		t.Errorf("%d log lines say the cache is not used, want 1:\n%s", n, tr.logString())
 	}
 }

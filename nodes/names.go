@@ -140,8 +140,8 @@ func set(names ...string) func(string) bool {
 	return func(s string) bool { return m[s] }
 }
 
-// fieldReserved: a field's stem takes a reserved name when stem.npy or stem.csv, or the stem
-// itself, is one of the stream directory's names.
+// fieldReserved: a field's stem takes a reserved name when stem.npy, stem.csv or stem.tif, or
+// the stem itself, is one of the stream directory's names.
 func fieldReserved(stem string) bool {
-	return streamReserved(stem) || streamReserved(stem+".npy") || streamReserved(stem+".csv")
+	return streamReserved(stem) || streamReserved(stem+".npy") || streamReserved(stem+".csv") || streamReserved(stem+".tif")
 }

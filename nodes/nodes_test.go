@@ -102,6 +102,13 @@ func (tr *tree) logged(s string) bool {
 	return strings.Contains(tr.logs.String(), s)
 }
 
+// logString returns the log so far.
+func (tr *tree) logString() string {
+	tr.logMu.Lock()
+	defer tr.logMu.Unlock()
+	return tr.logs.String()
+}
+
 // lookup walks a slash-separated path from the root.
 func (tr *tree) lookup(path string) (gofs.InodeEmbedder, syscall.Errno) {
 	var node gofs.InodeEmbedder = tr.root
@@ -257,27 +264,93 @@ func TestRootListing(t *testing.T) {
 	}
 }
 
-func TestUIDPrefix(t *testing.T) {
-	tr, _ := fixtureTree(t)
+// TestRootNames: the names databroker's catalog[name] takes, resolved in the root: a uid
+// prefix of at least 5 characters is the run's directory; a scan_id and -N are links to it
+// that follow new runs; none of them is listed.
+func TestRootNames(t *testing.T) {
+	tr, cat := fixtureTree(t)
 	for _, tc := range []struct {
 		name  string
-		want  string
+		want  string // the run's uid; a link's target for scan_ids and -N
 		errno syscall.Errno
 	}{
 		{catalogtest.UIDLive, catalogtest.UIDLive, 0},
-		{"b7e5", catalogtest.UIDLive, 0},
-		{"c9", catalogtest.UIDAssets, 0},
-		{"a1b2", "", syscall.EIO}, // ambiguous: two runs start with a1b2
-		{"zz", "", syscall.ENOENT},
+		{"b7e5f", catalogtest.UIDLive, 0},
+		{"c9d0e1f2-00", catalogtest.UIDAssets, 0},
+		{"b7e5", "", syscall.ENOENT},  // unique, but shorter than 5 characters
+		{"a1b2c", "", syscall.ENOENT}, // ambiguous: two runs start with a1b2c
+		{"zzzzz", "", syscall.ENOENT},
+		{"101", catalogtest.UIDAssets, 0}, // two runs have scan_id 101: the newer one
+		{"102", catalogtest.UIDPages, 0},
+		{"103", catalogtest.UIDLive, 0},
+		{"0103", catalogtest.UIDLive, 0},
+		{"104", "", syscall.ENOENT},
+		{"-1", catalogtest.UIDAssets, 0},
+		{"-2", catalogtest.UIDLive, 0},
+		{"-3", catalogtest.UIDPages, 0},
+		{"-4", catalogtest.UIDScalars, 0},
+		{"-5", "", syscall.ENOENT},
+		{"-0", "", syscall.ENOENT},
 	} {
 		n, errno := tr.lookup(tc.name)
 		if errno != tc.errno {
 			t.Errorf("lookup %s: errno %v, want %v", tc.name, errno, tc.errno)
 			continue
 		}
-		if errno == 0 && n.(*runDir).uid != tc.want {
-			t.Errorf("lookup %s = %s, want %s", tc.name, n.(*runDir).uid, tc.want)
+		switch n := n.(type) {
+		case nil:
+		case *runDir:
+			if n.uid != tc.want || catalog.KindOf(tc.name) != catalog.NamePrefix {
+				t.Errorf("lookup %s = directory of %s, want %s", tc.name, n.uid, tc.want)
+			}
+		case *symlink:
+			target, errno := n.Readlink(context.Background())
+			if string(target) != tc.want || errno != 0 || catalog.KindOf(tc.name) == catalog.NamePrefix {
+				t.Errorf("lookup %s = link to %q (%v), want %s", tc.name, target, errno, tc.want)
+			}
+		default:
+			t.Errorf("lookup %s = %T", tc.name, n)
 		}
+	}
+	// A second lookup of the ambiguous prefix (ls retries, stat after ls) logs nothing more.
+	if _, errno := tr.lookup("a1b2c"); errno != syscall.ENOENT {
+		t.Errorf("lookup a1b2c again: %v", errno)
+	}
+	tr.logMu.Lock()
+	logs := tr.logs.String()
+	tr.logMu.Unlock()
+	if n := strings.Count(logs, "ambiguous uid prefix"); n != 1 || !strings.Contains(logs, catalogtest.UIDScalars+" "+catalogtest.UIDPages) {
+		t.Errorf("%d log lines of the ambiguous prefix, want one naming both runs:\n%s", n, logs)
+	}
+	// The kernel keeps -1 and 34 for the listing's TTL only: they change when runs arrive.
+	for _, name := range []string{"-1", "101"} {
+		var out fuse.EntryOut
+		if _, errno := tr.root.Lookup(context.Background(), name, &out); errno != 0 || out.EntryTimeout() != 2*time.Second || out.AttrTimeout() != 2*time.Second {
+			t.Errorf("lookup %s: %v, entry timeout %v, attr timeout %v; want ListTTL (2s)", name, errno, out.EntryTimeout(), out.AttrTimeout())
+		}
+	}
+	for _, name := range tr.list("") {
+		if catalog.KindOf(name) != catalog.NamePrefix {
+			t.Errorf("readdir lists %s", name)
+		}
+	}
+
+	// A new run: once the listing is older than ListTTL, -1 is the new run and the old
+	// link nodes (which the kernel may still hold) say so too.
+	minus1 := tr.mustLookup("-1").(*symlink)
+	scan101 := tr.mustLookup("101").(*symlink)
+	const newUID = "d0000000-0000-4000-8000-000000000005"
+	if err := cat.Add([]catalog.Document{{Name: "start", Doc: map[string]any{"uid": newUID, "time": 1700004000.0, "scan_id": int64(101)}}}); err != nil {
+		t.Fatal(err)
+	}
+	tr.clock.advance(time.Hour)
+	for _, l := range []*symlink{minus1, scan101, tr.mustLookup("-1").(*symlink)} {
+		if target, _ := l.Readlink(context.Background()); string(target) != newUID {
+			t.Errorf("after a new run: link -> %s, want %s", target, newUID)
+		}
+	}
+	if target, _ := tr.mustLookup("-2").(*symlink).Readlink(context.Background()); string(target) != catalogtest.UIDAssets {
+		t.Errorf("after a new run: -2 -> %s, want %s", target, catalogtest.UIDAssets)
 	}
 }
 
@@ -660,7 +733,7 @@ func TestWithoutCache(t *testing.T) {
 	defer func() { withoutCache = false }()
 	for name, fn := range map[string]func(*testing.T){
 		"FieldValues": TestFieldValues, "ArraysAndPages": TestArraysAndPages, "MergeByTime": TestMergeByTime,
-		"BadValues": TestBadValues, "LiveRunGrows": TestLiveRunGrows,
+		"BadValues": TestBadValues, "LiveRunGrows": TestLiveRunGrows, "EmbeddedTIFF": TestEmbeddedTIFF, "ExternalTIFF": TestExternalTIFF,
 	} {
 		t.Run(name, fn)
 	}

@@ -2,10 +2,11 @@ package nodes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,7 +21,8 @@ func NewRoot(cfg Config) gofs.InodeEmbedder {
 	return &rootDir{st: newState(cfg)}
 }
 
-// rootDir lists the runs; it also resolves unique uid prefixes, by-scan-id and latest.
+// rootDir lists the runs; it also resolves by-scan-id, latest and, without listing them, the
+// names databroker's catalog[name] takes: scan_ids, -N and unique uid prefixes.
 type rootDir struct {
 	gofs.Inode
 	st *state
@@ -98,11 +100,16 @@ func (d *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		out.SetAttrTimeout(d.st.cfg.ListTTL)
 		return d.NewInode(ctx, link, stableAttr(latestName, modeSymlink)), 0
 	}
+	if _, listed := l.byFile[name]; !listed {
+		if k := catalog.KindOf(name); k == catalog.NameScanID || k == catalog.NameRecent {
+			return d.lookupNameLink(ctx, l, name, out)
+		}
+	}
 	uid, err := l.resolve(name)
 	if err != nil {
-		return nil, d.st.toErrno("lookup", name, err)
+		return nil, d.st.nameErrno(name, err)
 	}
-	// A prefix resolves to the run's directory itself: `cd MNT/3f2a` lands in the run.
+	// A prefix resolves to the run's directory itself: `cd MNT/3f2a5` lands in the run.
 	rd := newRunDir(d.st, uid, l.starts[uid].Time)
 	rd.fill(&out.Attr)
 	// Whether the run is live is not known until it is opened; the listing's TTL is short
@@ -110,6 +117,47 @@ func (d *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	out.SetEntryTimeout(d.st.cfg.ListTTL)
 	out.SetAttrTimeout(d.st.cfg.ListTTL)
 	return d.NewInode(ctx, rd, stableAttr(uid, modeDir)), 0
+}
+
+// lookupNameLink makes the symlink for a name whose meaning changes as runs arrive: a
+// scan_id (34, the newest run with it) or -N (the Nth newest run). Like latest, it is a link
+// to the run's directory, so that `ls -l MNT/-1` says which run it is, and its target is
+// worked out again on every readlink and stat; the kernel keeps the entry for ListTTL only.
+// These names are not listed by readdir.
+func (d *rootDir) lookupNameLink(ctx context.Context, l *listing, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	uid, err := l.names.Resolve(name)
+	if err != nil {
+		return nil, d.st.nameErrno(name, err)
+	}
+	link := &symlink{target: l.file[uid], mtime: l.starts[uid].Time, resolve: func(ctx context.Context) (string, float64, error) {
+		l, err := d.st.listing(ctx)
+		if err != nil {
+			return "", 0, err
+		}
+		uid, err := l.names.Resolve(name)
+		if err != nil {
+			return "", 0, err
+		}
+		return l.file[uid], l.starts[uid].Time, nil
+	}}
+	link.fill(&out.Attr)
+	out.SetEntryTimeout(d.st.cfg.ListTTL)
+	out.SetAttrTimeout(d.st.cfg.ListTTL)
+	// NUL cannot be in a name of the tree: these inodes are apart from every run's.
+	return d.NewInode(ctx, link, stableAttr("\x00name/"+name, modeSymlink)), 0
+}
+
+// nameErrno is the errno of a name of the root that names no run: ENOENT, and for an
+// ambiguous uid prefix one log line listing the runs it matches.
+func (st *state) nameErrno(name string, err error) syscall.Errno {
+	var amb *catalog.AmbiguousError
+	if errors.As(err, &amb) {
+		if st.shouldLog(name, err) {
+			st.log.Warn("ambiguous uid prefix", "name", name, "runs", amb.Count, "uids", strings.Join(amb.UIDs, " "))
+		}
+		return syscall.ENOENT
+	}
+	return st.toErrno("lookup", name, err)
 }
 
 // scanDir is by-scan-id/: one symlink per scan_id to the newest run with it.
@@ -129,11 +177,7 @@ func (d *scanDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if err != nil {
 		return nil, d.st.toErrno("readdir", byScanName, err)
 	}
-	ids := make([]int64, 0, len(l.byScan))
-	for id := range l.byScan {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
+	ids := l.names.ScanIDs()
 	entries := make([]fuse.DirEntry, 0, len(ids))
 	for _, id := range ids {
 		name := strconv.FormatInt(id, 10)
@@ -151,7 +195,7 @@ func (d *scanDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if err != nil {
 		return nil, d.st.toErrno("lookup", byScanName+"/"+name, err)
 	}
-	uid, ok := l.byScan[id]
+	uid, ok := l.names.ScanID(id)
 	if !ok {
 		return nil, syscall.ENOENT
 	}
@@ -160,7 +204,7 @@ func (d *scanDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		if err != nil {
 			return "", 0, err
 		}
-		uid, ok := l.byScan[id]
+		uid, ok := l.names.ScanID(id)
 		if !ok {
 			return "", 0, fmt.Errorf("scan_id %d: %w", id, catalog.ErrNotFound)
 		}

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -111,7 +110,7 @@ type state struct {
 type listing struct {
 	uids   []string // sorted
 	starts map[string]*catalog.Start
-	byScan map[int64]string  // scan_id -> uid of the newest run with it
+	names  *catalog.RunNames // scan_ids, -N, uid prefixes
 	latest string            // uid of the newest run
 	file   map[string]string // uid -> its directory's name (names.go)
 	byFile map[string]string // directory name -> uid
@@ -205,8 +204,8 @@ func (st *state) listFailed(err error) (*listing, error) {
 // newListing indexes the runs the filter accepts. It keeps only what the root directory
 // needs of each start document, so a listing of a large catalog holds no documents.
 func (st *state) newListing(starts []*catalog.Start) *listing {
-	l := &listing{starts: make(map[string]*catalog.Start, len(starts)), byScan: map[int64]string{}}
-	var newest *catalog.Start
+	l := &listing{starts: make(map[string]*catalog.Start, len(starts))}
+	kept := make([]*catalog.Start, 0, len(starts))
 	for _, full := range starts {
 		if !st.cfg.Filter(full) {
 			continue
@@ -214,19 +213,11 @@ func (st *state) newListing(starts []*catalog.Start) *listing {
 		s := &catalog.Start{UID: full.UID, Time: full.Time, ScanID: full.ScanID, HasScan: full.HasScan, PlanName: full.PlanName}
 		l.starts[s.UID] = s
 		l.uids = append(l.uids, s.UID)
-		if newer(s, newest) {
-			newest = s
-		}
-		if s.HasScan {
-			if cur, ok := l.byScan[s.ScanID]; !ok || newer(s, l.starts[cur]) {
-				l.byScan[s.ScanID] = s.UID
-			}
-		}
+		kept = append(kept, s)
 	}
 	sort.Strings(l.uids)
-	if newest != nil {
-		l.latest = newest.UID
-	}
+	l.names = catalog.NewRunNames(kept)
+	l.latest = l.names.Newest()
 	l.file = fileNames(l.uids, rootReserved)
 	l.byFile = make(map[string]string, len(l.file))
 	for uid, f := range l.file {
@@ -235,31 +226,13 @@ func (st *state) newListing(starts []*catalog.Start) *listing {
 	return l
 }
 
-// newer orders runs by start time, then uid, so that "newest" is deterministic.
-func newer(a, b *catalog.Start) bool {
-	if b == nil {
-		return true
-	}
-	if a.Time != b.Time {
-		return a.Time > b.Time
-	}
-	return a.UID > b.UID
-}
-
-// resolve turns a name in the root directory into a uid: a run's file name, else a unique
-// prefix of a uid.
+// resolve turns a name in the root directory into a uid: a run's file name, else a name as
+// databroker resolves it (catalog.RunNames: a scan_id, -N, a unique uid prefix).
 func (l *listing) resolve(name string) (string, error) {
 	if uid, ok := l.byFile[name]; ok {
 		return uid, nil
 	}
-	i := sort.SearchStrings(l.uids, name)
-	if i < len(l.uids) && strings.HasPrefix(l.uids[i], name) {
-		if i+1 < len(l.uids) && strings.HasPrefix(l.uids[i+1], name) {
-			return "", fmt.Errorf("uid prefix %q: %w", name, catalog.ErrAmbiguous)
-		}
-		return l.uids[i], nil
-	}
-	return "", fmt.Errorf("run %q: %w", name, catalog.ErrNotFound)
+	return l.names.Resolve(name)
 }
 
 // run returns the opened run uid, loading it when it is not cached or is live and older than

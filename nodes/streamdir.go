@@ -126,6 +126,9 @@ func streamEntries(ctx context.Context, st *state, s *table.Stream, uid string) 
 				return t.CSV(ctx, "field\x00"+f, []string{"seq_num", "time", f}, []*table.Column{t.SeqNum, t.Time, c})
 			})})
 		}
+		if tiffListed(s, t, err, f) {
+			es = append(es, tiffEntry(name, f, names[f]))
+		}
 	}
 	return es
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what brokerfs needs to build, run and test on Debian/Ubuntu: FUSE 3 (fusermount3 for
-# non-root mounts), the Python reference readers the tests use (numpy, pandas, msgpack from
-# Debian's packages), and HDF5 for the handlers. Idempotent: installs only what is missing.
+# non-root mounts), the Python reference readers the tests use (numpy, pandas, msgpack, tifffile,
+# PIL from Debian's packages), HDF5 for the handlers, and zsh, fish and groff, with which the tests
+# check the completion scripts and the man page. Idempotent: installs only what is missing.
 set -euo pipefail
 
-pkgs=(fuse3 python3 python3-numpy python3-pandas python3-msgpack python3-h5py python3-pymongo python3-pil libhdf5-dev hdf5-filter-plugin pkg-config gcc util-linux)
+pkgs=(fuse3 python3 python3-numpy python3-pandas python3-msgpack python3-h5py python3-pymongo python3-pil python3-tifffile libhdf5-dev hdf5-filter-plugin pkg-config gcc util-linux zsh fish groff-base)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

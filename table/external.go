@@ -2,6 +2,7 @@ package table
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -324,18 +325,48 @@ func (lc *lazyColumn) ReadRows(ctx context.Context, from, to int, dst []byte) er
 		return err
 	}
 	if sp == nil {
-		for r := from; r < to; r++ {
-			if err := lc.fill(ctx, r, dst[(r-from)*lc.rb:(r-from+1)*lc.rb]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return directRows{lc}.ReadRows(ctx, from, to, dst)
 	}
 	if err := lc.ensure(ctx, sp, from, to); err != nil {
+		if lc.cacheFailed(err) {
+			return directRows{lc}.ReadRows(ctx, from, to, dst)
+		}
 		return err
 	}
 	_, err = sp.File().ReadAt(dst[:(to-from)*lc.rb], int64(len(lc.hdr))+int64(from)*int64(lc.rb))
 	return err
+}
+
+// directRows reads a lazy column's rows straight from the handlers, past its sparse file.
+type directRows struct{ *lazyColumn }
+
+func (d directRows) ReadRows(ctx context.Context, from, to int, dst []byte) error {
+	for r := from; r < to; r++ {
+		if err := d.fill(ctx, r, dst[(r-from)*d.rb:(r-from+1)*d.rb]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cacheError is a failure to keep a filled row in the sparse cache file (cache full, its
+// index unavailable): the row itself was read, and the read is served without the cache.
+type cacheError struct{ err error }
+
+func (e *cacheError) Error() string { return "keep a filled row in the cache: " + e.err.Error() }
+func (e *cacheError) Unwrap() error { return e.err }
+
+// cacheFailed reports whether err is a cacheError, which it logs once per root cause.
+func (lc *lazyColumn) cacheFailed(err error) bool {
+	var ce *cacheError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	s := lc.s
+	if _, logged := s.cfg.warned.LoadOrStore(rootCause(ce.err), true); !logged {
+		s.cfg.logger().Error("cannot keep external data in the cache; serving without it", "field", lc.field, "err", ce.err)
+	}
+	return true
 }
 
 // fill reads row r from its source into dst.
@@ -406,7 +437,9 @@ func (lc *lazyColumn) ensure(ctx context.Context, sp *cache.Sparse, from, to int
 				r := mine[i]
 				err := lc.fill(ctx, r, buf)
 				if err == nil {
-					err = sp.Fill(r, buf)
+					if err = sp.Fill(r, buf); err != nil {
+						err = &cacheError{err}
+					}
 				} else {
 					buf = make([]byte, lc.rb) // a timed-out handler call may still write into it
 				}
@@ -525,6 +558,9 @@ func (h *lazyHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 		first := int((max(off, hdr) - hdr) / int64(lc.rb))
 		last := int((end - hdr - 1) / int64(lc.rb))
 		if err := lc.ensure(ctx, lc.sp, first, last+1); err != nil {
+			if lc.cacheFailed(err) {
+				return encode.NewNPYAligned(directRows{lc}, lazyAlign).ReadAt(ctx, p, off)
+			}
 			return 0, err
 		}
 		h.readAhead(first, last)

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/brokerfs/brokerfs/cache"
 	"github.com/brokerfs/brokerfs/handlers"
 	"github.com/brokerfs/brokerfs/nodes"
@@ -43,12 +41,18 @@ func cmdCache(args []string, stdout, stderr io.Writer) error {
 }
 
 func cacheStatClear(cmd string, args []string, stdout, stderr io.Writer) error {
-	fl := pflag.NewFlagSet("cache "+cmd, pflag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("cache "+cmd, stderr)
 	dir := fl.String("cache-dir", defaultCacheDir(), "the cache directory")
 	verbose := fl.BoolP("verbose", "v", false, "list the entries")
+	unused := func() error { return nil }
+	if cmd == "clear" {
+		unused = rejectUnused(fl, "cache clear", "verbose")
+	}
 	fl.Usage = func() { fmt.Fprintf(stderr, "%s\nFlags:\n%s", cacheUsage, fl.FlagUsages()) }
 	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if err := unused(); err != nil {
 		return err
 	}
 	if fl.NArg() != 0 {
@@ -109,8 +113,7 @@ func humanBytes(n int64) string {
 }
 
 func cachePrefetch(args []string, stdout, stderr io.Writer) error {
-	fl := pflag.NewFlagSet("cache prefetch", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("cache prefetch", stderr)
 	var cf catalogFlags
 	cf.register(fl)
 	var ff fillerFlags

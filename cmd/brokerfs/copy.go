@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"github.com/spf13/pflag"
 
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/catalog/jsonl"
@@ -28,8 +27,7 @@ import (
 // each run is read back from DEST and its documents counted against the source's.
 
 func cmdCopy(args []string, stdout, stderr io.Writer) error {
-	fl := pflag.NewFlagSet("copy", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("copy", stderr)
 	var (
 		cf        catalogFlags
 		format    string
@@ -39,6 +37,7 @@ func cmdCopy(args []string, stdout, stderr io.Writer) error {
 		destAsset string
 	)
 	cf.register(fl)
+	unused := rejectUnused(fl, "copy", "include", "exclude", "cache-max", "cache-ttl")
 	fl.StringVar(&format, "format", "", "format of a DEST directory: msgpack or jsonl (default: what DEST holds, else msgpack)")
 	fl.StringVar(&copyFiles, "copy-files", "", "copy the runs' external files into DIR and point their resources there")
 	fl.StringArrayVar(&rootMap, "root-map", nil, "OLD=NEW: where the source's external files are now (repeatable)")
@@ -48,6 +47,9 @@ func cmdCopy(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "Usage: brokerfs copy [flags] SOURCE DEST\n\nDEST is a directory of run files (created if missing), or a mongodb:// URI of a metadata database\n(normalized layout; a new asset database gets the version sentinel).\n\nFlags:\n%s", fl.FlagUsages())
 	}
 	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if err := unused(); err != nil {
 		return err
 	}
 	if fl.NArg() != 2 {

@@ -9,16 +9,13 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/catalog/jsonl"
 	"github.com/brokerfs/brokerfs/catalog/msgpack"
 )
 
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	fl := pflag.NewFlagSet("demo", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("demo", stderr)
 	var (
 		dir     string
 		noMount bool
@@ -65,7 +62,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
   ls %[1]s                       # one directory per run, by uid
   ls -l %[1]s/by-scan-id/        # runs by scan_id; %[1]s/latest is the newest
   cat %[1]s/latest/start.json
-  ls %[1]s/by-scan-id/1/primary/
+  ls -l %[1]s/-1 %[1]s/2        # catalog[-1] (the newest run) and catalog[2] (scan_id 2)
+  ls %[1]s/1/primary/
   head %[1]s/by-scan-id/1/primary/det.csv
   /usr/bin/python3 -c 'import numpy as np; print(np.load("%[1]s/by-scan-id/1/primary/det.npy"))'
   /usr/bin/python3 -c 'import pandas as pd; print(pd.read_csv("%[1]s/by-scan-id/2/primary/spectrum.csv"))'

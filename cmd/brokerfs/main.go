@@ -1,11 +1,12 @@
 // Command brokerfs mounts a catalog of Bluesky runs as a read-only file system.
 //
 //	brokerfs mount [flags] SOURCE MOUNTPOINT
-//	brokerfs ls [flags] SOURCE
+//	brokerfs ls [flags] SOURCE [NAME...]
 //	brokerfs demo [MOUNTPOINT]
 //
-// This file holds the subcommands and their flags; source.go opens catalogs, demo.go writes
-// the demo catalog.
+// This file holds the subcommands and their flags; commands.go the table of commands that
+// help, completion.go and manpage.go are made from; ls.go lists runs; source.go opens
+// catalogs, demo.go writes the demo catalog.
 package main
 
 import (
@@ -19,10 +20,8 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -39,7 +38,7 @@ const usage = `brokerfs mounts a catalog of Bluesky runs as a read-only file sys
 
 Usage:
   brokerfs mount [flags] SOURCE MOUNTPOINT   mount in the foreground; Ctrl-C or umount to stop
-  brokerfs ls [flags] SOURCE                 list the runs without mounting
+  brokerfs ls [flags] SOURCE [NAME...]       list the runs (or those NAMEs name) without mounting
   brokerfs catalogs                          the catalogs of your intake / databroker configs
   brokerfs sentinel install|check URI        databroker's version sentinel of a MongoDB asset database
   brokerfs copy [flags] SOURCE DEST          copy runs (and, on request, their files) to another store
@@ -48,13 +47,20 @@ Usage:
   brokerfs demo [MOUNTPOINT]                 write a demo catalog and mount it
   brokerfs install-helper [DIR]              link DIR/mount.fuse.brokerfs (default /sbin) for
                                              mount -t fuse.brokerfs and fstab
-  brokerfs help COMMAND                      flags of a command
+  brokerfs version                           version, commit and Go version (also --version)
+  brokerfs completion bash|zsh|fish          a shell completion script
+  brokerfs man                               the manual page (roff): brokerfs man | man -l -
+  brokerfs help [COMMAND]                    flags of a command
 
 SOURCE is a directory, a glob or a file of suitcase msgpack (*.msgpack) or JSONL (*.jsonl)
 run files (several joined with commas), a mongodb:// URI of a metadata database, an
 http(s)://HOST/api/v1[/PATH] URL of a tiled server (key from TILED_API_KEY or --api-key-file),
 (--asset-db for a separate asset database, --layout embedded for the embedded layout), a
 databroker-pack directory, or the NAME of a catalog in your intake or databroker configuration.
+
+A run NAME (ls, and in the mount's root) is resolved as databroker's catalog[NAME]: digits are
+a scan_id (the newest run with it), -1 the newest run, -2 the one before, anything else a uid
+or a unique uid prefix of at least 5 characters.
 `
 
 func main() {
@@ -91,13 +97,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "sentinel":
 		err = cmdSentinel(args[1:], stdout, stderr)
 	case "install-helper":
-		err = cmdInstallHelper(args[1:], stdout)
+		err = cmdInstallHelper(args[1:], stdout, stderr)
+	case "version", "--version":
+		err = cmdVersion(args[1:], stdout, stderr)
+	case "completion":
+		err = cmdCompletion(args[1:], stdout, stderr)
+	case "man":
+		err = cmdMan(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
-		if len(args) > 1 {
-			return run([]string{args[1], "--help"}, stdout, stderr)
-		}
-		fmt.Fprint(stdout, usage)
-		return 0
+		err = cmdHelp(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "brokerfs: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -231,8 +239,7 @@ func (c *catalogFlags) fieldFilter() (func(string) bool, error) {
 }
 
 func cmdMount(args []string, stdout, stderr io.Writer) error {
-	fl := pflag.NewFlagSet("mount", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("mount", stderr)
 	var cf catalogFlags
 	cf.register(fl)
 	var (
@@ -264,6 +271,9 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		return usageError{"want SOURCE and MOUNTPOINT"}
 	}
 	source, mnt := fl.Arg(0), fl.Arg(1)
+	if swappedMountArgs(source, mnt) {
+		return usageError{fmt.Sprintf("arguments swapped? %s looks like a catalog and %s like a mountpoint; usage: brokerfs mount [flags] SOURCE MOUNTPOINT", mnt, source)}
+	}
 	rm, err := handlers.ParseRootMap(ff.rootMap)
 	if err != nil {
 		return usageError{err.Error()}
@@ -382,64 +392,4 @@ func serve(srv *bfs.Server, mnt string, sig <-chan os.Signal, log *slog.Logger) 
 		<-done
 		return nil
 	}
-}
-
-func cmdLs(args []string, stdout, stderr io.Writer) error {
-	fl := pflag.NewFlagSet("ls", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
-	var cf catalogFlags
-	cf.register(fl)
-	fl.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: brokerfs ls [flags] SOURCE\n\nFlags:\n%s", fl.FlagUsages())
-	}
-	if err := fl.Parse(args); err != nil {
-		return err
-	}
-	if fl.NArg() != 1 {
-		fl.Usage()
-		return usageError{"want SOURCE"}
-	}
-	log := cf.logger(stderr)
-	src, err := cf.open(context.Background(), fl.Arg(0), log)
-	if err != nil {
-		return err
-	}
-	defer src.cat.Close()
-	return listRuns(context.Background(), src.cat, stdout)
-}
-
-// listRuns prints one line per run, oldest first.
-func listRuns(ctx context.Context, cat catalog.Catalog, w io.Writer) error {
-	starts, err := cat.Runs(ctx)
-	if err != nil {
-		return err
-	}
-	sort.Slice(starts, func(i, j int) bool {
-		if starts[i].Time != starts[j].Time {
-			return starts[i].Time < starts[j].Time
-		}
-		return starts[i].UID < starts[j].UID
-	})
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "UID\tSCAN_ID\tPLAN\tSTART\tEXIT_STATUS")
-	for _, s := range starts {
-		scan := ""
-		if s.HasScan {
-			scan = fmt.Sprint(s.ScanID)
-		}
-		status := "live"
-		run, err := cat.Run(ctx, s.UID)
-		if err == nil {
-			var stop *catalog.Stop
-			if stop, err = run.Stop(ctx); err == nil {
-				status = stop.ExitStatus
-			}
-		}
-		if err != nil && !errors.Is(err, catalog.ErrNotFound) {
-			status = "error: " + err.Error()
-		}
-		start := time.Unix(0, int64(s.Time*1e9)).Local().Format("2006-01-02 15:04:05")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.UID, scan, s.PlanName, start, status)
-	}
-	return tw.Flush()
 }

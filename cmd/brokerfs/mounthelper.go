@@ -188,11 +188,18 @@ func logTail(path string, start int64) string {
 }
 
 // cmdInstallHelper links /sbin/mount.fuse.brokerfs (or DIR/mount.fuse.brokerfs) to this binary.
-func cmdInstallHelper(args []string, stdout io.Writer) error {
+func cmdInstallHelper(args []string, stdout, stderr io.Writer) error {
+	fl := newFlagSet("install-helper", stderr)
+	fl.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: brokerfs install-helper [DIR]\n\nLinks DIR/%s (default /sbin, where mount(8) looks) to this binary, for\nmount -t fuse.brokerfs and fstab lines of type fuse.brokerfs.\n", helperName)
+	}
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
 	dir := "/sbin"
-	if len(args) == 1 {
-		dir = args[0]
-	} else if len(args) > 1 {
+	if fl.NArg() == 1 {
+		dir = fl.Arg(0)
+	} else if fl.NArg() > 1 {
 		return usageError{"usage: brokerfs install-helper [DIR]"}
 	}
 	self, err := os.Executable()
@@ -207,11 +214,15 @@ func cmdInstallHelper(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s -> %s (already installed)\n", link, self)
 		return nil
 	}
-	if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	err = os.Remove(link)
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		err = os.Symlink(self, link)
 	}
-	if err := os.Symlink(self, link); err != nil {
-		return fmt.Errorf("install mount helper: %w (run as root)", err)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) && os.Geteuid() != 0 {
+			return fmt.Errorf("install mount helper: %w (run as root)", err)
+		}
+		return fmt.Errorf("install mount helper: %w", err)
 	}
 	fmt.Fprintf(stdout, "%s -> %s\n", link, self)
 	return nil

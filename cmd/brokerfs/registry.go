@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/spf13/pflag"
-
 	"github.com/brokerfs/brokerfs/config"
 	"github.com/brokerfs/brokerfs/handlers"
 	"github.com/brokerfs/brokerfs/handlers/builtin"
@@ -58,8 +56,7 @@ func mergeRootMaps(base, over handlers.RootMap) handlers.RootMap {
 
 // cmdCatalogs lists the catalogs found in the user's configuration.
 func cmdCatalogs(args []string, stdout, stderr io.Writer) error {
-	fl := pflag.NewFlagSet("catalogs", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("catalogs", stderr)
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: brokerfs catalogs\n\nLists the catalogs in intake YAML files and databroker configs, searched in:\n  %s\n",
 			strings.Join(config.SearchPath(config.EnvFromOS()), "\n  "))

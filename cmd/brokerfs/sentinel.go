@@ -6,15 +6,12 @@ import (
 	"io"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/brokerfs/brokerfs/catalog/mongo"
 )
 
 // cmdSentinel installs or checks databroker's version sentinel in a MongoDB asset database.
 func cmdSentinel(args []string, stdout, stderr io.Writer) error {
-	fl := pflag.NewFlagSet("sentinel", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("sentinel", stderr)
 	version := fl.Int("version", 1, "the asset registry version to install")
 	timeout := fl.Duration("timeout", 10*time.Second, "server timeout")
 	fl.Usage = func() {

@@ -35,6 +35,10 @@ What is checked:
       time.npy, time.csv         event times (float64) and seq_num
       <field>.npy                the field's values: dtype, shape and bits
       <field>.csv                seq_num, time, the value(s); only for 0-D and 1-D fields
+      <field>.tif                fields of 2+ dimensions per event (not strings): a multi-page
+                                 TIFF read with tifffile, one page per frame (all leading
+                                 dimensions flattened), the dtype's own pixels (bool as uint8),
+                                 ImageJ metadata exactly for uint8/bool/uint16/int16/float32
       timestamps/<field>.npy     float64 timestamps, NaN where the event has none
       config/<object>.json       the first descriptor's configuration of each object
 
@@ -50,8 +54,9 @@ key declares one (little-endian), else what np.array(values) gives. The shape pe
 from the data. A missing value is NaN in float fields, 0 / False / ''
 elsewhere. A field whose values cannot form an array must fail to read with EIO.
 External fields (data keys with "external") need handlers this reader does not have: their
-.npy (and .csv when the data key's shape has at most one dimension) must be listed and must
-either read with one row per event or fail with EIO; a run with external keys has files.txt.
+.npy (and .csv when the data key's shape has at most one dimension, .tif when it has two or
+more) must be listed and must either read with one row per event (for the .tif: a whole number
+of pages per event) or fail with EIO; a run with external keys has files.txt.
 
 Every file is also read with plain read() and its length compared with stat's st_size.
 The script prints "checked N runs, M files" and exits 0, or prints the first mismatch and
@@ -59,6 +64,7 @@ exits 1.
 """
 
 import argparse
+import concurrent.futures
 import copy
 import errno
 import fnmatch
@@ -72,6 +78,7 @@ import traceback
 import msgpack
 import numpy as np
 import pandas as pd
+import tifffile
 
 
 class Mismatch(Exception):
@@ -350,9 +357,39 @@ class Checker:
                 self.fail(path, f"column {name!r}: pandas reads {g.dtype}, want {w.dtype}")
             self.same_array(path, f"column {name!r}", g.astype(w.dtype), w)
 
+    def tif(self, path, want):
+        """Check a .tif with tifffile: one page per frame of want (every dimension but the
+        last two flattened), each equal to its frame in the dtype's own pixels (bool as
+        uint8), and ImageJ metadata exactly for the dtypes tifffile writes ImageJ files of."""
+        data = self.read(path)
+        frames = want.reshape(-1, *want.shape[-2:]) if want.size else want.reshape(0, 1, 1)
+        if want.dtype.kind == "b":
+            frames = frames.astype(np.uint8)
+        if len(frames) == 0:
+            if data != b"II*\0\0\0\0\0":
+                self.fail(path, f"no frames: {data[:16]!r}, want a TIFF header of no images")
+            return
+        with tifffile.TiffFile(path) as tf:
+            imagej = frames.dtype.char in "BHhf"
+            if tf.is_imagej != imagej:
+                self.fail(path, f"is_imagej {tf.is_imagej} for {want.dtype}")
+            # tifffile strips the description's final newline when it reads it.
+            if imagej and tf.pages[0].description != \
+                    tifffile.imagej_description(frames.shape, axes="TYX").strip():
+                self.fail(path, f"ImageJ description {tf.pages[0].description!r}")
+            if len(tf.pages) != len(frames):
+                self.fail(path, f"{len(tf.pages)} pages, want {len(frames)}")
+            for k, page in enumerate(tf.pages):
+                got = page.asarray()
+                if got.dtype != frames.dtype or got.shape != frames[k].shape \
+                        or got.tobytes() != frames[k].tobytes():
+                    self.fail(path, f"page {k}: {got.dtype} {got.shape} differs from frame {k} "
+                                    f"({frames.dtype} {frames[k].shape})")
+
     def external(self, path, rows):
-        """Check an external field's .npy: the reference has no handlers, so its values are
-        not checked, but it must either read (as many rows as events) or fail with EIO."""
+        """Check an external field's .npy or .tif: the reference has no handlers, so its
+        values are not checked, but it must either read (as many rows as events; for a .tif a
+        whole number of pages per event) or fail with EIO."""
         try:
             self.read(path)
         except OSError as e:
@@ -361,6 +398,10 @@ class Checker:
             return
         if path.endswith(".npy") and len(np.load(path, mmap_mode="r")) != rows:
             self.fail(path, f"{len(np.load(path, mmap_mode='r'))} rows, want {rows}")
+        if path.endswith(".tif") and rows:
+            with tifffile.TiffFile(path) as tf:
+                if len(tf.pages) % rows:
+                    self.fail(path, f"{len(tf.pages)} pages for {rows} events")
 
     def expect_eio(self, path):
         try:
@@ -497,7 +538,7 @@ def file_names(names, reserved):
 
 
 def field_reserved():
-    return STREAM_RESERVED | {r[:-4] for r in STREAM_RESERVED if r.endswith((".npy", ".csv"))}
+    return STREAM_RESERVED | {r[:-4] for r in STREAM_RESERVED if r.endswith((".npy", ".csv", ".tif"))}
 
 
 def check_run(c, run, keep_field):
@@ -514,9 +555,10 @@ def check_run(c, run, keep_field):
         c.json_file(os.path.join(rdir, "stop.json"), run.stop)
     elif os.path.exists(os.path.join(rdir, "stop.json")):
         c.fail(os.path.join(rdir, "stop.json"), "exists for a live run")
-    for s in streams.values():
-        check_stream(c, os.path.join(rdir, sname[s.name]), s)
     c.runs += 1
+    # The streams are checked by the caller, in parallel: the time goes in waiting for the
+    # mount (open, read, close), not in Python.
+    return [(os.path.join(rdir, sname[s.name]), s) for s in streams.values()]
 
 
 def check_stream(c, sdir, s):
@@ -534,16 +576,21 @@ def check_stream(c, sdir, s):
         if f in s.external:
             if len(s.keys[f].get("shape", [])) <= 1:
                 want.add(fname[f] + ".csv")
+            else:
+                want.add(fname[f] + ".tif")
             continue
         try:
             expected[f] = expected_field(s.keys[f], s.values(f))
             if expected[f].ndim <= 2:
                 want.add(fname[f] + ".csv")
+            elif expected[f].dtype.kind != "U":
+                want.add(fname[f] + ".tif")
         except Unencodable:
             unencodable.add(f)
     got = set(os.listdir(sdir))
-    # An unencodable field may or may not list a .csv (its shape is unknown); either way it fails.
-    got -= {fname[f] + ".csv" for f in unencodable}
+    # An unencodable field may or may not list a .csv or .tif (its shape is unknown); either
+    # way it fails.
+    got -= {fname[f] + ext for f in unencodable for ext in (".csv", ".tif")}
     if got != want:
         c.fail(sdir, f"listing differs: missing {sorted(want - got)}, "
                      f"unexpected {sorted(got - want)}")
@@ -559,14 +606,17 @@ def check_stream(c, sdir, s):
         elif arr.ndim == 2:
             cols = [(f"{f}[{i}]", arr[:, i]) for i in range(arr.shape[1])]
             c.csv(os.path.join(sdir, fname[f] + ".csv"), cols, s.seq, s.time)
+        if fname[f] + ".tif" in want:
+            c.tif(os.path.join(sdir, fname[f] + ".tif"), arr)
     for f in sorted(s.external):
-        c.external(os.path.join(sdir, fname[f] + ".npy"), len(s.rows))
-        if fname[f] + ".csv" in want:
-            c.external(os.path.join(sdir, fname[f] + ".csv"), len(s.rows))
+        for ext in (".npy", ".csv", ".tif"):
+            if fname[f] + ext in want:
+                c.external(os.path.join(sdir, fname[f] + ext), len(s.rows))
     for f in sorted(unencodable):
         c.expect_eio(os.path.join(sdir, fname[f] + ".npy"))
-        if os.path.exists(os.path.join(sdir, fname[f] + ".csv")):
-            c.expect_eio(os.path.join(sdir, fname[f] + ".csv"))
+        for ext in (".csv", ".tif"):
+            if os.path.exists(os.path.join(sdir, fname[f] + ext)):
+                c.expect_eio(os.path.join(sdir, fname[f] + ext))
     if fields:
         tdir = os.path.join(sdir, "timestamps")
         tname = file_names(fields, set())
@@ -695,10 +745,21 @@ def main():
             transform_run(r, apply)
     keep = field_filter(a.include, a.exclude)
     c = Checker(mnt)
+
+    def one_stream(task):
+        sc = Checker(mnt)
+        check_stream(sc, *task)
+        return sc.files
+
     try:
         check_root(c, runs, a.subset)
+        tasks = []
         for r in runs:
-            check_run(c, r, keep)
+            tasks += check_run(c, r, keep)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            # In order, so that the first mismatch reported is the same on every run.
+            for n in pool.map(one_stream, tasks):
+                c.files += n
     except Mismatch as e:
         print(f"MISMATCH: {e}", file=sys.stderr)
         return 1
