@@ -75,6 +75,9 @@ type Source struct {
 	// that reads them (usually the same spec). Specs whose Python class brokerfs does not
 	// know are left out, with a warning.
 	Handlers map[string]string
+	// Transforms maps document kinds (start, stop, descriptor, resource) to the import
+	// paths of the Python functions that transform them (args.transforms).
+	Transforms map[string]string
 	// Warnings say what brokerfs translated differently from databroker, or ignored.
 	Warnings []string
 }

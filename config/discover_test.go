@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -178,12 +179,13 @@ func TestIntakeSourceErrors(t *testing.T) {
 
 func TestRelativePathsAndRootMap(t *testing.T) {
 	tests := []struct {
-		name    string
-		args    string
-		env     map[string]string
-		paths   []string // "DIR" stands for the YAML file's directory
-		rootMap handlers.RootMap
-		warns   []string
+		name       string
+		args       string
+		env        map[string]string
+		paths      []string // "DIR" stands for the YAML file's directory
+		rootMap    handlers.RootMap
+		transforms map[string]string
+		warns      []string
 	}{
 		{name: "relative glob", args: `{paths: ["docs/*.msgpack"]}`, paths: []string{"DIR/docs/*.msgpack"}},
 		{name: "dot and dot-dot", args: `{paths: ["./docs/*.msgpack", "../other/*.msgpack"]}`,
@@ -202,8 +204,14 @@ func TestRelativePathsAndRootMap(t *testing.T) {
 		{name: "ignored args", args: `{paths: ["/d/*"], query: {a: 1}, transforms: {}, zzz: 1, metadatastore_db: "mongodb://h/db"}`, paths: []string{"/d/*"},
 			warns: []string{"args.metadatastore_db is not read by brokerfs for a msgpack catalog; ignored",
 				"args.query is ignored: brokerfs lists every run (use --query to filter)",
-				"args.transforms is ignored: brokerfs shows documents as stored",
 				"args.zzz is not read by brokerfs for a msgpack catalog; ignored"}},
+		{name: "transforms", args: `{paths: ["/d/*"], transforms: {start: "mypkg.fixes.fix_start", descriptor: "mypkg.fixes:fix_desc", datum: "m.f", stop: 3, resource: [a]}}`,
+			paths: []string{"/d/*"}, transforms: map[string]string{"start": "mypkg.fixes.fix_start", "descriptor": "mypkg.fixes:fix_desc"},
+			warns: []string{"line 6: args.transforms.datum: brokerfs transforms start, stop, descriptor and resource documents only; ignored",
+				"line 6: args.transforms.stop: want an import path package.module.function; ignored",
+				"line 6: args.transforms.resource: want an import path package.module.function; ignored"}},
+		{name: "transforms not a mapping", args: `{paths: ["/d/*"], transforms: fix}`, paths: []string{"/d/*"},
+			warns: []string{"line 6: args.transforms: want a mapping of document kinds to import paths; ignored"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,6 +250,9 @@ func TestRelativePathsAndRootMap(t *testing.T) {
 			}
 			if !slices.Equal(s.Warnings, tt.warns) {
 				t.Errorf("Warnings = %q, want %q", s.Warnings, tt.warns)
+			}
+			if !maps.Equal(s.Transforms, tt.transforms) {
+				t.Errorf("Transforms = %q, want %q", s.Transforms, tt.transforms)
 			}
 		})
 	}

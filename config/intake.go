@@ -38,7 +38,7 @@ func driverKind(driver string) Kind {
 
 // args each kind reads; ignoredArgs are databroker arguments brokerfs knowingly ignores.
 var (
-	commonArgs = []string{"root_map", "handler_registry", "name"}
+	commonArgs = []string{"root_map", "handler_registry", "transforms", "name"}
 	kindArgs   = map[Kind][]string{
 		Msgpack:         {"paths"},
 		JSONL:           {"paths"},
@@ -46,7 +46,6 @@ var (
 		MongoEmbedded:   {"datastore_db"},
 	}
 	ignoredArgs = map[string]string{
-		"transforms":   "args.transforms is ignored: brokerfs shows documents as stored",
 		"query":        "args.query is ignored: brokerfs lists every run (use --query to filter)",
 		"filler_class": "args.filler_class is ignored: brokerfs fills external data with its own handlers",
 	}
@@ -62,6 +61,7 @@ type intakeEntry struct {
 		DatastoreDB     string                `yaml:"datastore_db"`
 		RootMap         map[string]string     `yaml:"root_map"`
 		HandlerRegistry map[string]handlerRef `yaml:"handler_registry"`
+		Transforms      yaml.Node             `yaml:"transforms"`
 	} `yaml:"args"`
 	Metadata struct {
 		// RelativePaths are written by databroker-pack: args.paths relative to the file.
@@ -208,8 +208,41 @@ func intakeSource(file string, e entry, env Env) (Source, error) {
 		reg[spec] = string(class)
 	}
 	src.setHandlers(reg)
+	src.setTransforms("args.transforms", &a.Transforms)
 	src.checkArgs(args)
 	return src, nil
+}
+
+// transformKinds are the documents databroker's transforms apply to that brokerfs runs.
+var transformKinds = map[string]bool{"start": true, "stop": true, "descriptor": true, "resource": true}
+
+// setTransforms sets Transforms from the transforms mapping {kind: "package.module.function"}
+// (named key in warnings: args.transforms of an intake source, transforms of a 0.x config),
+// warning of what brokerfs cannot run: other kinds (databroker 2's "datum") and values that
+// are not import paths.
+func (s *Source) setTransforms(key string, n *yaml.Node) {
+	n = deref(n)
+	switch {
+	case n.Kind == 0 || n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+		return
+	case n.Kind != yaml.MappingNode:
+		s.warn(fmt.Sprintf("line %d: %s: want a mapping of document kinds to import paths; ignored", n.Line, key))
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], deref(n.Content[i+1])
+		switch {
+		case !transformKinds[k.Value]:
+			s.warn(fmt.Sprintf("line %d: %s.%s: brokerfs transforms start, stop, descriptor and resource documents only; ignored", k.Line, key, k.Value))
+		case v.Kind != yaml.ScalarNode || v.Tag != "!!str" || v.Value == "":
+			s.warn(fmt.Sprintf("line %d: %s.%s: want an import path package.module.function; ignored", k.Line, key, k.Value))
+		default:
+			if s.Transforms == nil {
+				s.Transforms = map[string]string{}
+			}
+			s.Transforms[k.Value] = v.Value
+		}
+	}
 }
 
 // checkArgs warns of the args the source's kind does not read.

@@ -16,6 +16,7 @@ type v0Config struct {
 	Assets        yaml.Node             `yaml:"assets"`
 	Handlers      map[string]handlerRef `yaml:"handlers"`
 	RootMap       map[string]string     `yaml:"root_map"`
+	Transforms    yaml.Node             `yaml:"transforms"` // read by databroker 1.x's _from_v0_config
 }
 
 // v0Store is the metadatastore or assets section.
@@ -82,6 +83,7 @@ func v0Source(file string, root *yaml.Node) (Source, error) {
 		reg[spec] = string(class)
 	}
 	src.setHandlers(reg)
+	src.setTransforms("transforms", &c.Transforms)
 	return src, nil
 }
 

@@ -161,6 +161,7 @@ handlers:
   AD_HDF5: {module: area_detector_handlers.handlers, class: AreaDetectorHDF5Handler}
   AD_TIFF_CUSTOM: {module: databroker.assets.handlers, class: AreaDetectorTiffHandler}
 root_map: {/old/root: /new/root, /GPFS/xf: relative/xf}
+transforms: {start: beamline_fixes.start}
 `)
 	srcs, errs := Discover(env)
 	noErrors(t, errs)
@@ -175,6 +176,9 @@ root_map: {/old/root: /new/root, /GPFS/xf: relative/xf}
 	wantRM := handlers.RootMap{"/old/root": "/new/root", "/GPFS/xf": filepath.Join(dir, "relative", "xf")}
 	if !reflect.DeepEqual(s.RootMap, wantRM) {
 		t.Errorf("RootMap = %v, want %v", s.RootMap, wantRM)
+	}
+	if want := map[string]string{"start": "beamline_fixes.start"}; !reflect.DeepEqual(s.Transforms, want) {
+		t.Errorf("Transforms = %v, want %v", s.Transforms, want)
 	}
 	wantW := []string{"handler databroker.assets.path_only_handlers.RawHandler for spec FOO is a Python class brokerfs does not know; reads of FOO fail unless --handler FOO=COMMAND is given"}
 	if !reflect.DeepEqual(s.Warnings, wantW) {

@@ -162,7 +162,18 @@ func mount(t *testing.T, source string, args ...string) (mnt string, logs *logBu
 // startServer is mount for tests that stop the server themselves (see stop).
 func startServer(t *testing.T, source string, args ...string) *server {
 	t.Helper()
-	s := startServerNoWait(t, source, args...)
+	return awaitMount(t, source, startServerNoWait(t, source, args...))
+}
+
+// startServerEnv is startServer with env added to the server's environment.
+func startServerEnv(t *testing.T, env []string, source string, args ...string) *server {
+	t.Helper()
+	return awaitMount(t, source, startServerEnvNoWait(t, env, source, args...))
+}
+
+// awaitMount waits until s has mounted.
+func awaitMount(t *testing.T, source string, s *server) *server {
+	t.Helper()
 	deadline := time.Now().Add(mountWait)
 	for {
 		if m, ok := mountinfo()[s.mnt]; ok {
@@ -190,6 +201,12 @@ func startServer(t *testing.T, source string, args ...string) *server {
 // startServerNoWait starts `brokerfs mount` and returns at once.
 func startServerNoWait(t *testing.T, source string, args ...string) *server {
 	t.Helper()
+	return startServerEnvNoWait(t, nil, source, args...)
+}
+
+// startServerEnvNoWait is startServerNoWait with env added to the server's environment.
+func startServerEnvNoWait(t *testing.T, env []string, source string, args ...string) *server {
+	t.Helper()
 	requireFUSE(t)
 	mnt, err := filepath.EvalSymlinks(t.TempDir()) // as /proc/self/mountinfo shows it
 	if err != nil {
@@ -199,6 +216,9 @@ func startServerNoWait(t *testing.T, source string, args ...string) *server {
 	ourMounts.add(mnt)
 	s.cmd = exec.Command(brokerfs, append(append([]string{"mount"}, args...), source, mnt)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if env != nil {
+		s.cmd.Env = append(os.Environ(), env...)
+	}
 	s.cmd.WaitDelay = 5 * time.Second // a child holding its output must not stall Wait
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start brokerfs: %v", err)

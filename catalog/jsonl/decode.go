@@ -356,3 +356,23 @@ func hex4(b []byte) (rune, bool) {
 	}
 	return r, true
 }
+
+// DecodeObject decodes b, one JSON object and nothing but whitespace around it, into the
+// generic values documents are decoded into (NaN, Infinity and -Infinity included, as
+// Python's json module writes them; nesting bounded by maxDepth). It is for documents that
+// come from elsewhere as JSON: what a transform helper returns, for one.
+func DecodeObject(b []byte) (map[string]any, error) {
+	var d decoder
+	d.reset(b, 0)
+	if d.peek() != '{' {
+		return nil, d.errorf("not a JSON object")
+	}
+	m, err := d.object()
+	if err != nil {
+		return nil, err
+	}
+	if d.ws(); d.i < len(d.b) {
+		return nil, d.errorf("data after the object")
+	}
+	return m, nil
+}

@@ -110,6 +110,19 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+func TestDecodeObject(t *testing.T) {
+	got, err := DecodeObject([]byte(` {"uid": "u1", "x": [1, 2.0, NaN], "n": {"a": -Infinity}}` + "\n"))
+	want := map[string]any{"uid": "u1", "x": []any{int64(1), 2.0, math.NaN()}, "n": map[string]any{"a": math.Inf(-1)}}
+	if err != nil || !same(got, want) {
+		t.Errorf("DecodeObject = %#v, %v", got, err)
+	}
+	for _, in := range []string{``, `[]`, `"x"`, `{"a": 1} {}`, `{"a": 1}x`, `{"a": 1`, "{\"a\": 1}\x00"} {
+		if m, err := DecodeObject([]byte(in)); err == nil {
+			t.Errorf("DecodeObject(%q) = %v, want an error", in, m)
+		}
+	}
+}
+
 func TestPack(t *testing.T) {
 	for _, tc := range []struct {
 		in    string

@@ -118,6 +118,8 @@ func cachePrefetch(args []string, stdout, stderr io.Writer) error {
 	cf.register(fl)
 	var ff fillerFlags
 	ff.register(fl)
+	var tf transformFlags
+	tf.register(fl)
 	noExternal := fl.Bool("no-external", false, "decode the events only; leave external frames to be read on demand")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: brokerfs cache prefetch [flags] SOURCE\n\nFlags:\n%s", fl.FlagUsages())
@@ -141,9 +143,16 @@ func cachePrefetch(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := tf.parse(); err != nil {
+		return err
+	}
 	ctx := context.Background()
 	src, err := cf.open(ctx, fl.Arg(0), log)
 	if err != nil {
+		return err
+	}
+	if err := tf.apply(ctx, src, log); err != nil {
+		src.cat.Close()
 		return err
 	}
 	defer src.cat.Close()

@@ -204,9 +204,9 @@ func (c *catalogFlags) open(ctx context.Context, arg string, log *slog.Logger) (
 	}
 	if query != nil {
 		if f, ok := src.cat.(finder); ok {
-			src.cat = queried{finder: f, query: raw}
+			src.cat = withRunVersion(queried{finder: f, query: raw}, src.cat)
 		} else {
-			src.cat = filtered{Catalog: src.cat, query: query}
+			src.cat = withRunVersion(filtered{Catalog: src.cat, query: query}, src.cat)
 		}
 	}
 	return src, nil
@@ -244,6 +244,7 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	cf.register(fl)
 	var (
 		ff          fillerFlags
+		tf          transformFlags
 		opts        []string
 		allowOther  bool
 		debugFuse   bool
@@ -252,6 +253,7 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		metricsAddr string
 	)
 	ff.register(fl)
+	tf.register(fl)
 	fl.StringArrayVarP(&opts, "option", "o", nil, "FUSE mount option, e.g. -o allow_other (repeatable; comma lists accepted)")
 	fl.BoolVar(&allowOther, "allow-other", false, "let other users read the mount (non-root: needs user_allow_other in /etc/fuse.conf)")
 	fl.BoolVar(&debugFuse, "debug-fuse", false, "log every FUSE request")
@@ -280,6 +282,9 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := tf.parse(); err != nil {
+		return err
+	}
 	var extra []string
 	for _, o := range opts {
 		for _, p := range strings.Split(o, ",") {
@@ -305,6 +310,10 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	}
 	src, err := cf.open(context.Background(), source, log)
 	if err != nil {
+		return err
+	}
+	if err := tf.apply(context.Background(), src, log); err != nil {
+		src.cat.Close()
 		return err
 	}
 	defer src.cat.Close()

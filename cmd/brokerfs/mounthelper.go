@@ -35,6 +35,10 @@ var helperFlags = map[string]string{
 	"handler":       "--handler",
 	"allow_other":   "--allow-other",
 	"debug":         "--debug",
+
+	"transform":      "--transform",
+	"transform_file": "--transform-file",
+	"python":         "--python",
 }
 
 // mountOnly are options for mount(8) itself or for systemd, never for the file system.

@@ -16,6 +16,8 @@ func TestHelperArgs(t *testing.T) {
 		{[]string{"-n", "/data/cat", "/mnt/b", "-o", `query={"plan_name":"scan","n":{"$in":[1,2]}},default_permissions,live_ttl=2s`},
 			`[mount --query={"plan_name":"scan","n":{"$in":[1,2]}} --live-ttl=2s -o default_permissions /data/cat /mnt/b]`, ""},
 		{[]string{"src", "mnt", "-odefaults,debug"}, "[mount --debug src mnt]", ""},
+		{[]string{"src", "mnt", "-o", "transform=start=fixes.start,transform_file=/etc/brokerfs/t.yml,python=/opt/py/bin/python3"},
+			"[mount --transform=start=fixes.start --transform-file=/etc/brokerfs/t.yml --python=/opt/py/bin/python3 src mnt]", ""},
 	} {
 		got, log, err := helperArgs(tc.args)
 		if err != nil {

@@ -29,6 +29,8 @@ type source struct {
 	// registry as spec -> built-in spec.
 	rootMap  handlers.RootMap
 	handlers map[string]string
+	// transforms are the configuration's args.transforms: kind -> import path.
+	transforms map[string]string
 }
 
 // openSource opens a directory, glob or file of suitcase run files, or a comma-separated list
@@ -112,7 +114,7 @@ func openConfigured(ctx context.Context, s *config.Source, cf *catalogFlags, log
 	for _, w := range s.Warnings {
 		log.Warn("catalog configuration", "catalog", s.Name, "file", s.File, "warning", w)
 	}
-	src := &source{fsName: "brokerfs:" + s.Name, rootMap: s.RootMap, handlers: s.Handlers}
+	src := &source{fsName: "brokerfs:" + s.Name, rootMap: s.RootMap, handlers: s.Handlers, transforms: s.Transforms}
 	var err error
 	switch s.Kind {
 	case config.Msgpack, config.JSONL:
@@ -236,4 +238,23 @@ func (f filtered) Run(ctx context.Context, uid string) (catalog.Run, error) {
 		return nil, fmt.Errorf("run %s does not match --query: %w", uid, catalog.ErrNotFound)
 	}
 	return r, nil
+}
+
+// withRunVersion keeps inner's catalog.RunVersioner visible through w, a query wrapper of
+// it (queried, filtered): without it a remount would open every finished run again instead
+// of from what the cache kept of it.
+func withRunVersion(w, inner catalog.Catalog) catalog.Catalog {
+	if rv, ok := inner.(catalog.RunVersioner); ok {
+		return runVersioned{w, rv}
+	}
+	return w
+}
+
+type runVersioned struct {
+	catalog.Catalog
+	rv catalog.RunVersioner
+}
+
+func (c runVersioned) RunVersion(ctx context.Context, uid string) (string, error) {
+	return c.rv.RunVersion(ctx, uid)
 }

@@ -9,14 +9,13 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/handlers"
 	"github.com/brokerfs/brokerfs/handlers/npy"
+	"github.com/brokerfs/brokerfs/helperproc"
 )
 
 // Options configure an external handler.
@@ -61,6 +60,9 @@ func New(command []string, o Options) handlers.Opener {
 			return nil, fmt.Errorf("external handler %s: empty command", o.Spec)
 		}
 		h := &handler{cmd: command, o: o, path: path, kw: kw}
+		if o.Serve {
+			h.proc = helperproc.New(helperproc.Options{Command: command, Env: h.env("serve"), Dir: o.Dir, Timeout: o.Timeout, MaxBytes: o.MaxBytes})
+		}
 		return h, nil
 	}
 }
@@ -70,10 +72,7 @@ type handler struct {
 	o    Options
 	path string
 	kw   map[string]any
-
-	mu     sync.Mutex // serialises calls to the server; guards srv and closed
-	srv    *server
-	closed bool
+	proc *helperproc.Process // serve mode: the resource's server process
 }
 
 // request is one call's JSON.
@@ -167,21 +166,21 @@ func (h *handler) exec(ctx context.Context, req []byte) (reply, error) {
 	cmd.Dir = h.o.Dir
 	cmd.Stdin = bytes.NewReader(req)
 	stdout := &capped{max: h.o.MaxBytes}
-	stderr := &tail{}
+	stderr := &helperproc.Tail{}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.WaitDelay = 2 * time.Second
 	err := cmd.Run()
 	switch {
 	case ctx.Err() == context.DeadlineExceeded:
-		return reply{}, fmt.Errorf("timed out after %v%s: %w", h.o.Timeout, stderr.lastLine(": "), ErrHandler)
+		return reply{}, fmt.Errorf("timed out after %v%s: %w", h.o.Timeout, stderr.LastLine(": "), ErrHandler)
 	case stdout.over:
 		return reply{}, fmt.Errorf("response larger than %d bytes: %w", h.o.MaxBytes, ErrHandler)
 	case err != nil:
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.Exited() {
-			return reply{}, exitError(ee.ExitCode(), stderr.lastLine(""))
+			return reply{}, exitError(ee.ExitCode(), stderr.LastLine(""))
 		}
-		return reply{}, fmt.Errorf("%v%s: %w", err, stderr.lastLine(": "), ErrHandler)
+		return reply{}, fmt.Errorf("%v%s: %w", err, stderr.LastLine(": "), ErrHandler)
 	}
 	body := stdout.Bytes()
 	if t := bytes.TrimSpace(body); len(t) > 0 && t[0] == '{' {
@@ -298,24 +297,13 @@ func (h *handler) Files(kws []map[string]any) ([]string, error) {
 }
 
 func (h *handler) Close() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.closed = true
-	if h.srv != nil {
-		err := h.srv.stop()
-		h.srv = nil
-		return err
+	if h.proc != nil {
+		return h.proc.Close()
 	}
 	return nil
 }
 
-func clip(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 200 {
-		s = s[:200] + "..."
-	}
-	return s
-}
+func clip(b []byte) string { return helperproc.Clip(b) }
 
 // capped is a buffer that refuses to grow past max.
 type capped struct {
@@ -330,40 +318,6 @@ func (c *capped) Write(p []byte) (int, error) {
 		return 0, errors.New("response too large")
 	}
 	return c.Buffer.Write(p)
-}
-
-// tail keeps the last 8 KiB written to it.
-type tail struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 8192 {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-8192:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) reset() {
-	t.mu.Lock()
-	t.buf = t.buf[:0]
-	t.mu.Unlock()
-}
-
-// lastLine returns the last non-empty line written, prefixed by sep, or "".
-func (t *tail) lastLine(sep string) string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	lines := strings.Split(strings.TrimSpace(string(t.buf)), "\n")
-	last := strings.TrimSpace(lines[len(lines)-1])
-	if last == "" {
-		return ""
-	}
-	return sep + last
 }
 
 // setGroup starts the program in a process group of its own and makes cancellation kill

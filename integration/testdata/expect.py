@@ -17,6 +17,13 @@ Options:
     --query JSON       only runs whose start document matches; equality of (dotted) keys only
     --include GLOB     only fields matching GLOB (repeatable), as `brokerfs mount --include`
     --exclude GLOB     leave out fields matching GLOB (repeatable)
+    --transform KIND=MODULE.FUNCTION
+                       databroker's transform of KIND documents (start, stop, descriptor,
+                       resource), imported from --transform-path (repeatable)
+    --transform-path DIR   where --transform's modules are
+    --transform-file F     brokerfs's declarative transforms (JSON): per kind a list of
+                       {match, patch}; match is equality of (dotted) keys on the stored
+                       document, patch an RFC 7396 merge patch applied here
 
 What is checked:
     MOUNTPOINT/                  exactly the runs' uids, by-scan-id and latest
@@ -34,6 +41,10 @@ What is checked:
                                  ImageJ metadata exactly for uint8/bool/uint16/int16/float32
       timestamps/<field>.npy     float64 timestamps, NaN where the event has none
       config/<object>.json       the first descriptor's configuration of each object
+
+Transforms: a document is what the function returns, then patched by every matching entry of
+the file; a function that raises, or a result with another uid, leaves the document as
+stored. The listing (runs, latest, by-scan-id) and --query use the stored start documents.
 
 Value rules (databroker 1.2): several descriptors of a stream are merged and their rows ordered
 by event time with a stable sort; one descriptor keeps its stored order. number -> float64;
@@ -54,8 +65,10 @@ exits 1.
 
 import argparse
 import concurrent.futures
+import copy
 import errno
 import fnmatch
+import importlib
 import json
 import math
 import os
@@ -137,6 +150,7 @@ class Run:
                                  {k: col[i] for k, col in doc["timestamps"].items()}))
         if self.start is None:
             raise ValueError(f"{path}: no start document")
+        self.stored_start = self.start  # what the listing and --query see
         self.uid = self.start["uid"]
         self.time = self.start["time"]
 
@@ -453,7 +467,7 @@ def check_root(c, runs, subset):
         check_link(c, os.path.join(c.mnt, "latest"), newest(runs).uid)
     by_scan = {}
     for r in runs:
-        sid = r.start.get("scan_id")
+        sid = r.stored_start.get("scan_id")
         if isinstance(sid, int) and not isinstance(sid, bool):
             by_scan.setdefault(sid, []).append(r)
     scan_dir = os.path.join(c.mnt, "by-scan-id")
@@ -645,6 +659,54 @@ def matches(start, query):
     return True
 
 
+def merge_patch(target, patch):
+    """RFC 7396, as its section 2 writes it."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    target = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = merge_patch(target.get(k), v)
+    return target
+
+
+def transformer(funcs, path, rules_file):
+    """A function (kind, stored document) -> the document a mount must show."""
+    if path:
+        sys.path.insert(0, path)
+    fns = {}
+    for spec in funcs:
+        kind, _, dotted = spec.partition("=")
+        module, _, name = dotted.rpartition(".")
+        fns[kind] = getattr(importlib.import_module(module), name)
+    rules = {}
+    if rules_file:
+        with open(rules_file) as f:
+            rules = json.load(f)
+
+    def apply(kind, stored):
+        try:
+            doc = copy.deepcopy(stored)
+            if kind in fns:
+                doc = fns[kind](doc)
+            for rule in rules.get(kind, []):
+                if matches(stored, rule.get("match") or {}):
+                    doc = merge_patch(doc, rule["patch"])
+        except Exception:
+            return stored
+        return doc if doc.get("uid") == stored.get("uid") else stored
+    return apply
+
+
+def transform_run(run, apply):
+    run.start = apply("start", run.stored_start)
+    if run.stop is not None:
+        run.stop = apply("stop", run.stop)
+    run.descriptors = [apply("descriptor", d) for d in run.descriptors]
+
+
 def field_filter(include, exclude):
     def keep(name):
         if include and not any(fnmatch.fnmatchcase(name, g) for g in include):
@@ -667,6 +729,9 @@ def main():
     p.add_argument("--query", type=json.loads, default={})
     p.add_argument("--include", action="append", default=[])
     p.add_argument("--exclude", action="append", default=[])
+    p.add_argument("--transform", action="append", default=[])
+    p.add_argument("--transform-path")
+    p.add_argument("--transform-file")
     p.add_argument("paths", nargs="+", metavar="MOUNTPOINT FILE")
     a = p.parse_args()
     if a.summary:
@@ -674,6 +739,10 @@ def main():
         return 0
     mnt, files = os.path.abspath(a.paths[0]), a.paths[1:]
     runs = [r for r in (Run(f) for f in files) if matches(r.start, a.query)]
+    if a.transform or a.transform_file:
+        apply = transformer(a.transform, a.transform_path, a.transform_file)
+        for r in runs:
+            transform_run(r, apply)
     keep = field_filter(a.include, a.exclude)
     c = Checker(mnt)
 
