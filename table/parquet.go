@@ -170,7 +170,6 @@ type pqColumn struct {
 	node  parquet.Node
 	arr   encode.Array
 	dec   *encode.Decoder
-	kind  byte // the encode kind of arr's dtype
 	size  int  // element size
 	iso   bool // time_iso: arr is the event times
 	value func(v encode.Value) parquet.Value

@@ -18,15 +18,17 @@ import (
 // tableRun is a primary stream of two descriptors whose events interleave in time: the
 // second descriptor adds a field, one field is 1-D, one is named "time".
 func tableRun() []catalog.Document {
-	num := func(units string) m { return m{"dtype": "number", "shape": []any{}, "source": "PV:" + units, "units": units} }
+	num := func(units string) m {
+		return m{"dtype": "number", "shape": []any{}, "source": "PV:" + units, "units": units}
+	}
 	docs := []catalog.Document{
 		{Name: "start", Doc: m{"uid": uid, "time": 1.0}},
 		{Name: "descriptor", Doc: m{"uid": "d1", "run_start": uid, "time": 1.0, "name": "primary", "data_keys": m{
 			"motor": num("mm"), "det": m{"dtype": "integer", "shape": []any{}, "source": "PV:det"},
-			"ok": m{"dtype": "boolean", "shape": []any{}, "source": "PV:ok", "units": nil},
-			"label": m{"dtype": "string", "shape": []any{}, "source": "PV:label"},
+			"ok":       m{"dtype": "boolean", "shape": []any{}, "source": "PV:ok", "units": nil},
+			"label":    m{"dtype": "string", "shape": []any{}, "source": "PV:label"},
 			"spectrum": m{"dtype": "array", "shape": []any{int64(2)}, "source": "PV:spectrum"},
-			"time": num("s")}}},
+			"time":     num("s")}}},
 		{Name: "descriptor", Doc: m{"uid": "d2", "run_start": uid, "time": 1.5, "name": "primary", "data_keys": m{
 			"motor": num("mm"), "extra": num("V")}}},
 	}
