@@ -1,0 +1,102 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// hyparquetDir is where scripts/setup.sh installs hyparquet (npm install --prefix).
+func hyparquetDir() string {
+	if d := os.Getenv("BROKERFS_HYPARQUET"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "brokerfs", "npm")
+}
+
+// TestStreamTables mounts the demo catalog, the edge-case run and a run whose stream names
+// end in .csv or take a run file's name, and checks every <stream>.csv (pandas) and
+// <stream>.parquet (hyparquet, an independent reader in JavaScript) against values expect.py
+// computes from the raw documents: columns, values bit for bit, types, and the data keys'
+// units, source and dtype in the Parquet metadata. A live run and a cached remount are among
+// them (the demo has a live run; the cache directory is shared by the mounts).
+func TestStreamTables(t *testing.T) {
+	t.Parallel()
+	var opts []string
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Log("node is not installed: the Parquet files are checked for their magic only (apt-get install nodejs)")
+	} else {
+		dir := hyparquetDir()
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", "hyparquet", "package.json")); err != nil {
+			t.Fatalf("hyparquet is not installed in %s: run scripts/setup.sh (%v)", dir, err)
+		}
+		opts = append(opts, "--parquet-reader", dir)
+	}
+
+	// The edge-case run (its external field cam, whose file is missing, left out: each read
+	// of it retries for seconds), a run of awkward stream names, and the demo's live run (its
+	// tables are built in memory, not in the cache). TestDemoCatalog checks the demo's .csv
+	// tables through expect.py too.
+	cat := t.TempDir()
+	runPython(t, "testdata/edge_run.py", cat)
+	writeNamesRun(t, filepath.Join(cat, "names.jsonl"))
+	demo := demoCatalog(t)
+	live := 0
+	for _, r := range summaries(t, runFiles(t, demo)) {
+		if r.ExitStatus == "live" {
+			copyFile(t, r.Path, cat, filepath.Base(r.Path))
+			live++
+		}
+	}
+	if live == 0 {
+		t.Fatal("the demo catalog has no live run")
+	}
+	files := runFiles(t, cat)
+
+	mnt, _ := mount(t, cat, "--exclude", "cam")
+	expect(t, mnt, files, append(opts, "--exclude", "cam")...)
+
+	// The names: the stream "primary.csv" is a directory of its own, beside primary.csv.
+	uid := "7ab1e000-0000-4000-8000-000000000001"
+	for _, name := range []string{"primary.csv", "primary.parquet", "primary%2Ecsv", "primary%2Ecsv.csv", "start", "start.csv", "start.json"} {
+		if _, err := os.Stat(filepath.Join(mnt, uid, name)); err != nil {
+			t.Errorf("%s/%s: %v", uid, name, err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(mnt, uid, "primary%2Ecsv.csv"))
+	if err != nil || !strings.HasSuffix(string(b), ",2.0\n") {
+		t.Errorf("primary%%2Ecsv.csv = %q, %v; want the x of the stream primary.csv (2.0)", b, err)
+	}
+}
+
+// writeNamesRun writes a JSONL run with streams named primary, primary.csv and start.
+func writeNamesRun(t *testing.T, path string) {
+	t.Helper()
+	const uid = "7ab1e000-0000-4000-8000-000000000001"
+	type doc = map[string]any
+	docs := [][2]any{{"start", doc{"uid": uid, "time": 1700000000.5, "scan_id": 1, "plan_name": "names"}}}
+	for i, s := range []string{"primary", "primary.csv", "start"} {
+		d := uid + "-d" + string(rune('0'+i))
+		docs = append(docs,
+			[2]any{"descriptor", doc{"uid": d, "run_start": uid, "time": 1700000000.6, "name": s,
+				"data_keys": doc{"x": doc{"dtype": "number", "shape": []any{}, "source": "SIM:x", "units": "mm"}}}},
+			[2]any{"event", doc{"uid": d + "-e", "descriptor": d, "time": 1700000001.0 + float64(i), "seq_num": 1,
+				"data": doc{"x": float64(i + 1)}, "timestamps": doc{"x": 1700000001.0}, "filled": doc{}}})
+	}
+	docs = append(docs, [2]any{"stop", doc{"uid": uid + "-s", "run_start": uid, "time": 1700000005.0, "exit_status": "success"}})
+	var sb strings.Builder
+	for _, d := range docs {
+		line, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb.Write(append(line, '\n'))
+	}
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
