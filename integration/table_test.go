@@ -21,8 +21,8 @@ func hyparquetDir() string {
 	return filepath.Join(home, ".cache", "brokerfs", "npm")
 }
 
-// TestStreamTables mounts the edge-case run, a run whose stream names end in .csv or take a
-// run file's name, and the demo's live run, and checks every <stream>.csv (pandas) and
+// TestStreamTables mounts the edge-case run and two runs (one finished, one live) whose
+// stream names end in .csv or take a run file's name, and checks every <stream>.csv (pandas) and
 // <stream>.parquet (hyparquet, an independent reader in JavaScript) against values expect.py
 // computes from the raw documents: columns, values bit for bit, types, and the data keys'
 // units, source and dtype in the Parquet metadata. The finished runs' tables come from the
@@ -40,30 +40,19 @@ func TestStreamTables(t *testing.T) {
 	}
 
 	// The edge-case run (its external field cam, whose file is missing, left out: each read
-	// of it retries for seconds), a run of awkward stream names, and the demo's live run (its
-	// tables are built in memory, not in the cache). TestDemoCatalog checks the demo's .csv
-	// tables through expect.py too.
+	// of it retries for seconds), a run of awkward stream names, and a live run of them (its
+	// tables are built in memory, not in the cache).
 	cat := t.TempDir()
 	runPython(t, "testdata/edge_run.py", cat)
-	writeNamesRun(t, filepath.Join(cat, "names.jsonl"))
-	demo := demoCatalog(t)
-	live := 0
-	for _, r := range summaries(t, runFiles(t, demo)) {
-		if r.ExitStatus == "live" {
-			copyFile(t, r.Path, cat, filepath.Base(r.Path))
-			live++
-		}
-	}
-	if live == 0 {
-		t.Fatal("the demo catalog has no live run")
-	}
+	writeNamesRun(t, filepath.Join(cat, "names.jsonl"), namesUID, true)
+	writeNamesRun(t, filepath.Join(cat, "live.jsonl"), liveUID, false)
 	files := runFiles(t, cat)
 
 	mnt, _ := mount(t, cat, "--exclude", "cam")
 	expect(t, mnt, files, append(opts, "--exclude", "cam")...)
 
 	// The names: the stream "primary.csv" is a directory of its own, beside primary.csv.
-	uid := "7ab1e000-0000-4000-8000-000000000001"
+	uid := namesUID
 	for _, name := range []string{"primary.csv", "primary.parquet", "primary%2Ecsv", "primary%2Ecsv.csv", "start", "start.csv", "start.json"} {
 		if _, err := os.Stat(filepath.Join(mnt, uid, name)); err != nil {
 			t.Errorf("%s/%s: %v", uid, name, err)
@@ -78,21 +67,32 @@ func TestStreamTables(t *testing.T) {
 	}
 }
 
-// writeNamesRun writes a JSONL run with streams named primary, primary.csv and start.
-func writeNamesRun(t *testing.T, path string) {
+const (
+	namesUID = "7ab1e000-0000-4000-8000-000000000001"
+	liveUID  = "7ab1e000-0000-4000-8000-000000000002"
+)
+
+// writeNamesRun writes a JSONL run with streams named primary, primary.csv and start; without
+// its stop document when finished is false.
+func writeNamesRun(t *testing.T, path, uid string, finished bool) {
 	t.Helper()
-	const uid = "7ab1e000-0000-4000-8000-000000000001"
 	type doc = map[string]any
-	docs := [][2]any{{"start", doc{"uid": uid, "time": 1700000000.5, "scan_id": 1, "plan_name": "names"}}}
+	t0 := 1700000000.5
+	if !finished {
+		t0 += 100 // the newer run
+	}
+	docs := [][2]any{{"start", doc{"uid": uid, "time": t0, "scan_id": 1, "plan_name": "names"}}}
 	for i, s := range []string{"primary", "primary.csv", "start"} {
 		d := uid + "-d" + string(rune('0'+i))
 		docs = append(docs,
-			[2]any{"descriptor", doc{"uid": d, "run_start": uid, "time": 1700000000.6, "name": s,
+			[2]any{"descriptor", doc{"uid": d, "run_start": uid, "time": t0 + 0.1, "name": s,
 				"data_keys": doc{"x": doc{"dtype": "number", "shape": []any{}, "source": "SIM:x", "units": "mm"}}}},
-			[2]any{"event", doc{"uid": d + "-e", "descriptor": d, "time": 1700000001.0 + float64(i), "seq_num": 1,
-				"data": doc{"x": float64(i + 1)}, "timestamps": doc{"x": 1700000001.0}, "filled": doc{}}})
+			[2]any{"event", doc{"uid": d + "-e", "descriptor": d, "time": t0 + 1 + float64(i), "seq_num": 1,
+				"data": doc{"x": float64(i + 1)}, "timestamps": doc{"x": t0 + 1}, "filled": doc{}}})
 	}
-	docs = append(docs, [2]any{"stop", doc{"uid": uid + "-s", "run_start": uid, "time": 1700000005.0, "exit_status": "success"}})
+	if finished {
+		docs = append(docs, [2]any{"stop", doc{"uid": uid + "-s", "run_start": uid, "time": t0 + 5, "exit_status": "success"}})
+	}
 	var sb strings.Builder
 	for _, d := range docs {
 		line, err := json.Marshal(d)
