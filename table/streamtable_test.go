@@ -202,3 +202,43 @@ func TestTableParquetTooLarge(t *testing.T) {
 		t.Fatalf("Parquet with a 16 KiB budget: %v, want ErrTooLarge", err)
 	}
 }
+
+// BenchmarkTableFiles builds the CSV and Parquet tables of a stream of 20,000 events with ten
+// fields, in memory (each iteration scans the events again: see the scan sub-benchmark).
+func BenchmarkTableFiles(b *testing.B) {
+	keys := m{}
+	for k := 0; k < 10; k++ {
+		keys[fmt.Sprint("f", k)] = m{"dtype": "number", "shape": []any{}, "units": "mm", "source": "PV"}
+	}
+	var data []m
+	for i := 0; i < 20000; i++ {
+		d := m{}
+		for k := 0; k < 10; k++ {
+			d[fmt.Sprint("f", k)] = float64(i)*0.001 + float64(k)
+		}
+		data = append(data, d)
+	}
+	e := newEnv(b, events(keys, data), "")
+	// scan is the decoding that every table file's time includes.
+	for _, kind := range []string{"scan", "csv", "parquet"} {
+		b.Run(kind, func(b *testing.B) {
+			for b.Loop() {
+				tb := e.table("")
+				var f File
+				var err error
+				switch kind {
+				case "scan":
+					continue
+				case "csv":
+					f, err = tb.TableCSV(context.Background())
+				default:
+					f, err = tb.Parquet(context.Background())
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(f.Size()), "bytes")
+			}
+		})
+	}
+}
