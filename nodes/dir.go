@@ -101,7 +101,8 @@ func (d *dirBase) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	return d.NewInode(ctx, f, stableAttr(path, modeFile)), 0
 }
 
-// runDir is <uid>/: start.json, stop.json once finished, one directory per stream.
+// runDir is <uid>/: start.json, stop.json once finished, one directory per stream and its
+// tables (<stream>.csv, <stream>.parquet).
 type runDir struct {
 	dirBase
 	mtime float64
@@ -147,12 +148,12 @@ func (d *runDir) list0(ctx context.Context, r *runState) ([]entry, error) {
 			return bytesContent(b), err
 		}})
 	}
-	files := fileNames(r.names, runReserved)
+	files := streamDirNames(r.names)
 	for _, name := range r.names {
 		name := name
 		es = append(es, entry{name: files[name], dir: func() gofs.InodeEmbedder { return newStreamDir(d.st, d.uid, name) }})
 	}
-	return es, nil
+	return append(es, streamTableEntries(r, files)...), nil
 }
 
 func withNewline(b []byte) []byte {

@@ -356,10 +356,10 @@ func TestRootNames(t *testing.T) {
 
 func TestRunDir(t *testing.T) {
 	tr, _ := fixtureTree(t)
-	if got := tr.list(catalogtest.UIDScalars); fmt.Sprint(got) != "[baseline primary start.json stop.json]" {
+	if got := tr.list(catalogtest.UIDScalars); fmt.Sprint(got) != "[baseline baseline.csv baseline.parquet primary primary.csv primary.parquet start.json stop.json]" {
 		t.Errorf("run dir = %v", got)
 	}
-	if got := tr.list(catalogtest.UIDLive); fmt.Sprint(got) != "[primary start.json]" {
+	if got := tr.list(catalogtest.UIDLive); fmt.Sprint(got) != "[primary primary.csv primary.parquet start.json]" {
 		t.Errorf("live run dir = %v", got)
 	}
 	start := tr.mustRead(catalogtest.UIDScalars + "/start.json")

@@ -108,4 +108,6 @@ type Stats struct {
 	CacheFailed  atomic.Int64 // streams that could not be stored (served without the cache)
 	FramesFilled atomic.Int64 // rows of external or remote fields filled
 	CSVFormatted atomic.Int64 // CSV files formatted into the cache
+	// ParquetWritten counts Parquet tables written into the cache.
+	ParquetWritten atomic.Int64
 }

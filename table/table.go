@@ -225,6 +225,8 @@ type Table struct {
 	stream *Stream
 	csvMu  sync.Mutex
 	csv    map[string]File
+	pqMu   sync.Mutex
+	pq     File // guarded by pqMu; the table's Parquet file once built
 }
 
 // role names a column's place in a table, in cache entries.

@@ -52,7 +52,7 @@ func (r countingRun) EventPages(ctx context.Context, d string, from, to int, f [
 }
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	cfg   *Config
 	run   catalog.Run
 	pages int
@@ -60,7 +60,7 @@ type env struct {
 }
 
 // newEnv opens the run of docs with a cache store in dir ("" for none).
-func newEnv(t *testing.T, docs []catalog.Document, dir string) *env {
+func newEnv(t testing.TB, docs []catalog.Document, dir string) *env {
 	t.Helper()
 	cat, err := memory.New(docs)
 	if err != nil {

@@ -24,12 +24,21 @@ Options:
     --transform-file F     brokerfs's declarative transforms (JSON): per kind a list of
                        {match, patch}; match is equality of (dotted) keys on the stored
                        document, patch an RFC 7396 merge patch applied here
+    --parquet-reader DIR  also read every <stream>.parquet with hyparquet installed in DIR
+                       (npm install --prefix DIR hyparquet), through node and
+                       parquet_read.mjs, and compare its schema, values and metadata
 
 What is checked:
     MOUNTPOINT/                  exactly the runs' uids, by-scan-id and latest
     latest, by-scan-id/<n>       symlinks to the newest run (by start time) overall / with scan_id n
     <uid>/                       start.json, stop.json (absent for a live run), one dir per stream
     <uid>/start.json, stop.json  equal to the documents after json.loads (NaN-aware, types strict)
+    <uid>/<stream>.csv           the stream's table: seq_num, time, time_iso, then every field with
+                                 one value per event (not external, not unencodable, not complex),
+                                 in the descriptors' order (each one's data keys by name); a field
+                                 named seq_num, time or time_iso gets "_" appended until unique
+    <uid>/<stream>.parquet       the same table as Parquet (PAR1 magic; with --parquet-reader
+                                 read by hyparquet: types, values, brokerfs.columns metadata)
     <uid>/<stream>/              exactly the files below
       descriptors.json           a JSON array equal to the stream's descriptors, in stored order
       time.npy, time.csv         event times (float64) and seq_num
@@ -66,12 +75,14 @@ exits 1.
 import argparse
 import concurrent.futures
 import copy
+import datetime
 import errno
 import fnmatch
 import importlib
 import json
 import math
 import os
+import subprocess
 import sys
 import traceback
 
@@ -259,6 +270,7 @@ class Checker:
         self.mnt = mnt
         self.files = 0
         self.runs = 0
+        self.parquet_reader = ""
 
     def rel(self, path):
         return os.path.relpath(path, self.mnt)
@@ -537,6 +549,21 @@ def file_names(names, reserved):
     return out
 
 
+TABLE_EXTS = (".csv", ".parquet")
+
+
+def stream_dir_names(names):
+    """Directory names of a run's streams: a name ending in .csv or .parquet (any case) has
+    that '.' written %2E, so that it is never another stream's table."""
+    out = file_names(names, RUN_RESERVED)
+    for n, e in out.items():
+        for ext in TABLE_EXTS:
+            if len(e) >= len(ext) and e[-len(ext):].lower() == ext:
+                out[n] = e[:-len(ext)] + "%2E" + e[-len(ext) + 1:]
+                break
+    return out
+
+
 def field_reserved():
     return STREAM_RESERVED | {r[:-4] for r in STREAM_RESERVED if r.endswith((".npy", ".csv", ".tif"))}
 
@@ -544,8 +571,9 @@ def field_reserved():
 def check_run(c, run, keep_field):
     rdir = os.path.join(c.mnt, file_names([run.uid], ROOT_RESERVED)[run.uid])
     streams = streams_of(run, keep_field)
-    sname = file_names(list(streams), RUN_RESERVED)
-    want = ["start.json"] + [sname[n] for n in streams] + (["stop.json"] if run.stop is not None else [])
+    sname = stream_dir_names(list(streams))
+    want = ["start.json"] + [sname[n] + x for n in streams for x in ("",) + TABLE_EXTS] + \
+        (["stop.json"] if run.stop is not None else [])
     if any("external" in dk for d in run.descriptors for dk in d["data_keys"].values()):
         want.append("files.txt")
         c.external(os.path.join(rdir, "files.txt"), None)
@@ -559,6 +587,164 @@ def check_run(c, run, keep_field):
     # The streams are checked by the caller, in parallel: the time goes in waiting for the
     # mount (open, read, close), not in Python.
     return [(os.path.join(rdir, sname[s.name]), s) for s in streams.values()]
+
+
+def iso_time(t):
+    """time_iso of an event time: Python's own UTC date-time of it, "" where it has none."""
+    try:
+        if not math.isfinite(t):
+            return ""
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="microseconds")
+    except (OverflowError, ValueError, OSError):
+        return ""
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def iso_micros(t):
+    """The Parquet timestamp of an event time: microseconds since the epoch, or None."""
+    if iso_time(t) == "":
+        return None
+    return (datetime.datetime.fromtimestamp(t, datetime.timezone.utc) - EPOCH) // datetime.timedelta(microseconds=1)
+
+
+def table_columns(s, expected):
+    """The stream table's field columns: (name, field, expected array, data key metadata)."""
+    order, seen = [], set()
+    for d in s.descriptors:
+        for k in sorted(d["data_keys"]):
+            if k in s.keys and k not in seen:
+                seen.add(k)
+                order.append(k)
+    used = {"seq_num", "time", "time_iso"} | set(order)
+    cols = []
+    for f in order:
+        arr = expected.get(f)
+        if arr is None or arr.ndim != 1 or arr.dtype.kind == "c":
+            continue  # external, unencodable, not one value per event, complex
+        name = f
+        if name in ("seq_num", "time", "time_iso"):
+            while name in used:
+                name += "_"
+            used.add(name)
+        dk = next(d["data_keys"][f] for d in s.descriptors if f in d["data_keys"])
+        meta = {k: dk[k] for k in ("units", "source", "dtype") if isinstance(dk.get(k), str)}
+        cols.append((name, f, arr, meta))
+    return cols
+
+
+def from_text(path, c, what, texts, dtype):
+    """Values written as text (CSV, or JavaScript's number text) as an array of dtype."""
+    try:
+        if dtype.kind == "f":
+            return np.array([float(x) for x in texts], dtype="<f8").astype(dtype)
+        if dtype.kind in "iu":
+            return np.array([int(x) for x in texts], dtype=dtype)
+        if dtype.kind == "b":
+            bad = [x for x in texts if x not in ("True", "False", True, False)]
+            if bad:
+                c.fail(path, f"{what}: not a boolean: {bad[0]!r}")
+            return np.array([x in ("True", True) for x in texts], dtype=dtype)
+    except (ValueError, TypeError) as e:
+        c.fail(path, f"{what}: {e}")
+    return None
+
+
+def check_table(c, rdir, stem, s, expected):
+    """<stream>.csv and <stream>.parquet."""
+    cols = table_columns(s, expected)
+    names = ["seq_num", "time", "time_iso"] + [n for n, _, _, _ in cols]
+    iso = [iso_time(t) for t in s.time]
+
+    path = os.path.join(rdir, stem + ".csv")
+    c.read(path)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(df.columns) != names:
+        c.fail(path, f"columns {list(df.columns)}, want {names}")
+    if len(df) != len(s.seq):
+        c.fail(path, f"{len(df)} rows, want {len(s.seq)}")
+    c.same_array(path, "seq_num", from_text(path, c, "seq_num", df["seq_num"], s.seq.dtype), s.seq)
+    c.same_array(path, "time", from_text(path, c, "time", df["time"], s.time.dtype), s.time)
+    if list(df["time_iso"]) != iso:
+        i = next(i for i, (g, w) in enumerate(zip(df["time_iso"], iso)) if g != w)
+        c.fail(path, f"time_iso row {i}: {df['time_iso'][i]!r}, want {iso[i]!r}")
+    for name, f, w, _ in cols:
+        if w.dtype.kind == "U":
+            if list(df[name]) != [str(v) for v in w]:
+                c.fail(path, f"column {name!r}: strings differ")
+            continue
+        c.same_array(path, f"column {name!r}", from_text(path, c, name, df[name], w.dtype), w)
+    # As a user reads it: pandas' defaults, the time_iso column parsed as dates.
+    df = pd.read_csv(path, parse_dates=["time_iso"])
+    if list(df.columns) != names or len(df) != len(s.seq):
+        c.fail(path, f"pandas.read_csv defaults: columns {list(df.columns)}, {len(df)} rows")
+
+    path = os.path.join(rdir, stem + ".parquet")
+    data = c.read(path)
+    if data[:4] != b"PAR1" or data[-4:] != b"PAR1":
+        c.fail(path, "not a Parquet file (no PAR1 magic)")
+    if c.parquet_reader:
+        check_parquet(c, path, s, cols, names)
+
+
+PARQUET_TYPES = {"f8": ("DOUBLE", None), "f4": ("FLOAT", None), "f2": ("FLOAT", None), "b1": ("BOOLEAN", None),
+                 "i8": ("INT64", (64, True)), "i4": ("INT32", (32, True)), "i2": ("INT32", (16, True)),
+                 "i1": ("INT32", (8, True)), "u8": ("INT64", (64, False)), "u4": ("INT32", (32, False)),
+                 "u2": ("INT32", (16, False)), "u1": ("INT32", (8, False))}
+
+
+def check_parquet(c, path, s, cols, names):
+    """Read a <stream>.parquet with hyparquet and compare it with the documents."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "parquet_read.mjs")
+    p = subprocess.run(["node", script, c.parquet_reader, path], capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        c.fail(path, f"hyparquet cannot read it: {p.stderr.strip()[-2000:]}")
+    got = json.loads(p.stdout)
+    schema = {e["name"]: e for e in got["schema"]}
+    if [e["name"] for e in got["schema"]] != names:
+        c.fail(path, f"columns {[e['name'] for e in got['schema']]}, want {names}")
+    if int(got["num_rows"]) != len(s.seq):
+        c.fail(path, f"{got['num_rows']} rows, want {len(s.seq)}")
+    want_types = {"seq_num": ("INT64", (64, True)), "time": ("DOUBLE", None)}
+    for name, _, w, _ in cols:
+        want_types[name] = ("BYTE_ARRAY", "STRING") if w.dtype.kind == "U" else PARQUET_TYPES[w.dtype.str[1:]]
+    for name, (typ, logical) in want_types.items():
+        e = schema[name]
+        lt = e["logical"] or {}
+        if isinstance(logical, tuple):
+            glog = (lt.get("bitWidth"), lt.get("isSigned")) if lt.get("type") == "INTEGER" else None
+            ok = e["type"] == typ and (glog == logical or (glog is None and logical == (64, True)))
+        elif logical == "STRING":
+            ok = e["type"] == typ and (lt.get("type") == "STRING" or e["converted"] == "UTF8")
+        else:
+            ok = e["type"] == typ and not lt
+        if not ok or e["repetition"] != "REQUIRED":
+            c.fail(path, f"column {name!r}: type {e}, want {typ} {logical} REQUIRED")
+    e = schema["time_iso"]
+    if e["type"] != "INT64" or (e["logical"] or {}).get("type") != "TIMESTAMP" or e["logical"].get("unit") != "MICROS" \
+            or e["logical"].get("isAdjustedToUTC") is not True or e["repetition"] != "OPTIONAL":
+        c.fail(path, f"column time_iso: type {e}, want an optional INT64 TIMESTAMP(MICROS, UTC)")
+
+    values = got["columns"]
+    c.same_array(path, "seq_num", from_text(path, c, "seq_num", values["seq_num"], s.seq.dtype), s.seq)
+    c.same_array(path, "time", from_text(path, c, "time", values["time"], s.time.dtype), s.time)
+    want_us = [iso_micros(t) for t in s.time]
+    got_us = [None if v is None else int(v) for v in values["time_iso"]]
+    if got_us != want_us:
+        i = next(i for i, (g, w) in enumerate(zip(got_us, want_us)) if g != w)
+        c.fail(path, f"time_iso row {i}: {got_us[i]}, want {want_us[i]}")
+    for name, _, w, _ in cols:
+        if w.dtype.kind == "U":
+            if values[name] != [str(v) for v in w]:
+                c.fail(path, f"column {name!r}: strings differ")
+            continue
+        c.same_array(path, f"column {name!r}", from_text(path, c, name, values[name], w.dtype), w)
+
+    meta = json.loads(got["kv"].get("brokerfs.columns", "null"))
+    want_meta = {name: m for name, _, _, m in cols if m}
+    if meta != want_meta:
+        c.fail(path, f"brokerfs.columns metadata {meta}, want {want_meta}")
 
 
 def check_stream(c, sdir, s):
@@ -629,6 +815,7 @@ def check_stream(c, sdir, s):
         c.listing(cdir, [cname[obj] + ".json" for obj in config])
         for obj, conf in config.items():
             c.json_file(os.path.join(cdir, cname[obj] + ".json"), conf)
+    return expected
 
 
 def check_time_csv_defaults(c, path, s):
@@ -732,6 +919,7 @@ def main():
     p.add_argument("--transform", action="append", default=[])
     p.add_argument("--transform-path")
     p.add_argument("--transform-file")
+    p.add_argument("--parquet-reader", default="")
     p.add_argument("paths", nargs="+", metavar="MOUNTPOINT FILE")
     a = p.parse_args()
     if a.summary:
@@ -745,10 +933,15 @@ def main():
             transform_run(r, apply)
     keep = field_filter(a.include, a.exclude)
     c = Checker(mnt)
+    c.parquet_reader = a.parquet_reader
 
     def one_stream(task):
         sc = Checker(mnt)
-        check_stream(sc, *task)
+        sc.parquet_reader = a.parquet_reader
+        sdir, s = task
+        expected = check_stream(sc, sdir, s)
+        # The stream's tables sit beside its directory, named after it.
+        check_table(sc, os.path.dirname(sdir), os.path.basename(sdir), s, expected)
         return sc.files
 
     try:
