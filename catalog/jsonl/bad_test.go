@@ -91,6 +91,10 @@ func TestBadLines(t *testing.T) {
 		{"resource without spec", `["resource", {"uid": "r", "root": "/", "resource_path": "a"}]`, `missing key \"spec\"`},
 		{"datum without resource", `["datum", {"datum_kwargs": {}}]`, `missing key \"resource\"`},
 		{"second start", badStart, "second start"},
+		{"ragged page", `["event_page", {"descriptor": "d1", "time": [1.0, 2.0], "seq_num": [1, 2], "data": {"x": [1]}}]`, `data \"x\" has 1 values in a page of 2 rows`},
+		{"ragged timestamps", `["event_page", {"descriptor": "d1", "time": [1.0, 2.0], "seq_num": [1, 2], "data": {"x": [1, 2]}, "timestamps": {"x": [1, 2, 3]}}]`, `timestamps \"x\" has 3 values`},
+		{"short seq_num", `["event_page", {"descriptor": "d1", "time": [1.0, 2.0], "seq_num": [1], "data": {"x": [1, 2]}}]`, "1 seq_num values for 2 times"},
+		{"nested beyond the decoder", `["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9, "data": {"x": ` + strings.Repeat("[", 511) + strings.Repeat("]", 511) + `}}]`, "nesting"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -118,7 +122,7 @@ func TestBadLines(t *testing.T) {
 			countAll(t, run2, "d1")
 			checkGoodRun(t, c)
 			lines := logLines(logs)
-			if len(lines) != 1 || !strings.Contains(lines[0], "bad.jsonl:4") || !strings.Contains(lines[0], tc.reason) {
+			if len(lines) != 1 || !strings.Contains(lines[0], "bad.jsonl:4") || !strings.Contains(lines[0], tc.reason) || !strings.Contains(lines[0], "offset=") {
 				t.Errorf("log: want one line naming bad.jsonl:4 and %q, have %q", tc.reason, lines)
 			}
 		})
@@ -133,7 +137,6 @@ func TestBadEventValues(t *testing.T) {
 		`["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9.5, "data": {"x": 1.0}}]`,
 		`["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9, "data": {"x": [1 2]}}]`,
 		`["event_page", {"descriptor": "d1", "time": [1.0, "x"], "seq_num": [1, 2], "data": {"x": [1, 2]}}]`,
-		`["event_page", {"descriptor": "d1", "time": [1.0, 2.0], "seq_num": [1, 2], "data": {"x": [1]}}]`,
 	} {
 		c, logs := openBad(t, badStart, badDesc, goodEv1, line, goodEv2, "")
 		run, err := c.Run(context.Background(), "bad-run")

@@ -101,7 +101,7 @@ func (x *index) ensure(size int64) error {
 			return nil
 		case errors.Is(err, errLongLine):
 			x.lines++
-			x.bad(nil, err)
+			x.bad(off, nil, fmt.Errorf("%d bytes: %w", rd.offset()-off-1, err))
 		case err != nil:
 			return fmt.Errorf("index %s: %w", x.path, err)
 		default:
@@ -131,13 +131,14 @@ func (x *index) saveTail(f *os.File) {
 	}
 }
 
-// bad logs a line the index skips: once, since each line is indexed once.
-func (x *index) bad(kind *docKind, err error) {
+// bad logs a line the index skips, which begins at byte off: once, since each line is
+// indexed once.
+func (x *index) bad(off int64, kind *docKind, err error) {
 	doc := &catalog.DocError{Source: fmt.Sprintf("%s:%d", x.path, x.lines), Err: err}
 	if kind != nil {
 		doc.Name = kind.String()
 	}
-	x.log.Warn("skipping malformed line", "err", doc)
+	x.log.Warn("skipping malformed line", "file", x.path, "offset", off, "err", doc)
 }
 
 // add indexes one line, which spans [off, end) of the file.
@@ -147,7 +148,7 @@ func (x *index) add(line []byte, off, end int64) {
 	}
 	info, err := classify(line)
 	if err != nil {
-		x.bad(kindPtr(info.kind), err)
+		x.bad(off, kindPtr(info.kind), err)
 		return
 	}
 	switch info.kind {
@@ -176,7 +177,7 @@ func (x *index) add(line []byte, off, end int64) {
 		*offs = append(*offs, off)
 		return
 	case kindStart:
-		x.bad(nil, errors.New("a second start document"))
+		x.bad(off, nil, errors.New("a second start document"))
 		return
 	}
 	_, doc, raw, err := x.dec.decodeLine(line)
@@ -201,7 +202,7 @@ func (x *index) add(line []byte, off, end int64) {
 		}
 	}
 	if err != nil {
-		x.bad(kindPtr(info.kind), err)
+		x.bad(off, kindPtr(info.kind), err)
 	}
 }
 

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/brokerfs/brokerfs/catalog/filestore"
 )
 
-// maxLine bounds the length of one line, and so the memory one reader holds. Longer lines are
-// skipped (and logged by the index). Event pages of a few MB are common; 256 MiB is not.
-const maxLine = 256 << 20
+// maxLine bounds the length of one line, and so the memory one reader holds and what one
+// document can make brokerfs decode: filestore.MaxDocument, as for msgpack. Longer lines are
+// skipped without being held whole (and logged by the index). Event pages of a few MB are
+// common; 64 MiB is not.
+const maxLine = filestore.MaxDocument
 
 var errLongLine = fmt.Errorf("line longer than %d bytes", maxLine)
 

@@ -109,7 +109,10 @@ func byteSet(chars string) *[256]bool {
 
 // skipValue returns the end of the JSON value that starts at i (after whitespace), checking only
 // that strings end and brackets balance. The decoder proper catches what this lets through.
-func skipValue(b []byte, i int) (int, error) {
+func skipValue(b []byte, i int) (int, error) { return skipNested(b, i, maxDepth) }
+
+// skipNested is skipValue with a bound on the nesting of the value's lists and objects.
+func skipNested(b []byte, i, limit int) (int, error) {
 	i = skipWS(b, i)
 	if i >= len(b) {
 		return i, &syntaxError{i, "unexpected end of line"}
@@ -129,7 +132,7 @@ func skipValue(b []byte, i int) (int, error) {
 				i = j
 			case '{', '[':
 				depth++
-				if depth > maxDepth {
+				if depth > limit {
 					return i, &syntaxError{i, "nesting too deep"}
 				}
 				i++
@@ -243,6 +246,7 @@ func classify(line []byte) (lineInfo, error) {
 	}
 	var seen [3]bool // time, seq_num, data
 	var datumID []byte
+	var seqAt, bodyAt [3]int // event pages: where seq_num, and data, timestamps, filled begin (0: absent)
 	var fn func(key []byte, v, end int) error
 	switch kind {
 	case kindEvent, kindEventPage:
@@ -275,10 +279,21 @@ func classify(line []byte) (lineInfo, error) {
 				if list && c != '[' || !list && !isNumStart(c) {
 					return errors.New(`key "seq_num": want number or list`)
 				}
-			case "data":
-				seen[2] = true
-				if c != '{' {
-					return errors.New(`key "data": want object`)
+				seqAt[0] = v
+			case "data", "timestamps", "filled":
+				if key[0] == 'd' {
+					seen[2] = true
+					if c != '{' {
+						return errors.New(`key "data": want object`)
+					}
+				}
+				// The decoder enters the document and this object before the values: it
+				// allows them two levels less.
+				if _, err := skipNested(line, v, maxDepth-1); err != nil {
+					return fmt.Errorf("key %q: %w", key, err)
+				}
+				if c == '{' {
+					bodyAt[map[byte]int{'d': 0, 't': 1, 'f': 2}[key[0]]] = v
 				}
 			}
 			return nil
@@ -321,6 +336,11 @@ func classify(line []byte) (lineInfo, error) {
 			return info, errors.New(`missing key "seq_num"`)
 		case !seen[2]:
 			return info, errors.New(`missing key "data"`)
+		}
+		if kind == kindEventPage {
+			if err := checkPage(line, info.rows, seqAt[0], bodyAt); err != nil {
+				return info, err
+			}
 		}
 	case kindDatum:
 		if info.ref == nil && datumID != nil { // legacy datums name their resource in the id
@@ -399,4 +419,33 @@ func (d *decoder) decodeLine(line []byte) (docKind, map[string]any, []byte, erro
 		return kind, nil, nil, err
 	}
 	return kind, m, line[doc:d.i], nil
+}
+
+// checkPage checks what the event decoder needs of an event page beyond its outline: as many
+// seq_nums as times, and every data, timestamps and filled column a list of that many values
+// (or none). The index skips a page that fails, and so does every read (classify), so that a
+// ragged page costs that page only, with one log line, never the stream.
+func checkPage(line []byte, rows, seq int, body [3]int) error {
+	if n, err := countElements(line, seq); err != nil || n != rows {
+		return fmt.Errorf("%d seq_num values for %d times", n, rows)
+	}
+	for i, at := range body {
+		if at == 0 {
+			continue
+		}
+		part := [...]string{"data", "timestamps", "filled"}[i]
+		_, err := eachMember(line, at, func(key []byte, v, _ int) error {
+			if line[v] != '[' {
+				return fmt.Errorf("%s %q: want list", part, key)
+			}
+			if n, err := countElements(line, v); err != nil || n != rows && n != 0 {
+				return fmt.Errorf("%s %q has %d values in a page of %d rows", part, key, n, rows)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
