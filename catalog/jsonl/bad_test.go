@@ -86,7 +86,6 @@ func TestBadLines(t *testing.T) {
 		{"data is a list", `["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9, "data": [1.0]}]`, `key \"data\": want object`},
 		{"page time not a list", `["event_page", {"descriptor": "d1", "time": 1.0, "seq_num": [9], "data": {}}]`, `key \"time\": want list`},
 		{"descriptor without data_keys", `["descriptor", {"uid": "d2", "run_start": "bad-run", "time": 2.0}]`, `missing key \"data_keys\"`},
-		{"descriptor with bad dtype", `["descriptor", {"uid": "d2", "run_start": "bad-run", "time": 2.0, "data_keys": {"y": {"dtype": "complex", "shape": []}}}]`, "unknown dtype"},
 		{"stop with bad exit_status", `["stop", {"uid": "s", "run_start": "bad-run", "time": 9.0, "exit_status": 0}]`, "exit_status"},
 		{"resource without spec", `["resource", {"uid": "r", "root": "/", "resource_path": "a"}]`, `missing key \"spec\"`},
 		{"datum without resource", `["datum", {"datum_kwargs": {}}]`, `missing key \"resource\"`},
