@@ -325,14 +325,14 @@ func TestBadFields(t *testing.T) {
 		deep = []any{deep}
 	}
 	keys := m{"ragged": m{"dtype": "array", "shape": []any{int64(2)}, "source": "s"},
-		"deep": m{"dtype": "array", "shape": []any{}, "source": "s"},
-		"huge": m{"dtype": "array", "shape": []any{int64(1) << 40}, "source": "s"},
-		"obj":  m{"dtype": "array", "shape": []any{}, "dtype_numpy": "|O", "source": "s"},
-		"ok":   m{"dtype": "number", "shape": []any{}, "source": "s"},
-		"neg":  m{"dtype": "array", "shape": []any{int64(-1)}, "source": "s"},
-		"odd":  m{"dtype": "complex", "shape": []any{}, "source": "s"},
+		"deep":  m{"dtype": "array", "shape": []any{}, "source": "s"},
+		"huge":  m{"dtype": "array", "shape": []any{int64(1) << 40}, "source": "s"},
+		"obj":   m{"dtype": "array", "shape": []any{}, "dtype_numpy": "|O", "source": "s"},
+		"ok":    m{"dtype": "number", "shape": []any{}, "source": "s"},
+		"neg":   m{"dtype": "array", "shape": []any{int64(-1)}, "source": "s"},
+		"odd":   m{"dtype": "complex", "shape": []any{}, "source": "s"},
 		"nokey": "not a map",
-		"long": m{"dtype": "string", "shape": []any{}, "source": "s"}}
+		"long":  m{"dtype": "string", "shape": []any{}, "source": "s"}}
 	// 17 M code points: 68 MB as numpy unicode, beyond what one event's value may take.
 	long := strings.Repeat("x", 17<<20)
 	data := []m{
