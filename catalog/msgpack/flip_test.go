@@ -10,7 +10,7 @@ import (
 	"github.com/brokerfs/brokerfs/catalog"
 )
 
-// TestBitFlips flips, one at a time, every bit of an event page (list, string and nested
+// TestBitFlips flips, one at a time, bits of an event page (list, string and nested
 // columns, a numpy column) between good pages. No flip may fail a read of the stream (it did
 // for 339 of them: a broken column failed every EventPages call, so every file of the stream
 // was EIO): the flipped document is skipped, or read with a changed value, or the bytes up to
@@ -29,7 +29,9 @@ func TestBitFlips(t *testing.T) {
 	start, end := len(encode(t, docs[:5])), len(encode(t, docs[:6]))
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
-	for bit := start * 8; bit < end*8; bit++ {
+	// Every third bit: each byte of the page gets flipped, at every bit position across
+	// bytes (all of them cost 9 s under the race detector).
+	for bit := start * 8; bit < end*8; bit += 3 {
 		data := bytes.Clone(full)
 		data[bit/8] ^= 1 << (bit % 8)
 		ix, err := newIndexer("f", bytes.NewReader(data), int64(len(data)), time.Time{}, nil, log).build()
@@ -51,7 +53,12 @@ func TestBitFlips(t *testing.T) {
 		if len(times) < 3 || times[0] != 1.5e9 || times[2] != 1.5e9+2 {
 			t.Fatalf("bit %d: the pages before the flip: %v", bit, times)
 		}
-		for row := range times {
+		// Reads from the rows at and after the flipped page (one per bit and row would cost
+		// half a minute under the race detector).
+		for _, row := range []int{3, len(times) - 1} {
+			if row >= len(times) {
+				continue
+			}
 			var got []float64
 			err := r.EventPages(ctx, "flip-d", row, row+1, []string{"I0"}, func(p *catalog.EventPage) error {
 				if p.FirstRow <= row && row < p.FirstRow+p.Len() {
