@@ -183,6 +183,11 @@ func skipString(b []byte, i int) (int, error) {
 // eachMember walks the top-level members of the object at b[i] without decoding values: fn
 // gets each key's raw bytes and the span of its value. It returns the object's end.
 func eachMember(b []byte, i int, fn func(key []byte, v, end int) error) (int, error) {
+	return eachMemberNested(b, i, nil, fn)
+}
+
+// eachMemberNested is eachMember with a nesting bound per key (nil: maxDepth for all).
+func eachMemberNested(b []byte, i int, limit func(key []byte) int, fn func(key []byte, v, end int) error) (int, error) {
 	i = skipWS(b, i)
 	if i >= len(b) || b[i] != '{' {
 		return i, &syntaxError{i, "want object"}
@@ -205,7 +210,11 @@ func eachMember(b []byte, i int, fn func(key []byte, v, end int) error) (int, er
 			return i, &syntaxError{i, "want ':'"}
 		}
 		v := skipWS(b, i+1)
-		end, err := skipValue(b, v)
+		depth := maxDepth
+		if limit != nil {
+			depth = limit(key)
+		}
+		end, err := skipNested(b, v, depth)
 		if err != nil {
 			return end, err
 		}
@@ -281,20 +290,13 @@ func classify(line []byte) (lineInfo, error) {
 				}
 				seqAt[0] = v
 			case "data", "timestamps", "filled":
+				if c != '{' {
+					return fmt.Errorf("key %q: want object", key) // the decoder takes nothing else
+				}
 				if key[0] == 'd' {
 					seen[2] = true
-					if c != '{' {
-						return errors.New(`key "data": want object`)
-					}
 				}
-				// The decoder enters the document and this object before the values: it
-				// allows them two levels less.
-				if _, err := skipNested(line, v, maxDepth-1); err != nil {
-					return fmt.Errorf("key %q: %w", key, err)
-				}
-				if c == '{' {
-					bodyAt[map[byte]int{'d': 0, 't': 1, 'f': 2}[key[0]]] = v
-				}
+				bodyAt[map[byte]int{'d': 0, 't': 1, 'f': 2}[key[0]]] = v
 			}
 			return nil
 		}
@@ -318,7 +320,18 @@ func classify(line []byte) (lineInfo, error) {
 	default:
 		return info, nil
 	}
-	end, err := eachMember(line, doc, fn)
+	var limit func([]byte) int
+	if kind == kindEvent || kind == kindEventPage {
+		// The decoder decodes data and filled values inside the document and their object:
+		// it allows them a level less than a value skipped whole.
+		limit = func(key []byte) int {
+			if string(key) == "data" || string(key) == "filled" {
+				return maxDepth - 1
+			}
+			return maxDepth
+		}
+	}
+	end, err := eachMemberNested(line, doc, limit, fn)
 	if err == nil {
 		err = trailer(line, end)
 	}
