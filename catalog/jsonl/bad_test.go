@@ -90,6 +90,7 @@ func TestBadLines(t *testing.T) {
 		{"resource without spec", `["resource", {"uid": "r", "root": "/", "resource_path": "a"}]`, `missing key \"spec\"`},
 		{"datum without resource", `["datum", {"datum_kwargs": {}}]`, `missing key \"resource\"`},
 		{"second start", badStart, "second start"},
+		{"timestamps not an object", `["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9, "data": {"x": 1.0}, "timestamps": null}]`, `key \"timestamps\": want object`},
 		{"ragged page", `["event_page", {"descriptor": "d1", "time": [1.0, 2.0], "seq_num": [1, 2], "data": {"x": [1]}}]`, `data \"x\" has 1 values in a page of 2 rows`},
 		{"ragged timestamps", `["event_page", {"descriptor": "d1", "time": [1.0, 2.0], "seq_num": [1, 2], "data": {"x": [1, 2]}, "timestamps": {"x": [1, 2, 3]}}]`, `timestamps \"x\" has 3 values`},
 		{"short seq_num", `["event_page", {"descriptor": "d1", "time": [1.0, 2.0], "seq_num": [1], "data": {"x": [1, 2]}}]`, "1 seq_num values for 2 times"},

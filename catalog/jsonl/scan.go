@@ -296,7 +296,14 @@ func classify(line []byte) (lineInfo, error) {
 				if key[0] == 'd' {
 					seen[2] = true
 				}
-				bodyAt[map[byte]int{'d': 0, 't': 1, 'f': 2}[key[0]]] = v
+				switch key[0] {
+				case 'd':
+					bodyAt[0] = v
+				case 't':
+					bodyAt[1] = v
+				default:
+					bodyAt[2] = v
+				}
 			}
 			return nil
 		}
