@@ -60,6 +60,9 @@ type DataKey struct {
 	External   bool   // the data key has "external": values are datum ids
 	DtypeNumpy string // dtype_numpy, or dtype_str, when given (e.g. "<u2")
 	ObjectName string
+	// Err is why the data key is malformed (a negative dimension, an unknown dtype, a value
+	// that is not a map): the field is listed and fails with EIO, the others read.
+	Err error
 }
 
 // Descriptor is an event descriptor document.
@@ -233,13 +236,13 @@ func ParseDescriptor(doc map[string]any, raw []byte) (*Descriptor, error) {
 	}
 	d.DataKeys = make(map[string]DataKey, len(dks))
 	for name, v := range dks {
+		// A malformed data key costs its own field, not the descriptor's others.
+		var dk DataKey
 		m, ok := v.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("data key %q: want map, have %T", name, v)
-		}
-		dk, err := parseDataKey(m)
-		if err != nil {
-			return nil, fmt.Errorf("data key %q: %w", name, err)
+			dk.Err = fmt.Errorf("data key %q: want map, have %T", name, v)
+		} else if dk, err = parseDataKey(m); err != nil {
+			dk.Err = fmt.Errorf("data key %q: %w", name, err)
 		}
 		d.DataKeys[name] = dk
 	}

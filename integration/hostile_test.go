@@ -124,3 +124,84 @@ func TestHostileExternal(t *testing.T) {
 		t.Errorf("files.txt lacks good.h5:\n%s", files)
 	}
 }
+
+// TestHostileDocuments mounts a msgpack and a JSONL run (testdata/bad_docs.py) in which four
+// single documents are bad: a bit-flipped event page, values nested 600 deep, a ragged page
+// and an event whose string value is 100 MB (a hole in a sparse file). Each used to make every
+// file of its stream EIO, or cost 2.2 GB of memory. Through the mount: ls -l and numpy read
+// the stream's files with the ten good events' values (from the generator, not brokerfs), each
+// bad document is logged once naming its file and byte offset, and the server's peak RSS
+// stays within 256 MiB.
+func TestHostileDocuments(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out, err := exec.Command(python, "testdata/bad_docs.py", dir, "100000000").Output()
+	if err != nil {
+		t.Fatalf("bad_docs.py: %v", err)
+	}
+	var want struct {
+		X   []float64                   `json:"x"`
+		S   []string                    `json:"s"`
+		Bad map[string]map[string]int64 `json:"bad"`
+	}
+	if err := json.Unmarshal(out, &want); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, dir)
+	start := time.Now()
+	for _, format := range []string{"msgpack", "jsonl"} {
+		primary := filepath.Join(s.mnt, "bad-"+format, "primary")
+		entries, err := os.ReadDir(primary)
+		if err != nil {
+			t.Fatalf("%s: ls: %v", format, err)
+		}
+		for _, e := range entries { // ls -l
+			if _, err := e.Info(); err != nil {
+				t.Errorf("%s: stat %s: %v", format, e.Name(), err)
+			}
+		}
+		if _, err := os.ReadFile(filepath.Join(primary, "time.csv")); err != nil {
+			t.Errorf("%s: time.csv: %v", format, err)
+		}
+	}
+	t.Logf("listed both streams in %v", time.Since(start))
+	got := runPython(t, "-c", `import json, sys, numpy as np
+print(json.dumps([{"x": np.load(p + "/x.npy").tolist(), "s": np.load(p + "/s.npy").tolist()} for p in sys.argv[1:]]))`,
+		filepath.Join(s.mnt, "bad-msgpack", "primary"), filepath.Join(s.mnt, "bad-jsonl", "primary"))
+	var read []struct {
+		X []float64 `json:"x"`
+		S []string  `json:"s"`
+	}
+	if err := json.Unmarshal([]byte(got), &read); err != nil || len(read) != 2 {
+		t.Fatalf("numpy read %q: %v", got, err)
+	}
+	for i, r := range read {
+		if fmt.Sprint(r.X, r.S) != fmt.Sprint(want.X, want.S) {
+			t.Errorf("run %d: x %v, s %q; want %v, %q", i, r.X, r.S, want.X, want.S)
+		}
+	}
+	for format, docs := range want.Bad {
+		for name, off := range docs {
+			if lines := logLinesWith(s.logs.String(), "bad."+format+" ", fmt.Sprintf("offset=%d ", off)); len(lines) != 1 {
+				t.Errorf("%s %s document at %d: log lines %q, want one", format, name, off, lines)
+			}
+		}
+	}
+	if n := len(logLinesWith(s.logs.String(), "skipping")); n != 8 {
+		t.Errorf("%d log lines about skipped documents, want 8:\n%s", n, s.logs)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hwm int64
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			fmt.Sscan(rest, &hwm)
+		}
+	}
+	t.Logf("peak RSS %d MiB", hwm>>10)
+	if hwm == 0 || hwm > 256<<10 {
+		t.Errorf("peak RSS %d KiB, want at most 256 MiB", hwm)
+	}
+}

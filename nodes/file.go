@@ -53,8 +53,9 @@ type file struct {
 	path    string // relative to the mount root, for logs
 	resolve resolver
 
-	mu     sync.Mutex
-	opened *runState // the run state of the last open; guarded by mu
+	mu       sync.Mutex
+	opened   *runState // the run state of the last open; guarded by mu
+	openedAs content   // the content of the last open; guarded by mu
 	// The kernel serves all open files of an inode alike: through passthrough or through
 	// this process, never both at once (an open of the other kind fails with EIO). The
 	// first open decides for as long as any stays open. A lazily filled field that is
@@ -83,6 +84,14 @@ func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 	r, c, err := f.current(ctx)
 	if h, ok := fh.(*handle); ok && err == nil {
 		c = h.c // an open file keeps the size it was opened with
+	} else if err == nil && r.live() {
+		// fstat(2) reaches FUSE without the file handle: while a live file is open, its size
+		// is that of the last open's snapshot, which is what the reader's reads return.
+		f.mu.Lock()
+		if f.opens > 0 && f.openedAs != nil && f.opened.live() {
+			r, c = f.opened, f.openedAs
+		}
+		f.mu.Unlock()
 	}
 	if err != nil {
 		return f.st.toErrno("getattr", f.path, err)
@@ -98,7 +107,10 @@ func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 // growing run sees the size its header states.
 func (st *state) fileAttrTTL(r *runState) time.Duration {
 	if r.live() {
-		return 0
+		// Not 0: go-fuse reads a zero timeout as unset and puts its default (a second) in
+		// its place, so fstat answered sizes up to a second old. A nanosecond is the
+		// kernel's smallest: the attributes last until the next clock tick.
+		return time.Nanosecond
 	}
 	return st.cfg.FinishedTTL
 }
@@ -171,7 +183,7 @@ func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	// kernel invalidate the inode's cached pages.
 	f.mu.Lock()
 	same := f.opened == nil || f.opened == r
-	f.opened = r
+	f.opened, f.openedAs = r, c
 	if f.opens == 0 {
 		f.passthrough = h.backing != nil
 	} else if !f.passthrough {

@@ -71,6 +71,11 @@ func (sc *scanState) run(ctx context.Context) error {
 	for _, f := range s.Fields {
 		dk := s.Keys[f]
 		switch {
+		case dk.Err != nil:
+			// A malformed data key: the field fails alone (EIO, logged when read).
+			bl := sc.newBuilder(f, dk)
+			bl.fail(dk.Err)
+			sc.fields[f] = bl
 		case dk.External:
 			sc.ids[f] = nil
 		case ar != nil && sc.isRemote(ctx, ar, f):

@@ -316,28 +316,33 @@ func TestMergeStored(t *testing.T) {
 	}
 }
 
-// TestBadFields: values that cannot be a column fail their field alone.
+// TestBadFields: values that cannot be a column, and malformed data keys (a shape [-1], an
+// unknown dtype, a key that is not a map: each dropped the whole descriptor), fail their field
+// alone.
 func TestBadFields(t *testing.T) {
 	deep := any(1.0)
 	for i := 0; i < 70; i++ {
 		deep = []any{deep}
 	}
 	keys := m{"ragged": m{"dtype": "array", "shape": []any{int64(2)}, "source": "s"},
-		"deep": m{"dtype": "array", "shape": []any{}, "source": "s"},
-		"huge": m{"dtype": "array", "shape": []any{int64(1) << 40}, "source": "s"},
-		"obj":  m{"dtype": "array", "shape": []any{}, "dtype_numpy": "|O", "source": "s"},
-		"ok":   m{"dtype": "number", "shape": []any{}, "source": "s"},
-		"long": m{"dtype": "string", "shape": []any{}, "source": "s"}}
+		"deep":  m{"dtype": "array", "shape": []any{}, "source": "s"},
+		"huge":  m{"dtype": "array", "shape": []any{int64(1) << 40}, "source": "s"},
+		"obj":   m{"dtype": "array", "shape": []any{}, "dtype_numpy": "|O", "source": "s"},
+		"ok":    m{"dtype": "number", "shape": []any{}, "source": "s"},
+		"neg":   m{"dtype": "array", "shape": []any{int64(-1)}, "source": "s"},
+		"odd":   m{"dtype": "complex", "shape": []any{}, "source": "s"},
+		"nokey": "not a map",
+		"long":  m{"dtype": "string", "shape": []any{}, "source": "s"}}
 	// 17 M code points: 68 MB as numpy unicode, beyond what one event's value may take.
 	long := strings.Repeat("x", 17<<20)
 	data := []m{
-		{"ragged": []any{1.0, 2.0}, "deep": deep, "ok": 1.0, "obj": 1.0, "long": "short"},
-		{"ragged": []any{1.0}, "deep": deep, "ok": 2.0, "obj": 2.0, "long": long},
+		{"ragged": []any{1.0, 2.0}, "deep": deep, "ok": 1.0, "obj": 1.0, "long": "short", "neg": []any{1.0}, "odd": 1.0, "nokey": 1.0},
+		{"ragged": []any{1.0}, "deep": deep, "ok": 2.0, "obj": 2.0, "long": long, "neg": []any{2.0}, "odd": 2.0, "nokey": 2.0},
 	}
 	for _, dir := range []string{"", t.TempDir()} {
 		e := newEnv(t, events(keys, data), dir)
 		tb := e.table("v")
-		for _, f := range []string{"ragged", "deep", "huge", "obj", "long"} {
+		for _, f := range []string{"ragged", "deep", "huge", "obj", "long", "neg", "odd", "nokey"} {
 			if _, err := tb.Fields[f].NPY(context.Background()); err == nil {
 				t.Errorf("cache %q: field %s has a .npy", dir, f)
 			}

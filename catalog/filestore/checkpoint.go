@@ -19,3 +19,10 @@ const (
 func NeedCheckpoint(ok bool, lastOff, lastRow, off, rows, prevEnd int64) bool {
 	return !ok || rows-lastRow >= CheckpointRows || off-lastOff >= CheckpointBytes || off-prevEnd > CheckpointGap
 }
+
+// MaxDocument bounds one document of a run file (a msgpack document, a JSONL line), and so
+// the memory one reader holds and everything decoded from a document. A longer document is
+// skipped without being read into memory, with one log line naming file, offset and size: a
+// catalog cannot make brokerfs allocate a 1 GB string. Event values are bounded again, more
+// tightly, by the table layer (64 MiB a row).
+const MaxDocument = 64 << 20

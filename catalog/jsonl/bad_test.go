@@ -86,11 +86,15 @@ func TestBadLines(t *testing.T) {
 		{"data is a list", `["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9, "data": [1.0]}]`, `key \"data\": want object`},
 		{"page time not a list", `["event_page", {"descriptor": "d1", "time": 1.0, "seq_num": [9], "data": {}}]`, `key \"time\": want list`},
 		{"descriptor without data_keys", `["descriptor", {"uid": "d2", "run_start": "bad-run", "time": 2.0}]`, `missing key \"data_keys\"`},
-		{"descriptor with bad dtype", `["descriptor", {"uid": "d2", "run_start": "bad-run", "time": 2.0, "data_keys": {"y": {"dtype": "complex", "shape": []}}}]`, "unknown dtype"},
 		{"stop with bad exit_status", `["stop", {"uid": "s", "run_start": "bad-run", "time": 9.0, "exit_status": 0}]`, "exit_status"},
 		{"resource without spec", `["resource", {"uid": "r", "root": "/", "resource_path": "a"}]`, `missing key \"spec\"`},
 		{"datum without resource", `["datum", {"datum_kwargs": {}}]`, `missing key \"resource\"`},
 		{"second start", badStart, "second start"},
+		{"timestamps not an object", `["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9, "data": {"x": 1.0}, "timestamps": null}]`, `key \"timestamps\": want object`},
+		{"ragged page", `["event_page", {"descriptor": "d1", "time": [1.0, 2.0], "seq_num": [1, 2], "data": {"x": [1]}}]`, `data \"x\" has 1 values in a page of 2 rows`},
+		{"ragged timestamps", `["event_page", {"descriptor": "d1", "time": [1.0, 2.0], "seq_num": [1, 2], "data": {"x": [1, 2]}, "timestamps": {"x": [1, 2, 3]}}]`, `timestamps \"x\" has 3 values`},
+		{"short seq_num", `["event_page", {"descriptor": "d1", "time": [1.0, 2.0], "seq_num": [1], "data": {"x": [1, 2]}}]`, "1 seq_num values for 2 times"},
+		{"nested beyond the decoder", `["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9, "data": {"x": ` + strings.Repeat("[", 511) + strings.Repeat("]", 511) + `}}]`, "nesting"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -118,7 +122,7 @@ func TestBadLines(t *testing.T) {
 			countAll(t, run2, "d1")
 			checkGoodRun(t, c)
 			lines := logLines(logs)
-			if len(lines) != 1 || !strings.Contains(lines[0], "bad.jsonl:4") || !strings.Contains(lines[0], tc.reason) {
+			if len(lines) != 1 || !strings.Contains(lines[0], "bad.jsonl:4") || !strings.Contains(lines[0], tc.reason) || !strings.Contains(lines[0], "offset=") {
 				t.Errorf("log: want one line naming bad.jsonl:4 and %q, have %q", tc.reason, lines)
 			}
 		})
@@ -133,7 +137,6 @@ func TestBadEventValues(t *testing.T) {
 		`["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9.5, "data": {"x": 1.0}}]`,
 		`["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9, "data": {"x": [1 2]}}]`,
 		`["event_page", {"descriptor": "d1", "time": [1.0, "x"], "seq_num": [1, 2], "data": {"x": [1, 2]}}]`,
-		`["event_page", {"descriptor": "d1", "time": [1.0, 2.0], "seq_num": [1, 2], "data": {"x": [1]}}]`,
 	} {
 		c, logs := openBad(t, badStart, badDesc, goodEv1, line, goodEv2, "")
 		run, err := c.Run(context.Background(), "bad-run")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"sort"
 	"sync"
@@ -53,6 +54,7 @@ type index struct {
 	res    []located[*catalog.Resource]
 	events map[string]*eventIndex
 	datums map[string]*[]int64 // resource uid -> offsets of its datum lines
+	long   map[int64]int64     // lines longer than maxLine: offset -> the next line's offset
 	dec    decoder
 }
 
@@ -67,6 +69,7 @@ func (x *index) reset() {
 	x.stops, x.descs, x.res = nil, nil, nil
 	x.events = make(map[string]*eventIndex)
 	x.datums = make(map[string]*[]int64)
+	x.long = nil
 }
 
 // ensure indexes the file up to size.
@@ -101,7 +104,11 @@ func (x *index) ensure(size int64) error {
 			return nil
 		case errors.Is(err, errLongLine):
 			x.lines++
-			x.bad(nil, err)
+			x.bad(off, nil, fmt.Errorf("%d bytes: %w", rd.offset()-off-1, err))
+			if x.long == nil {
+				x.long = map[int64]int64{}
+			}
+			x.long[off] = rd.offset()
 		case err != nil:
 			return fmt.Errorf("index %s: %w", x.path, err)
 		default:
@@ -131,13 +138,14 @@ func (x *index) saveTail(f *os.File) {
 	}
 }
 
-// bad logs a line the index skips: once, since each line is indexed once.
-func (x *index) bad(kind *docKind, err error) {
+// bad logs a line the index skips, which begins at byte off: once, since each line is
+// indexed once.
+func (x *index) bad(off int64, kind *docKind, err error) {
 	doc := &catalog.DocError{Source: fmt.Sprintf("%s:%d", x.path, x.lines), Err: err}
 	if kind != nil {
 		doc.Name = kind.String()
 	}
-	x.log.Warn("skipping malformed line", "err", doc)
+	x.log.Warn("skipping malformed line", "file", x.path, "offset", off, "err", doc)
 }
 
 // add indexes one line, which spans [off, end) of the file.
@@ -147,7 +155,7 @@ func (x *index) add(line []byte, off, end int64) {
 	}
 	info, err := classify(line)
 	if err != nil {
-		x.bad(kindPtr(info.kind), err)
+		x.bad(off, kindPtr(info.kind), err)
 		return
 	}
 	switch info.kind {
@@ -176,7 +184,7 @@ func (x *index) add(line []byte, off, end int64) {
 		*offs = append(*offs, off)
 		return
 	case kindStart:
-		x.bad(nil, errors.New("a second start document"))
+		x.bad(off, nil, errors.New("a second start document"))
 		return
 	}
 	_, doc, raw, err := x.dec.decodeLine(line)
@@ -201,7 +209,7 @@ func (x *index) add(line []byte, off, end int64) {
 		}
 	}
 	if err != nil {
-		x.bad(kindPtr(info.kind), err)
+		x.bad(off, kindPtr(info.kind), err)
 	}
 }
 
@@ -269,4 +277,16 @@ func (x *index) datumOffsets(resource string, size int64) []int64 {
 	}
 	n := sort.Search(len(*offs), func(i int) bool { return (*offs)[i] >= size })
 	return (*offs)[:n:n] // the slice may grow later; this prefix never changes
+}
+
+// longLines returns the lines the index found longer than maxLine (offset -> next offset), for
+// readers to jump without reading them again; nil when there are none. The map is copied: the
+// index may grow it.
+func (x *index) longLines() map[int64]int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if len(x.long) == 0 {
+		return nil
+	}
+	return maps.Clone(x.long)
 }

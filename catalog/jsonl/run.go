@@ -157,7 +157,13 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 	rd := newLineReader(f, cp.off, stopAt, 128<<10)
 	e := newEventDecoder(desc, fields)
 	row, lineNo, first := cp.row, cp.line-1, cp.row
+	long := r.ix.longLines()
 	for n := 0; to < 0 || row < to; n++ {
+		if end, ok := long[rd.offset()]; ok {
+			rd.seek(end) // logged by the index; not read again
+			lineNo++
+			continue
+		}
 		line, _, err := rd.next()
 		if errors.Is(err, io.EOF) {
 			break

@@ -109,7 +109,10 @@ func byteSet(chars string) *[256]bool {
 
 // skipValue returns the end of the JSON value that starts at i (after whitespace), checking only
 // that strings end and brackets balance. The decoder proper catches what this lets through.
-func skipValue(b []byte, i int) (int, error) {
+func skipValue(b []byte, i int) (int, error) { return skipNested(b, i, maxDepth) }
+
+// skipNested is skipValue with a bound on the nesting of the value's lists and objects.
+func skipNested(b []byte, i, limit int) (int, error) {
 	i = skipWS(b, i)
 	if i >= len(b) {
 		return i, &syntaxError{i, "unexpected end of line"}
@@ -129,7 +132,7 @@ func skipValue(b []byte, i int) (int, error) {
 				i = j
 			case '{', '[':
 				depth++
-				if depth > maxDepth {
+				if depth > limit {
 					return i, &syntaxError{i, "nesting too deep"}
 				}
 				i++
@@ -180,6 +183,11 @@ func skipString(b []byte, i int) (int, error) {
 // eachMember walks the top-level members of the object at b[i] without decoding values: fn
 // gets each key's raw bytes and the span of its value. It returns the object's end.
 func eachMember(b []byte, i int, fn func(key []byte, v, end int) error) (int, error) {
+	return eachMemberNested(b, i, nil, fn)
+}
+
+// eachMemberNested is eachMember with a nesting bound per key (nil: maxDepth for all).
+func eachMemberNested(b []byte, i int, limit func(key []byte) int, fn func(key []byte, v, end int) error) (int, error) {
 	i = skipWS(b, i)
 	if i >= len(b) || b[i] != '{' {
 		return i, &syntaxError{i, "want object"}
@@ -202,7 +210,11 @@ func eachMember(b []byte, i int, fn func(key []byte, v, end int) error) (int, er
 			return i, &syntaxError{i, "want ':'"}
 		}
 		v := skipWS(b, i+1)
-		end, err := skipValue(b, v)
+		depth := maxDepth
+		if limit != nil {
+			depth = limit(key)
+		}
+		end, err := skipNested(b, v, depth)
 		if err != nil {
 			return end, err
 		}
@@ -243,6 +255,7 @@ func classify(line []byte) (lineInfo, error) {
 	}
 	var seen [3]bool // time, seq_num, data
 	var datumID []byte
+	var seqAt, bodyAt [3]int // event pages: where seq_num, and data, timestamps, filled begin (0: absent)
 	var fn func(key []byte, v, end int) error
 	switch kind {
 	case kindEvent, kindEventPage:
@@ -275,10 +288,21 @@ func classify(line []byte) (lineInfo, error) {
 				if list && c != '[' || !list && !isNumStart(c) {
 					return errors.New(`key "seq_num": want number or list`)
 				}
-			case "data":
-				seen[2] = true
+				seqAt[0] = v
+			case "data", "timestamps", "filled":
 				if c != '{' {
-					return errors.New(`key "data": want object`)
+					return fmt.Errorf("key %q: want object", key) // the decoder takes nothing else
+				}
+				if key[0] == 'd' {
+					seen[2] = true
+				}
+				switch key[0] {
+				case 'd':
+					bodyAt[0] = v
+				case 't':
+					bodyAt[1] = v
+				default:
+					bodyAt[2] = v
 				}
 			}
 			return nil
@@ -303,7 +327,18 @@ func classify(line []byte) (lineInfo, error) {
 	default:
 		return info, nil
 	}
-	end, err := eachMember(line, doc, fn)
+	var limit func([]byte) int
+	if kind == kindEvent || kind == kindEventPage {
+		// The decoder decodes data and filled values inside the document and their object:
+		// it allows them a level less than a value skipped whole.
+		limit = func(key []byte) int {
+			if string(key) == "data" || string(key) == "filled" {
+				return maxDepth - 1
+			}
+			return maxDepth
+		}
+	}
+	end, err := eachMemberNested(line, doc, limit, fn)
 	if err == nil {
 		err = trailer(line, end)
 	}
@@ -321,6 +356,11 @@ func classify(line []byte) (lineInfo, error) {
 			return info, errors.New(`missing key "seq_num"`)
 		case !seen[2]:
 			return info, errors.New(`missing key "data"`)
+		}
+		if kind == kindEventPage {
+			if err := checkPage(line, info.rows, seqAt[0], bodyAt); err != nil {
+				return info, err
+			}
 		}
 	case kindDatum:
 		if info.ref == nil && datumID != nil { // legacy datums name their resource in the id
@@ -399,4 +439,33 @@ func (d *decoder) decodeLine(line []byte) (docKind, map[string]any, []byte, erro
 		return kind, nil, nil, err
 	}
 	return kind, m, line[doc:d.i], nil
+}
+
+// checkPage checks what the event decoder needs of an event page beyond its outline: as many
+// seq_nums as times, and every data, timestamps and filled column a list of that many values
+// (or none). The index skips a page that fails, and so does every read (classify), so that a
+// ragged page costs that page only, with one log line, never the stream.
+func checkPage(line []byte, rows, seq int, body [3]int) error {
+	if n, err := countElements(line, seq); err != nil || n != rows {
+		return fmt.Errorf("%d seq_num values for %d times", n, rows)
+	}
+	for i, at := range body {
+		if at == 0 {
+			continue
+		}
+		part := [...]string{"data", "timestamps", "filled"}[i]
+		_, err := eachMember(line, at, func(key []byte, v, _ int) error {
+			if line[v] != '[' {
+				return fmt.Errorf("%s %q: want list", part, key)
+			}
+			if n, err := countElements(line, v); err != nil || n != rows && n != 0 {
+				return fmt.Errorf("%s %q has %d values in a page of %d rows", part, key, n, rows)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

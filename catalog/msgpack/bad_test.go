@@ -1,6 +1,7 @@
 package msgpack
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -50,7 +51,7 @@ func TestBadInput(t *testing.T) {
 		{name: "garbage", file: func(t *testing.T) []byte { return garbage(4096) }},
 		{name: "garbage after three events", file: func(t *testing.T) []byte {
 			return append(append(encode(t, good[:5]), garbage(100)...), encode(t, good[5:])...)
-		}, listed: true, events: 3, descs: 1},
+		}, listed: true, events: 5, descs: 1}, // read on from the next document
 		{name: "start without uid", file: func(t *testing.T) []byte {
 			return encode(t, append([]catalog.Document{{Name: "start", Doc: m{"time": 1.0}}}, good[1:]...))
 		}},
@@ -76,7 +77,24 @@ func TestBadInput(t *testing.T) {
 		{name: "ragged event page", file: func(t *testing.T) []byte {
 			return encode(t, withDoc(good, 3, "event_page", m{"descriptor": "bad-d", "time": []any{1.0, 2.0}, "seq_num": []any{int64(1), int64(2)},
 				"data": m{"I0": []any{1.0}}, "timestamps": m{"I0": []any{1.0, 2.0}}}))
-		}, listed: true, descs: 1, errText: "column of 1 values in a page of 2 rows"},
+		}, listed: true, events: 5, descs: 1},
+		{name: "values nested too deeply", file: func(t *testing.T) []byte {
+			// The writer refuses such values: the placeholder's bytes are replaced.
+			b := encode(t, withDoc(good, 3, "event", m{"descriptor": "bad-d", "time": 1.0, "seq_num": int64(9), "data": m{"I0": "DEEP"}}))
+			deep := append(bytes.Repeat([]byte{0x91}, maxDepth+1), 0x01)
+			return bytes.Replace(b, []byte("\xa4DEEP"), deep, 1)
+		}, listed: true, events: 5, descs: 1},
+		{name: "broken numpy column", file: func(t *testing.T) []byte {
+			return encode(t, withDoc(good, 3, "event_page", m{"descriptor": "bad-d", "time": []any{1.0, 2.0}, "seq_num": []any{int64(1), int64(2)},
+				"data": m{"I0": m{"nd": true, "type": "<f8", "kind": "", "shape": []any{int64(2)}, "data": []byte{1, 2, 3}}}}))
+		}, listed: true, events: 5, descs: 1},
+		{name: "garbage between events", file: func(t *testing.T) []byte {
+			return append(append(encode(t, good[:4]), 0xc1, 0x92, 0xa5), encode(t, good[4:])...)
+		}, listed: true, events: 5, descs: 1},
+		{name: "a length that runs past the next document", file: func(t *testing.T) []byte {
+			b := encode(t, good[:4])
+			return append(append(b, 0x92, 0xa5, 'e', 'v', 'e', 'n', 't', 0xdb, 1, 0, 0, 0), encode(t, good[4:])...)
+		}, listed: true, events: 5, descs: 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

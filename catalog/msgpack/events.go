@@ -264,6 +264,13 @@ func (d *pageDecoder) scanEvent(b []byte, pos int, single bool, h *evHeader, ski
 	if h.desc, _, err = str(b, desc); err != nil {
 		return keyError("descriptor", err)
 	}
+	if !h.other {
+		// The index and every read apply the same check, so a document that no reader could
+		// decode is skipped by all of them alike and row numbers agree.
+		if err := checkBody(b, h); err != nil {
+			return err
+		}
+	}
 	if d.desc == "" || h.other || h.rows <= skipRows {
 		return nil
 	}
@@ -332,6 +339,9 @@ func (d *pageDecoder) part(b []byte, h *evHeader, pos int) (int, error) {
 	default:
 		h.decoded |= 4
 		end, err = d.decodeFilled(b, pos, h)
+	}
+	if isDepth(err) {
+		return end, invalid("%v", err) // as checkBody finds it: the document is skipped
 	}
 	if err == nil || errors.Is(err, errShort) || isCorrupt(err) {
 		return end, err

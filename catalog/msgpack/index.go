@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -80,6 +81,10 @@ type index struct {
 	datums    map[string]*stream // by resource uid
 
 	truncAt int64 // offset of the truncated document logged last, not to log it again
+
+	// gaps are the stretches the scan passed over, by start offset: a document longer than
+	// maxDocument, or corrupt bytes up to the next well-formed document. Readers jump them.
+	gaps map[int64]int64
 }
 
 // clone copies the index for extension; the streams are copied, their checkpoint slices
@@ -90,6 +95,7 @@ func (ix *index) clone() *index {
 	c.resources = slices.Clip(ix.resources)
 	c.events = cloneStreams(ix.events)
 	c.datums = cloneStreams(ix.datums)
+	c.gaps = maps.Clone(ix.gaps)
 	return &c
 }
 
@@ -164,7 +170,9 @@ func sameBytes(r io.ReaderAt, off int64, want []byte) bool {
 	return got != nil && bytes.Equal(got, want)
 }
 
-// scan reads documents from ix.end to the end of the file.
+// scan reads documents from ix.end to the end of the file. A document longer than
+// maxDocument is passed over unread (skipStream) and a corrupt one up to the next well-formed
+// document (resync), each with one log line: the rest of the run stays readable.
 func (x *indexer) scan() error {
 	ix := x.ix
 	pos := ix.end
@@ -175,13 +183,34 @@ func (x *indexer) scan() error {
 		}
 		n, err := x.doc(b, pos)
 		for errors.Is(err, errShort) {
-			if b, err = x.w.more(pos, len(b), n); err == nil {
-				n, err = x.doc(b, pos)
+			switch {
+			case int64(n) > ix.size-pos:
+				err = errTruncated
+			case n > maxDocument:
+				err = errTooBig
+			default:
+				if b, err = x.w.more(pos, len(b), n); err == nil {
+					n, err = x.doc(b, pos)
+				}
+			}
+		}
+		if errors.Is(err, errTooBig) {
+			var end int64
+			if end, err = skipStream(x.r, pos, ix.size); err == nil {
+				x.gap(pos, end, docNameOf(b), fmt.Errorf("%d bytes, more than the %d MiB a document may have", end-pos, maxDocument>>20))
+				pos, ix.end = end, end
+				continue
 			}
 		}
 		switch {
 		case errors.Is(err, errTruncated):
 			// The last document is incomplete: a writer is still at it, or the file was cut.
+			// Unless a well-formed document follows: then it is corrupt (a length that lies).
+			if next, ok := x.resync(pos); ok {
+				x.gap(pos, next, docNameOf(b), errors.New("corrupt document: it runs past the next document"))
+				pos, ix.end = next, next
+				continue
+			}
 			if ix.truncAt != pos {
 				x.log.Info("msgpack: ignoring incomplete last document", "file", x.path, "offset", pos, "bytes", ix.size-pos)
 				ix.truncAt = pos
@@ -189,6 +218,11 @@ func (x *indexer) scan() error {
 			ix.end = pos
 			return nil
 		case err != nil:
+			if next, ok := x.resync(pos); ok {
+				x.gap(pos, next, docNameOf(b), err)
+				pos, ix.end = next, next
+				continue
+			}
 			x.log.Warn("msgpack: stopping at corrupt document", "file", x.path, "offset", pos, "err", err)
 			ix.end, ix.halt = pos, true
 			return nil
@@ -203,6 +237,77 @@ func (x *indexer) scan() error {
 		ix.end = pos
 	}
 	return nil
+}
+
+// gap records the stretch [off, end) as passed over and logs it once (each pass indexes a
+// stretch once).
+func (x *indexer) gap(off, end int64, name string, err error) {
+	if x.ix.gaps == nil {
+		x.ix.gaps = map[int64]int64{}
+	}
+	x.ix.gaps[off] = end
+	x.bad(off, name, err)
+}
+
+// docNameOf returns the name of the document at the start of b, "" when there is none.
+func docNameOf(b []byte) string {
+	if n, p, err := arrayLen(b, 0); err == nil && n == 2 {
+		if name, _, err := str(b, p); err == nil && len(name) <= 32 {
+			return string(name)
+		}
+	}
+	return ""
+}
+
+// resync finds the next well-formed document after a corrupt one at pos: a [name, map] pair
+// with a known document name, whole within maxDocument and the file. msgpack has no framing
+// to find it by, but such a pair in the middle of other data is all but impossible.
+func (x *indexer) resync(pos int64) (int64, bool) {
+	for p := pos + 1; p < x.ix.size; {
+		b, err := x.w.at(p)
+		if err != nil {
+			return 0, false
+		}
+		i := bytes.IndexByte(b, 0x92)
+		if i < 0 {
+			p += int64(len(b))
+			continue
+		}
+		q := p + int64(i)
+		if x.docAt(q) {
+			return q, true
+		}
+		p = q + 1
+	}
+	return 0, false
+}
+
+// docAt reports whether a well-formed document other than a start begins at q.
+func (x *indexer) docAt(q int64) bool {
+	b, err := x.w.atLeast(q, 16)
+	if err != nil {
+		return false
+	}
+	_, p, err := arrayLen(b, 0)
+	if err != nil {
+		return false
+	}
+	name, p, err := str(b, p)
+	if err != nil || p >= len(b) || !isMap(b[p]) {
+		return false
+	}
+	switch string(name) {
+	case "event", "event_page", "descriptor", "stop", "resource", "datum", "datum_page":
+	default:
+		return false
+	}
+	n, err := skip(b, 0)
+	for errors.Is(err, errShort) && n <= maxDocument && int64(n) <= x.ix.size-q {
+		if b, err = x.w.more(q, len(b), n); err == nil {
+			n, err = skip(b, 0)
+		}
+	}
+	return err == nil
 }
 
 // doc indexes the document at the start of b (file offset off) and returns its length. On

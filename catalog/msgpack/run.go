@@ -113,6 +113,10 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 			if to >= 0 && row >= int64(to) {
 				return nil
 			}
+			if end, ok := r.ix.gaps[pos]; ok {
+				pos = end // passed over by the index, and logged
+				continue
+			}
 			if docs++; docs&1023 == 0 {
 				if err := ctx.Err(); err != nil {
 					return err
@@ -147,7 +151,7 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 				err = corrupt(0, "document of no length") // cannot happen; must not loop
 			}
 			if err != nil {
-				return r.docError(pos, "", fmt.Errorf("the file changed since it was indexed: %w", err))
+				return r.docError(pos, "", r.why(err))
 			}
 			d.learnFrom(b, n, &h, status)
 			if status == docEvent && h.rows > 0 {
@@ -166,6 +170,21 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 		}
 	}
 	return nil
+}
+
+// why explains a document that the index read and a read now cannot: the file changed since
+// it was indexed (it is indexed again on the next open), or, on the same file, the document
+// itself cannot be decoded (which the index's checks are meant to rule out).
+func (r *run) why(err error) error {
+	fi, serr := os.Stat(r.path)
+	if serr != nil {
+		return fmt.Errorf("the file changed since it was indexed: %w", serr)
+	}
+	ino, dev := filestore.StatIDs(fi)
+	if fi.Size() != r.ix.size || !fi.ModTime().Equal(r.ix.mtime) || ino != r.ix.ino || dev != r.ix.dev {
+		return fmt.Errorf("the file changed since it was indexed: %w", err)
+	}
+	return fmt.Errorf("undecodable document: %w", err)
 }
 
 func docName(single bool) string {
@@ -207,6 +226,10 @@ func (r *run) Datums(ctx context.Context, resource string, fn func(*catalog.Datu
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			if end, ok := r.ix.gaps[pos]; ok {
+				pos = end
+				continue
+			}
 			b, err := w.at(pos)
 			if err != nil {
 				return fmt.Errorf("read %s: %w", r.path, err)
@@ -218,7 +241,7 @@ func (r *run) Datums(ctx context.Context, resource string, fn func(*catalog.Datu
 				}
 			}
 			if err != nil {
-				return r.docError(pos, "", fmt.Errorf("the file changed since it was indexed: %w", err))
+				return r.docError(pos, "", r.why(err))
 			}
 			if err := r.datum(b[:n], pos, resource, fn); err != nil {
 				return err

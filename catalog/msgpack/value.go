@@ -21,7 +21,7 @@ const maxDepth = 512
 // into b (event pages, valid during a callback); otherwise it is copied.
 func value(b []byte, pos int, alias bool, depth int) (any, int, error) {
 	if depth > maxDepth {
-		return nil, pos, corrupt(pos, "values nested too deeply")
+		return nil, pos, corrupt(pos, errDepth)
 	}
 	if pos >= len(b) {
 		return nil, pos, errShort
@@ -375,7 +375,7 @@ func ndScalar(d []byte, order, kind byte, size int) (any, bool) {
 // as nested lists. It is how Raw fields show a document as stored.
 func appendJSON(dst, b []byte, pos, depth int) ([]byte, int, error) {
 	if depth > maxDepth {
-		return dst, pos, corrupt(pos, "values nested too deeply")
+		return dst, pos, corrupt(pos, errDepth)
 	}
 	if pos >= len(b) {
 		return dst, pos, errShort

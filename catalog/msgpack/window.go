@@ -5,18 +5,21 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/brokerfs/brokerfs/catalog/filestore"
 )
 
 // Window sizes. A scan reads up to 1 MiB at a time: big enough that syscalls cost nothing next
 // to decoding, small enough that a 2 GB file streams in constant memory. It starts with
 // firstRead and doubles from read to read, so that a read of a few rows does not pull in a
 // whole MiB. A window grows past scanWindow only when a single document is larger, and never
-// past maxDocument. Start documents are read startWindow at a time (most are a few KiB).
+// past maxDocument (filestore.MaxDocument: larger ones are skipped unread, see skipStream).
+// Start documents are read startWindow at a time (most are a few KiB).
 const (
 	scanWindow  = 1 << 20
 	firstRead   = 64 << 10
 	startWindow = 16 << 10
-	maxDocument = 1 << 30
+	maxDocument = filestore.MaxDocument
 )
 
 // errTruncated means a document runs past the end of the readable region: the last document
@@ -123,4 +126,119 @@ func (w *window) fill(pos int64, need int) ([]byte, error) {
 		return nil, err
 	}
 	return w.data, nil
+}
+
+// errTooBig means a document is longer than maxDocument.
+var errTooBig = fmt.Errorf("document longer than %d MiB", maxDocument>>20)
+
+// byteReader reads single bytes of a file through a small buffer, for walks that must not
+// hold what they walk over.
+type byteReader struct {
+	r     io.ReaderAt
+	limit int64
+	buf   [64 << 10]byte
+	off   int64 // file offset of buf[0]
+	n     int   // valid bytes in buf
+}
+
+// at returns the byte at pos, errTruncated past the limit.
+func (br *byteReader) at(pos int64) (byte, error) {
+	if pos >= br.off && pos < br.off+int64(br.n) {
+		return br.buf[pos-br.off], nil
+	}
+	if pos >= br.limit {
+		return 0, errTruncated
+	}
+	n := int(min(int64(len(br.buf)), br.limit-pos))
+	got, err := br.r.ReadAt(br.buf[:n], pos)
+	if got == 0 {
+		if err == nil || err == io.EOF {
+			err = errTruncated
+		}
+		return 0, err
+	}
+	br.off, br.n = pos, got
+	return br.buf[0], nil
+}
+
+// uint reads a big-endian length of size bytes at pos.
+func (br *byteReader) uint(pos int64, size int) (int64, error) {
+	var v int64
+	for i := range size {
+		c, err := br.at(pos + int64(i))
+		if err != nil {
+			return 0, err
+		}
+		v = v<<8 | int64(c)
+	}
+	return v, nil
+}
+
+// skipStream returns the end of the msgpack value at pos of a file of limit bytes, as skip
+// does, reading only the type bytes and lengths: the payloads of strings and binaries are
+// passed over unread, so a document of any size costs a few KiB of memory. Running past the
+// limit is errTruncated.
+func skipStream(r io.ReaderAt, pos, limit int64) (int64, error) {
+	br := &byteReader{r: r, limit: limit}
+	for left := int64(1); left > 0; left-- {
+		c, err := br.at(pos)
+		if err != nil {
+			return pos, err
+		}
+		switch {
+		case c <= 0x7f || c >= 0xe0:
+			pos++
+			continue
+		case c <= 0x8f:
+			left += 2 * int64(c&0x0f)
+			pos++
+		case c <= 0x9f:
+			left += int64(c & 0x0f)
+			pos++
+		case c <= 0xbf:
+			pos += 1 + int64(c&0x1f)
+			continue
+		default:
+			if n := fixedSize[c-0xc0]; n != 0 {
+				pos += int64(n)
+				continue
+			}
+			var lenBytes int
+			switch c {
+			case 0xc4, 0xd9, 0xc7:
+				lenBytes = 1
+			case 0xc5, 0xda, 0xdc, 0xde, 0xc8:
+				lenBytes = 2
+			case 0xc6, 0xdb, 0xdd, 0xdf, 0xc9:
+				lenBytes = 4
+			default:
+				return pos, corrupt(0, "reserved type byte 0xc1")
+			}
+			size, err := br.uint(pos+1, lenBytes)
+			if err != nil {
+				return pos, err
+			}
+			hdr := int64(1 + lenBytes)
+			if c >= 0xc7 && c <= 0xc9 {
+				hdr++
+			}
+			switch c {
+			case 0xdc, 0xdd:
+				left += size
+			case 0xde, 0xdf:
+				left += 2 * size
+			default:
+				pos += hdr + size
+				continue
+			}
+			pos += hdr
+		}
+		if left-1 > limit-pos {
+			return pos, errTruncated // each value left takes a byte at least
+		}
+	}
+	if pos > limit {
+		return pos, errTruncated
+	}
+	return pos, nil
 }

@@ -143,23 +143,63 @@ func openConfigured(ctx context.Context, s *config.Source, cf *catalogFlags, log
 	return src, nil
 }
 
-// refuseMountInside refuses a mountpoint inside a directory the catalog or root_map reads:
-// the mount would hide its own data.
+// refuseMountInside refuses a mountpoint inside a directory the catalog or root_map reads
+// (or one holding such a directory): the mount would hide its own data, or list itself. Both
+// are compared as given and with symlinks resolved, so that a catalog reached through a
+// symlink (or a mountpoint that is one) is caught too; a glob's directories are its fixed
+// leading part (/data/*/runs is /data).
 func (s *source) refuseMountInside(mnt string, rm handlers.RootMap) error {
-	m, err := filepath.Abs(mnt)
-	if err != nil {
-		return err
+	ms := resolvedForms(mnt)
+	if len(ms) == 0 {
+		return nil
 	}
 	for _, d := range append(append([]string{}, s.dirs...), rm.Targets()...) {
-		a, err := filepath.Abs(d)
-		if err != nil {
-			continue
-		}
-		if m == a || strings.HasPrefix(a, m+string(filepath.Separator)) || strings.HasPrefix(m, a+string(filepath.Separator)) {
-			return fmt.Errorf("mountpoint %s overlaps %s, which the catalog reads; choose a mountpoint outside it", mnt, d)
+		for _, a := range resolvedForms(globRoot(d)) {
+			for _, m := range ms {
+				if m == a || strings.HasPrefix(a, m+string(filepath.Separator)) || strings.HasPrefix(m, a+string(filepath.Separator)) {
+					return fmt.Errorf("mountpoint %s overlaps %s, which the catalog reads; choose a mountpoint outside it", mnt, d)
+				}
+			}
 		}
 	}
 	return nil
+}
+
+// resolvedForms returns path made absolute, and also with its symlinks resolved when that
+// differs (and it exists).
+func resolvedForms(path string) []string {
+	a, err := filepath.Abs(path)
+	if err != nil {
+		return nil
+	}
+	out := []string{a}
+	if r, err := filepath.EvalSymlinks(a); err == nil && r != a {
+		out = append(out, r)
+	}
+	return out
+}
+
+// globRoot returns the leading part of a path up to its first element with glob characters:
+// every path the glob matches lies under it.
+func globRoot(p string) string {
+	if !strings.ContainsAny(p, "*?[") {
+		return p
+	}
+	var keep []string
+	for _, e := range strings.Split(filepath.ToSlash(p), "/") {
+		if strings.ContainsAny(e, "*?[") {
+			break
+		}
+		keep = append(keep, e)
+	}
+	root := strings.Join(keep, "/")
+	if root == "" {
+		if filepath.IsAbs(p) {
+			return string(filepath.Separator)
+		}
+		return "."
+	}
+	return filepath.FromSlash(root)
 }
 
 func isMongoURI(s string) bool {
