@@ -195,7 +195,18 @@ func (r *run) Descriptors(ctx context.Context) ([]*catalog.Descriptor, error) {
 	out := make([]*catalog.Descriptor, len(ds))
 	for i, d := range ds {
 		res := r.t.do(ctx, KindDescriptor, d.UID, d.Raw, d.Doc, d, func(doc map[string]any, raw []byte) (any, error) {
-			return catalog.ParseDescriptor(doc, raw)
+			nd, err := catalog.ParseDescriptor(doc, raw)
+			if err != nil {
+				return nil, err
+			}
+			// A data key the transform broke (one stored well) is a failed transform: the
+			// stored descriptor is shown, not a field that reads EIO.
+			for name, dk := range nd.DataKeys {
+				if dk.Err != nil && d.DataKeys[name].Err == nil {
+					return nil, dk.Err
+				}
+			}
+			return nd, nil
 		})
 		r.note(res)
 		out[i] = res.doc.(*catalog.Descriptor)
