@@ -148,6 +148,7 @@ type catalogFlags struct {
 	mongoMonitor *mongoevent.CommandMonitor
 
 	tiled tiledFlags // http(s):// sources: tiled.go
+	times timeFlags  // --since, --until: timerange.go
 }
 
 func (c *catalogFlags) register(fl *pflag.FlagSet) {
@@ -163,6 +164,7 @@ func (c *catalogFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&c.cacheMax, "cache-max", "10G", "most disk the cache may use (K, M, G, T suffixes); least recently used entries go first")
 	fl.DurationVar(&c.cacheTTL, "cache-ttl", 0, "re-validate cache entries older than this against the source (0: entries of finished runs never expire)")
 	c.tiled.register(fl)
+	c.times.register(fl)
 }
 
 func (c *catalogFlags) logger(stderr io.Writer) *slog.Logger {
@@ -173,18 +175,22 @@ func (c *catalogFlags) logger(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// parseQuery parses --query (nil when there is none).
+// parseQuery parses --query with --since and --until added (nil when there is none).
 func (c *catalogFlags) parseQuery() (map[string]any, *catalog.Query, error) {
-	if c.query == "" {
-		return nil, nil, nil
+	var raw map[string]any
+	if c.query != "" {
+		var q map[string]any
+		dec := json.NewDecoder(strings.NewReader(c.query))
+		dec.UseNumber()
+		if err := dec.Decode(&q); err != nil {
+			return nil, nil, usageError{fmt.Sprintf("--query: not a JSON object: %v", err)}
+		}
+		raw = catalog.FromJSON(q).(map[string]any)
 	}
-	var q map[string]any
-	dec := json.NewDecoder(strings.NewReader(c.query))
-	dec.UseNumber()
-	if err := dec.Decode(&q); err != nil {
-		return nil, nil, usageError{fmt.Sprintf("--query: not a JSON object: %v", err)}
+	raw, err := c.times.restrict(raw)
+	if err != nil || raw == nil {
+		return nil, nil, err
 	}
-	raw := catalog.FromJSON(q).(map[string]any)
 	query, err := catalog.ParseQuery(raw)
 	if err != nil {
 		return nil, nil, usageError{fmt.Sprintf("--query: %v", err)}

@@ -35,6 +35,8 @@ var helperFlags = map[string]string{
 	"handler":       "--handler",
 	"allow_other":   "--allow-other",
 	"debug":         "--debug",
+	"since":         "--since",
+	"until":         "--until",
 
 	"transform":      "--transform",
 	"transform_file": "--transform-file",
