@@ -306,6 +306,9 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	log := cf.logger(stderr)
+	if err := bfs.ClearStaleMount(mnt, log); err != nil {
+		return err
+	}
 	if err := bfs.CheckMountpoint(mnt); err != nil {
 		return err
 	}
