@@ -19,34 +19,34 @@ const FSType = "fuse.brokerfs"
 // ClearStaleMount unmounts a dead brokerfs mount on dir: one whose server died without
 // unmounting (crash, SIGKILL, OOM), which answers every access with ENOTCONN and would make
 // the next `brokerfs mount` (systemd's Restart=on-failure) refuse the mountpoint. Only such a
-// mount is touched: dir must give ENOTCONN and its topmost mount in /proc/self/mountinfo must
-// be of type fuse.brokerfs; a live mount, or another file system's, is left for
-// CheckMountpoint to refuse. As root the mount is detached (umount -l); other users go through
-// fusermount3 -u -z. It logs one line when it cleared a mount.
+// mount is touched: the topmost mount on dir in /proc/self/mountinfo must be of type
+// fuse.brokerfs, and statfs on it must fail with ENOTCONN (statfs always asks the server;
+// stat may be answered from the kernel's attribute cache for a moment after the crash). A
+// live mount, or another file system's, is left for CheckMountpoint to refuse. As root the
+// mount is detached (umount -l); other users go through fusermount3 -u -z. It logs one line
+// when it cleared a mount.
 func ClearStaleMount(dir string, log *slog.Logger) error {
-	if _, err := os.Stat(dir); !errors.Is(err, syscall.ENOTCONN) {
-		return nil
-	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
-	// The mountpoint itself cannot be resolved (it answers ENOTCONN); its parent can, and
+	// The mountpoint itself cannot be resolved (it may answer ENOTCONN); its parent can, and
 	// mountinfo shows resolved paths.
 	if parent, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
 		abs = filepath.Join(parent, filepath.Base(abs))
 	}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return err
+		return nil // no mountinfo: nothing can be told; CheckMountpoint decides
 	}
 	fstype, err := topMountType(f, abs)
 	f.Close()
-	if err != nil {
-		return err
+	if err != nil || fstype != FSType {
+		return nil // not ours (or no mount): CheckMountpoint says what is wrong
 	}
-	if fstype != FSType {
-		return nil // not ours (or not found): CheckMountpoint says what is wrong
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(abs, &st); !errors.Is(err, syscall.ENOTCONN) {
+		return nil // a live brokerfs mount
 	}
 	if err := detachMount(abs); err != nil {
 		return fmt.Errorf("mountpoint %s: a stale brokerfs mount is left from a server that died, and clearing it failed: %w; run `umount -l %s` and try again", dir, err, dir)
