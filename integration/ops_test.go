@@ -246,3 +246,50 @@ func deleteCopyAsOwner(t *testing.T, run string) {
 		t.Errorf("the copy is still there after rm -r by its owner: %v", err)
 	}
 }
+
+// TestDemoCleanup runs `brokerfs demo MNT` as a user would and stops it: the temporary catalog
+// it wrote and the mountpoint it made are gone afterwards.
+func TestDemoCleanup(t *testing.T) {
+	t.Parallel()
+	requireFUSE(t)
+	tmp := t.TempDir()
+	mnt := filepath.Join(t.TempDir(), "demo") // missing: the demo makes it
+	ourMounts.add(mnt)
+	cmd := exec.Command(brokerfs, "demo", mnt)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	var logs logBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	if !logs.waitFor("msg=mounted", mountWait+20*time.Second) {
+		cmd.Process.Kill()
+		<-done
+		detach(mnt)
+		t.Fatalf("brokerfs demo did not mount:\n%s", logs.String())
+	}
+	if cats, _ := filepath.Glob(filepath.Join(tmp, "brokerfs-demo-catalog-*")); len(cats) != 1 {
+		t.Errorf("while mounted, TMPDIR holds %q, want one demo catalog", cats)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("brokerfs demo exited with %v:\n%s", err, logs.String())
+		}
+	case <-time.After(exitWait):
+		cmd.Process.Kill()
+		<-done
+		detach(mnt)
+		t.Fatalf("brokerfs demo did not exit within %v of SIGTERM:\n%s", exitWait, logs.String())
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("after the demo exited TMPDIR still holds %v", left)
+	}
+	if _, err := os.Stat(mnt); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the mountpoint the demo made is still there: %v", err)
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/catalog/filestore"
 	"github.com/brokerfs/brokerfs/catalog/jsonl"

@@ -45,6 +45,8 @@ Usage:
   brokerfs cache stat|clear                  what the cache of decoded columns holds; empty it
   brokerfs cache prefetch [flags] SOURCE     decode runs (and read their external frames) into the cache
   brokerfs demo [MOUNTPOINT]                 write a demo catalog and mount it
+  brokerfs install [PREFIX]                  copy brokerfs to PREFIX/bin (default /usr/local) and
+                                             link /sbin/mount.fuse.brokerfs to it
   brokerfs install-helper [DIR]              link DIR/mount.fuse.brokerfs (default /sbin) for
                                              mount -t fuse.brokerfs and fstab
   brokerfs version                           version, commit and Go version (also --version)
@@ -98,6 +100,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSentinel(args[1:], stdout, stderr)
 	case "install-helper":
 		err = cmdInstallHelper(args[1:], stdout, stderr)
+	case "install":
+		err = cmdInstall(args[1:], stdout, stderr)
 	case "version", "--version":
 		err = cmdVersion(args[1:], stdout, stderr)
 	case "completion":

@@ -19,6 +19,7 @@ import (
 // up, as mount(8) expects of a helper.
 //
 // fstab:  /data/catalog  /mnt/bluesky  fuse.brokerfs  allow_other,root_map=/old=/new,nofail  0 0
+// fstab:  mongodb://db/mds  /mnt/mds  fuse.brokerfs  allow_other,_netdev,nofail  0 0  (_netdev: after the network)
 
 const helperName = "mount.fuse.brokerfs"
 
