@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/catalog/filestore"
 	"github.com/brokerfs/brokerfs/catalog/jsonl"
@@ -120,6 +122,9 @@ type copier struct {
 	log    *slog.Logger
 }
 
+// compareParallel is how many runs are compared with their copies at once.
+const compareParallel = 8
+
 // copyJob is a run to copy; replace: DEST has an older or different copy of it.
 type copyJob struct {
 	start   *catalog.Start
@@ -142,12 +147,27 @@ func (c *copier) run(ctx context.Context, stdout, stderr io.Writer, noBar bool) 
 		changed []string
 		failed  []string
 	)
-	for _, s := range starts {
+	// Runs already in DEST are compared with the source a few at a time: each costs a
+	// round trip or a file index on each side.
+	diffs := make([]runDiff, len(starts))
+	errs := make([]error, len(starts))
+	var g errgroup.Group
+	g.SetLimit(compareParallel)
+	for i, s := range starts {
+		if have[s.UID] {
+			g.Go(func() error {
+				diffs[i], errs[i] = c.compare(ctx, s.UID)
+				return nil
+			})
+		}
+	}
+	g.Wait()
+	for i, s := range starts {
 		if !have[s.UID] {
 			todo = append(todo, copyJob{start: s})
 			continue
 		}
-		d, err := c.compare(ctx, s.UID)
+		d, err := diffs[i], errs[i]
 		switch {
 		case err != nil:
 			c.log.Error("compare run with its copy", "uid", s.UID, "err", err)
