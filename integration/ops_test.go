@@ -168,6 +168,9 @@ func TestOps(t *testing.T) {
 			t.Fatalf("after SIGKILL, statfs %s: %v, want ENOTCONN (a stale mount)", mnt, err)
 		}
 		s2 := startServerOn(t, mnt, cat)
+		// The stale mount was listed on mnt already: startServerOn may return before the
+		// new server has mounted.
+		s2.logs.waitFor("msg=mounted", mountWait)
 		if !strings.Contains(s2.logs.String(), "cleared a stale brokerfs mount") {
 			t.Errorf("the second mount does not say it cleared the stale one:\n%s", s2.logs)
 		}

@@ -8,9 +8,9 @@
                                        stream that has events, and where the stop was saved
   docstream.py append DST STOPFILE N   appends N event_page documents (one event each) to DST
   docstream.py stop DST STOPFILE       appends the saved stop document
-  docstream.py same A B                prints "same" when the two run files hold equal documents
-                                       in the same order (whatever their formats), else how many
-                                       documents of each name each holds
+  docstream.py same A B [A B ...]      for each pair, prints "same" when the two run files hold
+                                       equal documents in the same order (whatever their formats),
+                                       else how many documents of each name each holds
 """
 import json
 import sys
@@ -123,6 +123,7 @@ if __name__ == "__main__":
     elif cmd == "stop":
         stop(sys.argv[2], sys.argv[3])
     elif cmd == "same":
-        same(sys.argv[2], sys.argv[3])
+        for i in range(2, len(sys.argv) - 1, 2):
+            same(sys.argv[i], sys.argv[i + 1])
     else:
         sys.exit("unknown command " + cmd)
