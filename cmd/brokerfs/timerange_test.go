@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/brokerfs/brokerfs/catalog/tiled"
 )
 
 func TestParseTime(t *testing.T) {
@@ -95,6 +98,25 @@ func TestTimeRestrict(t *testing.T) {
 	for _, bad := range []timeFlags{{since: "soon"}, {until: "later"}, {since: until, until: since}, {since: since, until: since}} {
 		if _, err := bad.restrict(nil); err == nil {
 			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
+// TestTimeRestrictTiled: the time clause goes to a tiled server as comparison filters, none
+// of it left for the client alone.
+func TestTimeRestrictTiled(t *testing.T) {
+	q, err := (&timeFlags{since: "2024-03-01T00:00:00Z", until: "2024-03-02T00:00:00Z"}).restrict(map[string]any{"plan_name": "scan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, rest := tiled.Filters(q)
+	if len(rest) > 0 {
+		t.Errorf("left for the client: %v", rest)
+	}
+	enc := v.Encode()
+	for _, want := range []string{"operator%5D=ge", "operator%5D=lt", "key%5D=time", "value%5D=1709251200", "value%5D=1709337600"} {
+		if !strings.Contains(enc, want) {
+			t.Errorf("filters %s lack %s", enc, want)
 		}
 	}
 }
