@@ -2,6 +2,7 @@ package integration
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -128,6 +129,17 @@ func TestCopyUpdate(t *testing.T) {
 	}
 	if s := sameRun(t, r1.path, d1, full.path, d2); s != "same" {
 		t.Errorf("after --update: %s", s)
+	}
+
+	// On a terminal (script(1) gives the copy a pseudo-terminal) the line is redrawn with \r.
+	if script, err := exec.LookPath("script"); err == nil {
+		out, err := exec.Command(script, "-qec", brokerfs+" copy "+src+" "+t.TempDir(), "/dev/null").CombinedOutput()
+		if err != nil {
+			t.Errorf("script -c 'brokerfs copy': %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "\rcopying runs: 2/2 (100%)") {
+			t.Errorf("on a terminal the progress line is not redrawn:\n%q", out)
+		}
 	}
 
 }
