@@ -148,7 +148,7 @@ func TestCopyExternalWarning(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	runPython(t, "testdata/external_run.py", dir)
-	warning := "warning: 1 runs copied reference 2 external files"
+	warning := "warning: external files were not copied (runs: 1, files: 2)"
 	out, _ := copyCounts(t, "--no-progress", filepath.Join(dir, "cat_msgpack"), t.TempDir())
 	t.Logf("brokerfs copy says:\n%s", out)
 	if n := strings.Count(out, "warning:"); n != 1 || !strings.Contains(out, warning) || !strings.Contains(out, "--copy-files") {

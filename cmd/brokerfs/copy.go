@@ -205,10 +205,10 @@ func (c *copier) run(ctx context.Context, stdout, stderr io.Writer, noBar bool) 
 	prog.finish()
 	fmt.Fprintf(stdout, "copied %d runs (%d documents), skipped %d already present, %d failed, %d updated, %d changed\n", copied, docs, skipped, len(failed), updated, len(changed))
 	if len(changed) > 0 {
-		fmt.Fprintf(stdout, "%d runs differ from their copy in DEST and were left as they are: use --update to re-copy them\n", len(changed))
+		fmt.Fprintf(stdout, "%d changed: their copies in DEST differ from the source and were left as they are; use --update to re-copy them\n", len(changed))
 	}
 	if ext.runs > 0 && c.files == nil {
-		fmt.Fprintf(stderr, "warning: %d runs copied reference %d external files, which were not copied (DEST's resources name them where they are); use --copy-files DIR to copy them too\n", ext.runs, ext.files)
+		fmt.Fprintf(stderr, "warning: external files were not copied (runs: %d, files: %d); the copies' resources name them where they are; use --copy-files DIR to copy them too\n", ext.runs, ext.files)
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d runs failed: %s", len(failed), strings.Join(failed, ", "))
