@@ -171,6 +171,12 @@ func startServerEnv(t *testing.T, env []string, source string, args ...string) *
 	return awaitMount(t, source, startServerEnvNoWait(t, env, source, args...))
 }
 
+// startServerOn is startServer on the directory mnt ("": a new empty one).
+func startServerOn(t *testing.T, mnt, source string, args ...string) *server {
+	t.Helper()
+	return awaitMount(t, source, startServerAt(t, mnt, nil, source, args...))
+}
+
 // awaitMount waits until s has mounted.
 func awaitMount(t *testing.T, source string, s *server) *server {
 	t.Helper()
@@ -207,10 +213,20 @@ func startServerNoWait(t *testing.T, source string, args ...string) *server {
 // startServerEnvNoWait is startServerNoWait with env added to the server's environment.
 func startServerEnvNoWait(t *testing.T, env []string, source string, args ...string) *server {
 	t.Helper()
+	return startServerAt(t, "", env, source, args...)
+}
+
+// startServerAt starts `brokerfs mount` on mnt ("": a new empty directory), with env added to
+// its environment, and returns at once.
+func startServerAt(t *testing.T, mnt string, env []string, source string, args ...string) *server {
+	t.Helper()
 	requireFUSE(t)
-	mnt, err := filepath.EvalSymlinks(t.TempDir()) // as /proc/self/mountinfo shows it
-	if err != nil {
-		t.Fatal(err)
+	if mnt == "" {
+		var err error
+		mnt, err = filepath.EvalSymlinks(t.TempDir()) // as /proc/self/mountinfo shows it
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := &server{t: t, mnt: mnt, logs: &logBuffer{}, done: make(chan struct{})}
 	ourMounts.add(mnt)

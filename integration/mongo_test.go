@@ -73,6 +73,22 @@ func TestMongoNormalized(t *testing.T) {
 	qmnt, _ := mount(t, mds, "--asset-db", assets, "--root-map", rootMap, "--query", query)
 	expect(t, qmnt, files, "--query", query)
 
+	// --since and --until become a time clause of the server's query. The bounds are whole
+	// seconds between runs (the demo's start times are 600 s apart, at .125 s).
+	since := time.Unix(int64(math.Floor(runs[1].Time)), 0).UTC()
+	until := time.Unix(int64(math.Floor(runs[3].Time)), 0).UTC()
+	var inRange []runSummary
+	for _, r := range runs {
+		if r.Time >= float64(since.Unix()) && r.Time < float64(until.Unix()) {
+			inRange = append(inRange, r)
+		}
+	}
+	out, code = run(t, time.Minute, "ls", "--asset-db", assets, "--since", since.Format(time.RFC3339), "--until", until.Format(time.RFC3339), mds)
+	if code != 0 {
+		t.Fatalf("brokerfs ls --since --until %s exited %d:\n%s", mds, code, out)
+	}
+	checkLs(t, out, inRange)
+
 	// The HDF5 run's frames were read through the handler: its files.txt names the file
 	// under the mapped root.
 	found := false

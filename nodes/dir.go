@@ -50,8 +50,11 @@ func (d *dirBase) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Attr
 	return 0
 }
 
+// fillDir sets a directory's attributes. Modes are 0755 and 0644 though nothing is writable (the
+// mount is ro and every write gets EROFS): copies made with `cp -a` or rsync keep the modes and
+// must stay writable, hence deletable, by whoever made them.
 func fillDir(a *fuse.Attr, t float64) {
-	a.Mode = modeDir | 0o555
+	a.Mode = modeDir | 0o755
 	a.Nlink = 2
 	setTime(a, t)
 }

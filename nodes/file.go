@@ -115,8 +115,9 @@ func (st *state) fileAttrTTL(r *runState) time.Duration {
 	return st.cfg.FinishedTTL
 }
 
+// fillFile sets a file's attributes; 0644 for the reason fillDir gives.
 func fillFile(a *fuse.Attr, r *runState, size int64) {
-	a.Mode = modeFile | 0o444
+	a.Mode = modeFile | 0o644
 	a.Nlink = 1
 	a.Size = uint64(size)
 	a.Blocks = (a.Size + 511) / 512

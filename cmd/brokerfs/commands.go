@@ -34,6 +34,7 @@ var commands = []command{
 	{name: "cache clear", args: "[flags]", summary: "remove every cache entry no running mount has open"},
 	{name: "cache prefetch", args: "[flags] SOURCE", summary: "decode runs (and read their external frames) into the cache"},
 	{name: "demo", args: "[flags] [MOUNTPOINT]", summary: "write a demo catalog and mount it"},
+	{name: "install", args: "[flags] [PREFIX]", summary: "copy brokerfs to PREFIX/bin (default /usr/local) and link /sbin/mount.fuse.brokerfs to it"},
 	{name: "install-helper", args: "[DIR]", summary: "link DIR/mount.fuse.brokerfs (default /sbin) for mount -t fuse.brokerfs and fstab"},
 	{name: "version", summary: "brokerfs's version, commit and Go version (also --version)"},
 	{name: "completion", args: "bash|zsh|fish", summary: "a shell completion script for brokerfs", words: []string{"bash", "zsh", "fish"}},

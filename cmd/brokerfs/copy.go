@@ -13,9 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/catalog/filestore"
 	"github.com/brokerfs/brokerfs/catalog/jsonl"
 	"github.com/brokerfs/brokerfs/catalog/mongo"
 	"github.com/brokerfs/brokerfs/catalog/msgpack"
@@ -23,8 +24,9 @@ import (
 )
 
 // brokerfs copy SOURCE DEST: every run (or those matching --query) from any store to another.
-// The source is only read; runs already in DEST are skipped, so an interrupted copy resumes;
-// each run is read back from DEST and its documents counted against the source's.
+// The source is only read; runs already in DEST are compared with the source's (copystate.go)
+// and skipped when the same, so an interrupted copy resumes; each run is read back from DEST
+// and its documents counted against the source's.
 
 func cmdCopy(args []string, stdout, stderr io.Writer) error {
 	fl := newFlagSet("copy", stderr)
@@ -34,6 +36,7 @@ func cmdCopy(args []string, stdout, stderr io.Writer) error {
 		copyFiles string
 		rootMap   []string
 		noBar     bool
+		update    bool
 		destAsset string
 	)
 	cf.register(fl)
@@ -41,7 +44,8 @@ func cmdCopy(args []string, stdout, stderr io.Writer) error {
 	fl.StringVar(&format, "format", "", "format of a DEST directory: msgpack or jsonl (default: what DEST holds, else msgpack)")
 	fl.StringVar(&copyFiles, "copy-files", "", "copy the runs' external files into DIR and point their resources there")
 	fl.StringArrayVar(&rootMap, "root-map", nil, "OLD=NEW: where the source's external files are now (repeatable)")
-	fl.BoolVar(&noBar, "no-progress", false, "no progress bar")
+	fl.BoolVar(&noBar, "no-progress", false, "no progress display")
+	fl.BoolVar(&update, "update", false, "also re-copy runs whose copy in DEST differs from the source (by default only copies of runs that were live, and have grown or finished since, are re-copied)")
 	fl.StringVar(&destAsset, "dest-asset-db", "", "MongoDB DEST: URI of its asset database when not the metadata database")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: brokerfs copy [flags] SOURCE DEST\n\nDEST is a directory of run files (created if missing), or a mongodb:// URI of a metadata database\n(normalized layout; a new asset database gets the version sentinel).\n\nFlags:\n%s", fl.FlagUsages())
@@ -88,7 +92,7 @@ func cmdCopy(args []string, stdout, stderr io.Writer) error {
 		defer filler.Close()
 		files = &fileCopier{dir: copyFiles, filler: filler}
 	}
-	c := &copier{src: src.cat, dst: dst, files: files, log: log}
+	c := &copier{src: src.cat, dst: dst, files: files, update: update, log: log}
 	return c.run(ctx, stdout, stderr, noBar)
 }
 
@@ -97,19 +101,34 @@ type destination interface {
 	// Has reports the runs already present.
 	Has(ctx context.Context) (map[string]bool, error)
 	// Write stores one run's documents; a partly written run must not count as present.
-	Write(ctx context.Context, uid string, docs []catalog.Document) error
-	// Run opens a written run to verify it.
+	// replace: the run is present and its copy is to be replaced by these documents, as one
+	// step (a reader sees the old copy or the new one, never a mix or nothing).
+	Write(ctx context.Context, uid string, docs []catalog.Document, replace bool) error
+	// Run opens a run as DEST holds it now (after a Write: the new copy).
 	Run(ctx context.Context, uid string) (catalog.Run, error)
-	// Remove deletes a run that failed verification, so that a later copy retries it.
+	// Remove undoes a Write that failed verification, so that a later copy retries it: it
+	// deletes the new run, or puts back the copy it replaced.
 	Remove(ctx context.Context, uid string) error
+	// Verified says the Write of uid was verified: what Remove would need can go.
+	Verified(uid string) error
 	Close() error
 }
 
 type copier struct {
-	src   catalog.Catalog
-	dst   destination
-	files *fileCopier
-	log   *slog.Logger
+	src    catalog.Catalog
+	dst    destination
+	files  *fileCopier
+	update bool
+	log    *slog.Logger
+}
+
+// compareParallel is how many runs are compared with their copies at once.
+const compareParallel = 8
+
+// copyJob is a run to copy; replace: DEST has an older or different copy of it.
+type copyJob struct {
+	start   *catalog.Start
+	replace bool
 }
 
 func (c *copier) run(ctx context.Context, stdout, stderr io.Writer, noBar bool) error {
@@ -122,48 +141,87 @@ func (c *copier) run(ctx context.Context, stdout, stderr io.Writer, noBar bool) 
 	if err != nil {
 		return err
 	}
-	var todo []*catalog.Start
-	skipped := 0
-	for _, s := range starts {
-		switch {
-		case have[s.UID]:
-			skipped++
-		default:
-			todo = append(todo, s)
-		}
-	}
-	bar := progressbar.NewOptions(len(todo),
-		progressbar.OptionSetWriter(stderr),
-		progressbar.OptionSetDescription("copying runs"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("runs"),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionSetVisibility(!noBar),
+	var (
+		todo    []copyJob
+		skipped int
+		changed []string
+		failed  []string
 	)
-	docs, t0 := 0, time.Now()
-	var failed []string
-	for _, s := range todo {
-		n, err := c.copyRun(ctx, s.UID)
-		docs += n
-		if err != nil {
-			c.log.Error("copy run", "uid", s.UID, "err", err)
-			failed = append(failed, s.UID)
+	// Runs already in DEST are compared with the source a few at a time: each costs a
+	// round trip or a file index on each side.
+	diffs := make([]runDiff, len(starts))
+	errs := make([]error, len(starts))
+	var g errgroup.Group
+	g.SetLimit(compareParallel)
+	for i, s := range starts {
+		if have[s.UID] {
+			g.Go(func() error {
+				diffs[i], errs[i] = c.compare(ctx, s.UID)
+				return nil
+			})
 		}
-		bar.Describe(fmt.Sprintf("copying runs (%d documents, %.0f docs/s)", docs, float64(docs)/time.Since(t0).Seconds()))
-		bar.Add(1)
 	}
-	bar.Finish()
-	fmt.Fprintf(stdout, "\ncopied %d runs (%d documents), skipped %d already present, %d failed\n", len(todo)-len(failed), docs, skipped, len(failed))
+	g.Wait()
+	for i, s := range starts {
+		if !have[s.UID] {
+			todo = append(todo, copyJob{start: s})
+			continue
+		}
+		d, err := diffs[i], errs[i]
+		switch {
+		case err != nil:
+			c.log.Error("compare run with its copy", "uid", s.UID, "err", err)
+			failed = append(failed, s.UID)
+		case d.same():
+			skipped++
+		case d.grown() || c.update:
+			c.log.Info("re-copying a run whose copy differs from the source", "uid", s.UID, "copy", d.dst, "source", d.src)
+			todo = append(todo, copyJob{start: s, replace: true})
+		default:
+			c.log.Warn("the run's copy differs from the source; left as it is (--update re-copies it)", "uid", s.UID, "copy", d.dst, "source", d.src)
+			changed = append(changed, s.UID)
+		}
+	}
+	prog := newProgress(stderr, len(todo), !noBar)
+	var (
+		docs, copied, updated int
+		ext                   externalCount
+	)
+	for _, job := range todo {
+		n, err := c.copyRun(ctx, job, &ext)
+		docs += n
+		switch {
+		case err != nil:
+			c.log.Error("copy run", "uid", job.start.UID, "err", err)
+			failed = append(failed, job.start.UID)
+		case job.replace:
+			copied++
+			updated++
+		default:
+			copied++
+		}
+		prog.add(n)
+	}
+	prog.finish()
+	fmt.Fprintf(stdout, "copied %d runs (%d documents), skipped %d already present, %d failed, %d updated, %d changed\n", copied, docs, skipped, len(failed), updated, len(changed))
+	if len(changed) > 0 {
+		fmt.Fprintf(stdout, "%d changed: their copies in DEST differ from the source and were left as they are; use --update to re-copy them\n", len(changed))
+	}
+	if ext.runs > 0 && c.files == nil {
+		fmt.Fprintf(stderr, "warning: external files were not copied (runs: %d, files: %d); the copies' resources name them where they are; use --copy-files DIR to copy them too\n", ext.runs, ext.files)
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d runs failed: %s", len(failed), strings.Join(failed, ", "))
 	}
 	return nil
 }
 
+// externalCount counts the runs copied that reference external files.
+type externalCount struct{ runs, files int }
+
 // copyRun copies one run and verifies it; it returns the number of documents written.
-func (c *copier) copyRun(ctx context.Context, uid string) (int, error) {
+func (c *copier) copyRun(ctx context.Context, job copyJob, ext *externalCount) (int, error) {
+	uid := job.start.UID
 	run, err := c.src.Run(ctx, uid)
 	if err != nil {
 		return 0, err
@@ -185,7 +243,7 @@ func (c *copier) copyRun(ctx context.Context, uid string) (int, error) {
 			return 0, err
 		}
 	}
-	if err := c.dst.Write(ctx, uid, docs); err != nil {
+	if err := c.dst.Write(ctx, uid, docs, job.replace); err != nil {
 		return 0, fmt.Errorf("write: %w", err)
 	}
 	if err := c.verify(ctx, uid, docs); err != nil {
@@ -194,7 +252,27 @@ func (c *copier) copyRun(ctx context.Context, uid string) (int, error) {
 		}
 		return 0, fmt.Errorf("verify: %w", err)
 	}
+	if err := c.dst.Verified(uid); err != nil {
+		c.log.Warn("copy verified, but cleaning up after it failed", "uid", uid, "err", err)
+	}
+	ext.add(docs)
 	return len(docs), nil
+}
+
+// add counts a copied run's external files: the distinct paths its resources name.
+func (e *externalCount) add(docs []catalog.Document) {
+	paths := map[string]bool{}
+	for _, d := range docs {
+		if d.Name == "resource" {
+			root, _ := d.Doc["root"].(string)
+			rel, _ := d.Doc["resource_path"].(string)
+			paths[root+"\x00"+rel] = true
+		}
+	}
+	if len(paths) > 0 {
+		e.runs++
+		e.files += len(paths)
+	}
 }
 
 // verify reads the run back from the destination and compares its document counts.
@@ -249,8 +327,15 @@ func addRows(n map[string]int, d catalog.Document) {
 type fileDest struct {
 	dir    string
 	format string
-	cat    catalog.Catalog
+	cat    *filestore.Catalog
+	// stale: a file was written since the catalog last listed DEST.
+	stale bool
+	// replaced maps the uid of a run whose copy was just replaced to its file and a hard link
+	// to the old copy, kept until the new one is verified.
+	replaced map[string]backup
 }
+
+type backup struct{ path, old string }
 
 func openDest(arg, format string, log *slog.Logger) (destination, error) {
 	if err := os.MkdirAll(arg, 0o755); err != nil {
@@ -262,7 +347,7 @@ func openDest(arg, format string, log *slog.Logger) (destination, error) {
 			format = "jsonl"
 		}
 	}
-	d := &fileDest{dir: arg, format: format}
+	d := &fileDest{dir: arg, format: format, replaced: map[string]backup{}}
 	var err error
 	switch format {
 	case "msgpack":
@@ -280,6 +365,7 @@ func (d *fileDest) Has(ctx context.Context) (map[string]bool, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.stale = false
 	have := map[string]bool{}
 	for _, s := range starts {
 		have[s.UID] = true
@@ -288,9 +374,20 @@ func (d *fileDest) Has(ctx context.Context) (map[string]bool, error) {
 }
 
 // Write writes the run to a hidden temporary file and renames it into place, so that an
-// interrupted copy leaves no partial run behind.
-func (d *fileDest) Write(ctx context.Context, uid string, docs []catalog.Document) error {
+// interrupted copy leaves no partial run behind. A copy being replaced is replaced in that
+// rename (same file name), after a hard link to it was made for Remove to put back.
+func (d *fileDest) Write(ctx context.Context, uid string, docs []catalog.Document, replace bool) error {
+	if err := fileNameOK(uid); err != nil {
+		return err
+	}
 	final := filepath.Join(d.dir, uid+"."+d.format)
+	if replace {
+		f, err := d.cat.Lookup(ctx, uid)
+		if err != nil {
+			return err
+		}
+		final = f.Path
+	}
 	tmp, err := os.CreateTemp(d.dir, ".copy-*")
 	if err != nil {
 		return err
@@ -312,18 +409,53 @@ func (d *fileDest) Write(ctx context.Context, uid string, docs []catalog.Documen
 	if err := errors.Join(bw.Flush(), tmp.Sync(), tmp.Close(), os.Chmod(tmp.Name(), 0o644)); err != nil {
 		return err
 	}
+	if replace {
+		old := filepath.Join(d.dir, ".copy-old-"+filepath.Base(final))
+		if err := os.Remove(old); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := os.Link(final, old); err != nil {
+			return fmt.Errorf("keep the old copy: %w", err)
+		}
+		d.replaced[uid] = backup{path: final, old: old}
+	}
+	d.stale = true
 	return os.Rename(tmp.Name(), final)
 }
 
+// fileNameOK refuses a uid that cannot name a run file in DEST: uids come from documents.
+func fileNameOK(uid string) error {
+	if uid == "" || strings.HasPrefix(uid, ".") || strings.ContainsAny(uid, "/\x00") || len(uid) > 200 {
+		return fmt.Errorf("uid %q cannot name a file in DEST", uid)
+	}
+	return nil
+}
+
 func (d *fileDest) Run(ctx context.Context, uid string) (catalog.Run, error) {
-	if _, err := d.cat.Runs(ctx); err != nil { // pick up the new file
-		return nil, err
+	if d.stale { // pick up the new file
+		if _, err := d.cat.Runs(ctx); err != nil {
+			return nil, err
+		}
+		d.stale = false
 	}
 	return d.cat.Run(ctx, uid)
 }
 
 func (d *fileDest) Remove(_ context.Context, uid string) error {
+	d.stale = true
+	if b, ok := d.replaced[uid]; ok {
+		delete(d.replaced, uid)
+		return os.Rename(b.old, b.path)
+	}
 	return os.Remove(filepath.Join(d.dir, uid+"."+d.format))
+}
+
+func (d *fileDest) Verified(uid string) error {
+	if b, ok := d.replaced[uid]; ok {
+		delete(d.replaced, uid)
+		return os.Remove(b.old)
+	}
+	return nil
 }
 
 func (d *fileDest) Close() error { return d.cat.Close() }
@@ -445,9 +577,14 @@ func (d *mongoDest) Has(ctx context.Context) (map[string]bool, error) {
 	return have, err
 }
 
-func (d *mongoDest) Write(ctx context.Context, _ string, docs []catalog.Document) error {
+func (d *mongoDest) Write(ctx context.Context, uid string, docs []catalog.Document, replace bool) error {
+	if replace {
+		return fmt.Errorf("run %s is in %s already and differs from the source; brokerfs copy does not replace runs in MongoDB: delete its documents there and copy again", uid, d.cat)
+	}
 	return d.w.Insert(ctx, docs)
 }
+
+func (d *mongoDest) Verified(string) error { return nil }
 
 func (d *mongoDest) Run(ctx context.Context, uid string) (catalog.Run, error) {
 	return d.cat.Run(ctx, uid)

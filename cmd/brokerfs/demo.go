@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -32,20 +33,35 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		fl.Usage()
 		return usageError{"want at most one MOUNTPOINT"}
 	}
-	if dir == "" {
+	// A catalog in a temporary directory lives as long as the demo's mount: it is removed
+	// when the demo exits, unless --no-mount asked for the catalog itself. --dir keeps it.
+	temporary := dir == ""
+	if temporary {
 		var err error
 		if dir, err = os.MkdirTemp("", "brokerfs-demo-catalog-"); err != nil {
 			return err
 		}
+		defer func() {
+			if !noMount {
+				os.RemoveAll(dir)
+			}
+		}()
 	}
 	if err := writeDemo(dir, time.Now()); err != nil {
+		if temporary {
+			os.RemoveAll(dir)
+		}
 		return err
 	}
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Wrote the demo catalog to %s\n", dir)
+	if temporary && !noMount {
+		fmt.Fprintf(stdout, "Wrote the demo catalog to %s (removed when the demo exits; --dir DIR keeps it)\n", dir)
+	} else {
+		fmt.Fprintf(stdout, "Wrote the demo catalog to %s\n", dir)
+	}
 	if noMount {
 		return nil
 	}
@@ -53,8 +69,11 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if fl.NArg() == 1 {
 		mnt = fl.Arg(0)
 	}
-	if err := os.MkdirAll(mnt, 0o755); err != nil {
-		return err
+	if _, err := os.Stat(mnt); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(mnt, 0o755); err != nil {
+			return err
+		}
+		defer os.Remove(mnt) // made here: removed again once unmounted (if still empty)
 	}
 	abs, _ := filepath.Abs(mnt)
 	fmt.Fprintf(stdout, `Mounting it on %[1]s; press Ctrl-C here to unmount. In another shell, try:

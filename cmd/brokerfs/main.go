@@ -45,6 +45,8 @@ Usage:
   brokerfs cache stat|clear                  what the cache of decoded columns holds; empty it
   brokerfs cache prefetch [flags] SOURCE     decode runs (and read their external frames) into the cache
   brokerfs demo [MOUNTPOINT]                 write a demo catalog and mount it
+  brokerfs install [PREFIX]                  copy brokerfs to PREFIX/bin (default /usr/local) and
+                                             link /sbin/mount.fuse.brokerfs to it
   brokerfs install-helper [DIR]              link DIR/mount.fuse.brokerfs (default /sbin) for
                                              mount -t fuse.brokerfs and fstab
   brokerfs version                           version, commit and Go version (also --version)
@@ -98,6 +100,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSentinel(args[1:], stdout, stderr)
 	case "install-helper":
 		err = cmdInstallHelper(args[1:], stdout, stderr)
+	case "install":
+		err = cmdInstall(args[1:], stdout, stderr)
 	case "version", "--version":
 		err = cmdVersion(args[1:], stdout, stderr)
 	case "completion":
@@ -148,6 +152,7 @@ type catalogFlags struct {
 	mongoMonitor *mongoevent.CommandMonitor
 
 	tiled tiledFlags // http(s):// sources: tiled.go
+	times timeFlags  // --since, --until: timerange.go
 }
 
 func (c *catalogFlags) register(fl *pflag.FlagSet) {
@@ -163,6 +168,7 @@ func (c *catalogFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&c.cacheMax, "cache-max", "10G", "most disk the cache may use (K, M, G, T suffixes); least recently used entries go first")
 	fl.DurationVar(&c.cacheTTL, "cache-ttl", 0, "re-validate cache entries older than this against the source (0: entries of finished runs never expire)")
 	c.tiled.register(fl)
+	c.times.register(fl)
 }
 
 func (c *catalogFlags) logger(stderr io.Writer) *slog.Logger {
@@ -173,18 +179,22 @@ func (c *catalogFlags) logger(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// parseQuery parses --query (nil when there is none).
+// parseQuery parses --query with --since and --until added (nil when there is none).
 func (c *catalogFlags) parseQuery() (map[string]any, *catalog.Query, error) {
-	if c.query == "" {
-		return nil, nil, nil
+	var raw map[string]any
+	if c.query != "" {
+		var q map[string]any
+		dec := json.NewDecoder(strings.NewReader(c.query))
+		dec.UseNumber()
+		if err := dec.Decode(&q); err != nil {
+			return nil, nil, usageError{fmt.Sprintf("--query: not a JSON object: %v", err)}
+		}
+		raw = catalog.FromJSON(q).(map[string]any)
 	}
-	var q map[string]any
-	dec := json.NewDecoder(strings.NewReader(c.query))
-	dec.UseNumber()
-	if err := dec.Decode(&q); err != nil {
-		return nil, nil, usageError{fmt.Sprintf("--query: not a JSON object: %v", err)}
+	raw, err := c.times.restrict(raw)
+	if err != nil || raw == nil {
+		return nil, nil, err
 	}
-	raw := catalog.FromJSON(q).(map[string]any)
 	query, err := catalog.ParseQuery(raw)
 	if err != nil {
 		return nil, nil, usageError{fmt.Sprintf("--query: %v", err)}
@@ -300,6 +310,9 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	log := cf.logger(stderr)
+	if err := bfs.ClearStaleMount(mnt, log); err != nil {
+		return err
+	}
 	if err := bfs.CheckMountpoint(mnt); err != nil {
 		return err
 	}

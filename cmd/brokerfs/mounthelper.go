@@ -19,6 +19,7 @@ import (
 // up, as mount(8) expects of a helper.
 //
 // fstab:  /data/catalog  /mnt/bluesky  fuse.brokerfs  allow_other,root_map=/old=/new,nofail  0 0
+// fstab:  mongodb://db/mds  /mnt/mds  fuse.brokerfs  allow_other,_netdev,nofail  0 0  (_netdev: after the network)
 
 const helperName = "mount.fuse.brokerfs"
 
@@ -35,6 +36,8 @@ var helperFlags = map[string]string{
 	"handler":       "--handler",
 	"allow_other":   "--allow-other",
 	"debug":         "--debug",
+	"since":         "--since",
+	"until":         "--until",
 
 	"transform":      "--transform",
 	"transform_file": "--transform-file",
@@ -132,6 +135,13 @@ func runHelper(args []string, stderr io.Writer) error {
 	}
 	defer log.Close()
 	start, _ := log.Seek(0, io.SeekEnd)
+	mnt, _ := filepath.Abs(mountArgs[len(mountArgs)-1])
+	// A stale mount left by a server that died (it answers ENOTCONN) is listed too until the
+	// new server clears it: it must not pass for the new mount. A live one is refused here.
+	before, _ := mountIDs(mnt)
+	if len(before) > 0 && answers(mnt) {
+		return fmt.Errorf("%s is already mounted", mnt)
+	}
 	cmd := exec.Command(self, mountArgs...)
 	// The log file itself, not a pipe: a pipe would close when this helper exits, and the
 	// server's next log line would kill it with SIGPIPE.
@@ -143,7 +153,6 @@ func runHelper(args []string, stderr io.Writer) error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	mnt, _ := filepath.Abs(mountArgs[len(mountArgs)-1])
 	deadline := time.After(30 * time.Second)
 	for {
 		select {
@@ -153,25 +162,51 @@ func runHelper(args []string, stderr io.Writer) error {
 			return fmt.Errorf("%s was not mounted within 30s; see %s", mnt, logFile)
 		case <-time.After(50 * time.Millisecond):
 		}
-		if ok, _ := isMounted(mnt); ok {
+		// A mount ID freed by clearing the stale mount may be given to the new one: then
+		// it counts once it answers.
+		if ids, _ := mountIDs(mnt); newMount(ids, before) || (len(ids) > 0 && answers(mnt)) {
 			fmt.Fprintf(stderr, "brokerfs: mounted %s (pid %d, log %s)\n", mnt, cmd.Process.Pid, logFile)
 			return nil
 		}
 	}
 }
 
-func isMounted(abs string) (bool, error) {
+// mountIDs returns the mount IDs of the mounts on abs in /proc/self/mountinfo.
+func mountIDs(abs string) (map[string]bool, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return false, err
+		return nil, err
 	}
+	ids := map[string]bool{}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 4 && strings.ReplaceAll(f[4], `\040`, " ") == abs {
-			return true, nil
+			ids[f[0]] = true
 		}
 	}
-	return false, nil
+	return ids, nil
+}
+
+// isMounted reports whether something is mounted on abs.
+func isMounted(abs string) (bool, error) {
+	ids, err := mountIDs(abs)
+	return len(ids) > 0, err
+}
+
+// answers reports whether the file system mounted on mnt answers (statfs asks its server).
+func answers(mnt string) bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs(mnt, &st) == nil
+}
+
+// newMount reports whether ids holds a mount not in before.
+func newMount(ids, before map[string]bool) bool {
+	for id := range ids {
+		if !before[id] {
+			return true
+		}
+	}
+	return false
 }
 
 // logTail returns what was logged after offset start, at most 4 KiB.

@@ -18,6 +18,8 @@ func TestHelperArgs(t *testing.T) {
 		{[]string{"src", "mnt", "-odefaults,debug"}, "[mount --debug src mnt]", ""},
 		{[]string{"src", "mnt", "-o", "transform=start=fixes.start,transform_file=/etc/brokerfs/t.yml,python=/opt/py/bin/python3"},
 			"[mount --transform=start=fixes.start --transform-file=/etc/brokerfs/t.yml --python=/opt/py/bin/python3 src mnt]", ""},
+		{[]string{"mongodb://db/mds", "/mnt/m", "-o", "_netdev,since=2024-03-01,until=2024-03-02T12:00:00Z"},
+			"[mount --since=2024-03-01 --until=2024-03-02T12:00:00Z mongodb://db/mds /mnt/m]", ""},
 	} {
 		got, log, err := helperArgs(tc.args)
 		if err != nil {

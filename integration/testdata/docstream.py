@@ -8,6 +8,9 @@
                                        stream that has events, and where the stop was saved
   docstream.py append DST STOPFILE N   appends N event_page documents (one event each) to DST
   docstream.py stop DST STOPFILE       appends the saved stop document
+  docstream.py same A B [A B ...]      for each pair, prints "same" when the two run files hold
+                                       equal documents in the same order (whatever their formats),
+                                       else how many documents of each name each holds
 """
 import json
 import sys
@@ -100,6 +103,15 @@ def stop(dst, stopfile):
         f.write(msgpack.packb(["stop", saved["stop"]], use_bin_type=True))
 
 
+def same(a, b):
+    da, db = read(a), read(b)
+    if da == db:
+        print("same")
+        return
+    count = lambda docs: {n: [d[0] for d in docs].count(n) for n in sorted({d[0] for d in docs})}
+    print("differ: %s %s, %s %s" % (a, count(da), b, count(db)))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "check":
@@ -110,5 +122,8 @@ if __name__ == "__main__":
         append(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "stop":
         stop(sys.argv[2], sys.argv[3])
+    elif cmd == "same":
+        for i in range(2, len(sys.argv) - 1, 2):
+            same(sys.argv[i], sys.argv[i + 1])
     else:
         sys.exit("unknown command " + cmd)
