@@ -178,7 +178,7 @@ func compareMounts(t *testing.T, got, want string) {
 				t.Errorf("%s: symlink %q (%v), want %q (%v)", rel, a, err1, b, err2)
 			}
 		case !mode.IsRegular():
-		case strings.HasSuffix(rel, ".npy"), strings.HasSuffix(rel, ".csv"), strings.HasSuffix(rel, ".tif"), filepath.Base(rel) == "files.txt":
+		case strings.HasSuffix(rel, ".npy"), strings.HasSuffix(rel, ".csv"), strings.HasSuffix(rel, ".tif"), strings.HasSuffix(rel, ".parquet"), filepath.Base(rel) == "files.txt":
 			a, err1 := os.ReadFile(gp)
 			b, err2 := os.ReadFile(wp)
 			if (err1 == nil) != (err2 == nil) {
