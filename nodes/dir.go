@@ -8,6 +8,8 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/brokerfs/brokerfs/table"
 )
 
 // entry is one name in a run's directory: a subdirectory or a file, made on lookup.
@@ -135,20 +137,20 @@ func (d *runDir) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrO
 
 func (d *runDir) list0(ctx context.Context, r *runState) ([]entry, error) {
 	es := []entry{{name: "start.json", file: func(_ context.Context, r *runState) (content, error) {
-		return bytesContent(withNewline(r.start.Raw)), nil
+		return table.Bytes(withNewline(r.start.Raw)), nil
 	}}}
 	if r.stop != nil {
 		es = append(es, entry{name: "stop.json", file: func(_ context.Context, r *runState) (content, error) {
 			if r.stop == nil {
 				return nil, errNoStop
 			}
-			return bytesContent(withNewline(r.stop.Raw)), nil
+			return table.Bytes(withNewline(r.stop.Raw)), nil
 		}})
 	}
 	if r.hasResources {
 		es = append(es, entry{name: "files.txt", file: func(ctx context.Context, r *runState) (content, error) {
 			b, err := r.ext.FilesTxt(ctx)
-			return bytesContent(b), err
+			return table.Bytes(b), err
 		}})
 	}
 	files := streamDirNames(r.names)

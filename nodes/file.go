@@ -18,28 +18,6 @@ import (
 // content is what a file serves: a table.File (exact size, opened per open).
 type content = table.File
 
-// bytesContent is a small file held in memory (JSON documents, files.txt).
-type bytesContent []byte
-
-func (b bytesContent) Size() int64 { return int64(len(b)) }
-
-func (b bytesContent) Open(context.Context) (table.Handle, error) { return bytesHandle(b), nil }
-
-type bytesHandle []byte
-
-func (b bytesHandle) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
-	if off >= int64(len(b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-func (bytesHandle) Backing() *os.File { return nil }
-func (bytesHandle) Close() error      { return nil }
-
 // resolver finds a file's content in the current state of its run. Files resolve on every
 // Getattr and Open, not at Lookup, because go-fuse keeps the first node made for an inode
 // number: a live run's files must follow the run as it grows.

@@ -142,7 +142,7 @@ func descriptorsJSON(s *table.Stream) content {
 		}
 		b = append(b, d.Raw...)
 	}
-	return bytesContent(append(b, "]\n"...))
+	return table.Bytes(append(b, "]\n"...))
 }
 
 // configObjects lists the objects configured in the stream's first descriptor.
@@ -199,7 +199,7 @@ func newConfigDir(st *state, uid, name string) *subDir {
 				if err != nil {
 					return nil, err
 				}
-				return bytesContent(append(catalog.AppendJSON(nil, s.Descs[0].Configuration[obj]), '\n')), nil
+				return table.Bytes(append(catalog.AppendJSON(nil, s.Descs[0].Configuration[obj]), '\n')), nil
 			}})
 		}
 		return es, nil

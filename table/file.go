@@ -71,6 +71,29 @@ func (h *osHandle) Close() error      { return h.f.Close() }
 
 // readerFile serves an encoding computed on read (memory columns, columns re-read from the
 // catalog, CSV text without a cache).
+// Bytes is a file held in memory (a document, a list of paths, a small table).
+func Bytes(b []byte) File { return &bytesFile{b} }
+
+type bytesFile struct{ b []byte }
+
+func (f *bytesFile) Size() int64 { return int64(len(f.b)) }
+func (f *bytesFile) Open(context.Context) (Handle, error) {
+	return readerHandle{bytesReader(f.b)}, nil
+}
+
+type bytesReader []byte
+
+func (b bytesReader) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
+	if off >= int64(len(b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
 type readerFile struct {
 	size int64
 	r    interface {

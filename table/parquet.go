@@ -81,7 +81,7 @@ func (t *Table) buildParquet(ctx context.Context) (File, error) {
 		}
 		return nil, err
 	}
-	return &bytesFile{buf.b.Bytes()}, nil
+	return Bytes(buf.b.Bytes()), nil
 }
 
 // storeParquet writes the file into a cache entry; a storage failure wraps errSpill.
@@ -141,27 +141,6 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		return 0, ErrTooLarge
 	}
 	return l.b.Write(p)
-}
-
-// bytesFile is a file held in memory.
-type bytesFile struct{ b []byte }
-
-func (f *bytesFile) Size() int64 { return int64(len(f.b)) }
-func (f *bytesFile) Open(context.Context) (Handle, error) {
-	return readerHandle{bytesReader(f.b)}, nil
-}
-
-type bytesReader []byte
-
-func (b bytesReader) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
-	if off >= int64(len(b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
 }
 
 // pqColumn is one column of the Parquet file being written.
