@@ -768,13 +768,10 @@ func (r countingPages) Version(ctx context.Context) (string, error) {
 	return r.Run.(catalog.Versioner).Version(ctx)
 }
 
-// TestRemountFromCache: a second tree over the same cache (a remount) opens a finished run
-// and reads its fields without opening the catalog's run at all, with the same bytes; a run
-// changed in the catalog is noticed within the list TTL and read again.
-func TestRemountFromCache(t *testing.T) {
-	if withoutCache {
-		t.Skip("needs the cache")
-	}
+// countingWithStore is the fixture runs behind a countingCatalog, and a Config change that puts
+// one cache store (closed when the test ends) under every tree built with it: remounts.
+func countingWithStore(t *testing.T) (countingCatalog, func(*Config)) {
+	t.Helper()
 	mem, err := memory.New(catalogtest.Runs()...)
 	if err != nil {
 		t.Fatal(err)
@@ -783,9 +780,18 @@ func TestRemountFromCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	cat := countingCatalog{mem, &atomic.Int64{}, &atomic.Int64{}}
-	withStore := func(c *Config) { c.Cache = store }
+	t.Cleanup(func() { store.Close() })
+	return countingCatalog{mem, &atomic.Int64{}, &atomic.Int64{}}, func(c *Config) { c.Cache = store }
+}
+
+// TestRemountFromCache: a second tree over the same cache (a remount) opens a finished run
+// and reads its fields without opening the catalog's run at all, with the same bytes; a run
+// changed in the catalog is noticed within the list TTL and read again.
+func TestRemountFromCache(t *testing.T) {
+	if withoutCache {
+		t.Skip("needs the cache")
+	}
+	cat, withStore := countingWithStore(t)
 	p := catalogtest.UIDScalars + "/primary/motor.npy"
 	first := newTree(t, cat, withStore)
 	want := first.mustRead(p)
@@ -819,7 +825,7 @@ func TestRemountFromCache(t *testing.T) {
 		}
 		docs = append(docs, d)
 	}
-	if err := mem.Add(docs); err != nil {
+	if err := cat.Add(docs); err != nil {
 		t.Fatal(err)
 	}
 	if got := second.mustRead(p); !bytes.Equal(got, want) {

@@ -2,13 +2,10 @@ package nodes
 
 import (
 	"strings"
-	"sync/atomic"
 	"testing"
 
-	"github.com/brokerfs/brokerfs/cache"
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/catalog/catalogtest"
-	"github.com/brokerfs/brokerfs/catalog/memory"
 	"github.com/brokerfs/brokerfs/catalog/transform"
 )
 
@@ -19,17 +16,7 @@ func TestRemountTransformed(t *testing.T) {
 	if withoutCache {
 		t.Skip("needs the cache")
 	}
-	mem, err := memory.New(catalogtest.Runs()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := cache.Open(cache.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	cat := countingCatalog{mem, &atomic.Int64{}, &atomic.Int64{}}
-	withStore := func(c *Config) { c.Cache = store }
+	cat, withStore := countingWithStore(t)
 	wrap := func(sample string) catalog.Catalog {
 		if sample == "" {
 			return cat
