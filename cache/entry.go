@@ -376,17 +376,15 @@ func (b *Builder) reserveLocked(n, extra int64) error {
 	}
 	var got int64
 	err := b.s.writeTx(func(c *sql.Conn) error {
-		got = n
+		got = n + extra
 		if max := b.s.opts.MaxBytes; max > 0 && extra > 0 {
 			u, err := used(c)
 			if err != nil {
 				return err
 			}
-			if u+n+extra <= max {
-				got = n + extra
+			if u+got > max {
+				got = n // the extra only where it fits without evicting
 			}
-		} else if max == 0 {
-			got = n + extra
 		}
 		if got == n {
 			if err := b.s.makeRoom(c, n); err != nil {
