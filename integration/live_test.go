@@ -244,14 +244,11 @@ print(json.dumps({"loads": loads, "failures": failures[:5], "nfail": len(failure
 	if r.NFail != 0 || r.Values != 0 {
 		t.Errorf("%d of %d loads failed (%q), %d had wrong values", r.NFail, r.Loads, r.Failures, r.Values)
 	}
-	// Not yet held exactly: a read's byte count against the st_size fstat gave on the same
-	// descriptor. fstat reaches FUSE without the file handle; the kernel may still answer it
-	// from the attributes of the lookup that came just before the open (same clock tick)
-	// when the open took a newer snapshot: 0.1-0.7% of these reads differ (1-10% while live
-	// files' attributes were cached for go-fuse's default second). Logged, not failed, so
-	// that CI does not flake on it.
+	// A read's byte count is the st_size fstat gave on the same descriptor: fstat reaches FUSE
+	// without the file handle, so Getattr answers with the last open's snapshot, and the open
+	// drops whatever attributes the kernel kept from the lookup just before it.
 	if r.NSizes > 0 {
-		t.Logf("KNOWN: %d of %d reads' byte count was not the st_size fstat gave on the same descriptor (%v)", r.NSizes, r.Loads, r.Sizes)
+		t.Errorf("%d of %d reads' byte count was not the st_size fstat gave on the same descriptor (%v)", r.NSizes, r.Loads, r.Sizes)
 	}
 	if r.Loads < 20 || r.DistinctRows < 3 {
 		t.Errorf("%d loads of %d lengths: the reader did not see the run grow", r.Loads, r.DistinctRows)

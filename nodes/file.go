@@ -179,6 +179,15 @@ func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 		// (fs asks the kernel to map such files too: CAP_DIRECT_IO_ALLOW_MMAP.)
 		fl = fuse.FOPEN_DIRECT_IO
 		h.passthroughOff = true
+		// The kernel may still hold the attributes of the LOOKUP that came just before this
+		// open (a nanosecond's TTL lasts to the next clock tick), with the size of an older
+		// snapshot; fstat(2) would answer from them. Dropping them here, before the reply,
+		// makes the next stat ask Getattr, which answers with this open's snapshot. Only the
+		// attributes: a negative offset leaves the page cache alone and takes no lock the
+		// pending OPEN holds.
+		if errno := f.NotifyContent(-1, 0); errno != 0 && errno != syscall.ENOSYS && errno != syscall.ENOENT {
+			f.st.log.Debug("invalidate live file attributes", "path", f.path, "err", errno)
+		}
 	case same:
 		fl = fuse.FOPEN_KEEP_CACHE
 	}
