@@ -48,13 +48,23 @@ var (
 	_ gofs.NodeReader    = (*file)(nil)
 )
 
+// staleTries bounds how often a file is resolved and opened again when the cache entries it
+// reads went away meanwhile (table.ErrStale). Under a --cache-max smaller than what readers
+// work on, entries of one stream are evicted by the builds of others while a CSV file is
+// formatted from them, and that can happen more than once in a row.
+const staleTries = 4
+
 func (f *file) current(ctx context.Context) (*runState, content, error) {
-	r, err := f.st.run(ctx, f.uid)
-	if err != nil {
-		return nil, nil, err
+	for try := 1; ; try++ {
+		r, err := f.st.run(ctx, f.uid)
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := f.resolve(ctx, r)
+		if err == nil || !errors.Is(err, table.ErrStale) || try >= staleTries {
+			return r, c, err
+		}
 	}
-	c, err := f.resolve(ctx, r)
-	return r, c, err
 }
 
 func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
@@ -195,9 +205,9 @@ func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 }
 
 // open resolves and opens the file's content. A table whose cache entry went away meanwhile
-// (evicted, damaged) is rebuilt: the second try opens the new one.
+// (evicted, damaged) is rebuilt: the next try opens the new one.
 func (f *file) open(ctx context.Context) (*runState, content, table.Handle, error) {
-	for try := 0; ; try++ {
+	for try := 1; ; try++ {
 		r, c, err := f.current(ctx)
 		if err != nil {
 			return nil, nil, nil, err
@@ -206,7 +216,7 @@ func (f *file) open(ctx context.Context) (*runState, content, table.Handle, erro
 		if err == nil {
 			return r, c, th, nil
 		}
-		if !errors.Is(err, table.ErrStale) || try > 0 {
+		if !errors.Is(err, table.ErrStale) || try >= staleTries {
 			return nil, nil, nil, err
 		}
 	}

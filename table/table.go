@@ -387,6 +387,9 @@ func (t *Table) formatCSV(ctx context.Context, name string, names []string, arra
 		}
 	}
 	f, err := writeCSV(ctx, t, st, key, c)
+	if errors.Is(err, ErrStale) {
+		return nil, err // the columns went away under the formatter: the caller asks again
+	}
 	if err != nil {
 		if _, logged := s.cfg.warned.LoadOrStore(rootCause(err), true); !logged {
 			s.cfg.logger().Error("cannot store a CSV file in the cache; serving without it", "dir", st.Dir(), "err", err)
