@@ -257,6 +257,7 @@ func FuzzLine(f *testing.F) {
 	seedLines(f)
 	f.Fuzz(func(t *testing.T, line []byte) {
 		info, cerr := classify(line)
+		checkAgreement(t, line, info, cerr)
 		var d decoder
 		kind, doc, raw, err := d.decodeLine(line)
 		if err != nil {
@@ -295,6 +296,46 @@ func FuzzLine(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+// checkAgreement checks that the event decoder takes an event line exactly when classify (the
+// index) does, whatever fields it decodes, and with as many rows: else the index and the reads
+// would disagree on row numbers, or a read would fail on a line the index counted.
+func checkAgreement(t *testing.T, line []byte, info lineInfo, cerr error) {
+	t.Helper()
+	kind, doc, err := header(line)
+	if err != nil || kind != kindEvent && kind != kindEventPage {
+		return
+	}
+	for _, fields := range [][]string{nil, {"x"}, {}} {
+		e := newEventDecoder("", fields)
+		n, err := e.add(line, kind, doc)
+		if (err == nil) != (cerr == nil) || err == nil && n != info.rows {
+			t.Fatalf("fields %v: decoder %d rows, %v; classify %d rows, %v\n%q", fields, n, err, info.rows, cerr, line)
+		}
+	}
+}
+
+// TestAgreementSweep replaces each byte of a few event lines by each of a set of bytes, one at a
+// time, and checks that the decoder and classify agree on every result (checkAgreement).
+func TestAgreementSweep(t *testing.T) {
+	for _, line := range []string{
+		`["event", {"descriptor": "d", "time": 1.5, "seq_num": 2, "data": {"x": [[1, 2], [3, 4]], "y": "a\u00e9\"", "z": {"k": [true, null]}}, "timestamps": {"x": 1, "y": null}, "filled": {"x": false}, "uid": "u"}]`,
+		`["event_page", {"descriptor": "d", "time": [1, 2.5], "seq_num": [1, 2e0], "data": {"x": [[1], [2]], "y": ["a", "b"]}, "timestamps": {"x": [1, 2], "y": [NaN, -Infinity]}, "filled": {"x": [false, "id"]}}]`,
+	} {
+		for pos := range len(line) {
+			for _, b := range []byte("0-9.eE+\"{}[],:tnNI \\u\x01\xff") {
+				m := []byte(line)
+				m[pos] = b
+				info, cerr := classify(m)
+				checkAgreement(t, m, info, cerr)
+				// And with the byte removed.
+				m = append([]byte(line[:pos]), line[pos+1:]...)
+				info, cerr = classify(m)
+				checkAgreement(t, m, info, cerr)
+			}
+		}
+	}
 }
 
 // TestFastFloat checks the fast path against strconv on literals around its limits.
