@@ -110,7 +110,9 @@ func TestHostileDocuments(t *testing.T) {
 		{"datum without datum_id", `["datum", {"resource": "r1", "datum_kwargs": {}}]`, `missing key \"datum_id\"`},
 		{"datum_id a number", `["datum", {"resource": "r1", "datum_id": 1, "datum_kwargs": {}}]`, `key \"datum_id\": want string`},
 		{"datum page ids not strings", `["datum_page", {"resource": "r1", "datum_id": ["a", 2], "datum_kwargs": {}}]`, "want a list of strings"},
-		{"datum page ragged", `["datum_page", {"resource": "r1", "datum_id": ["a", "b"], "datum_kwargs": {"i": [1]}}]`, `datum_kwargs \"i\": column of 1 values in a page of 2 rows`},
+		{"datum page ragged", `["datum_page", {"resource": "r1", "datum_id": ["r1/a", "r1/b"], "datum_kwargs": {"i": [1]}}]`, `datum_kwargs \"i\": column of 1 values in a page of 2 rows`},
+		{"datum page kwarg not a list", `["datum_page", {"resource": "r1", "datum_id": ["r1/a"], "datum_kwargs": {"i": 1}}]`, `datum_kwargs \"i\": want list`},
+		{"datum nested too deeply", `["datum", {"resource": "r1", "datum_id": "r1/a", "datum_kwargs": {"i": ` + nest(512, "") + `}}]`, "nesting deeper than 512"},
 		{"datum broken syntax", `["datum", {"resource": "r1", "datum_id": "r1/9", "datum_kwargs": {"i": 1e}}]`, "invalid number"},
 		{"descriptor data_keys a list", `["descriptor", {"uid": "d2", "run_start": "bad-run", "time": 2.0, "data_keys": []}]`, "data_keys"},
 		{"descriptor broken syntax", `["descriptor", {"uid": "d2", "run_start": "bad-run", "time": 2.0e, "data_keys": {}}]`, "invalid number"},
@@ -121,6 +123,8 @@ func TestHostileDocuments(t *testing.T) {
 		{"timestamp nested 511 deep", bad(`{"x": 3.5}`, `{"x": `+nest(511, "")+`}`), "nesting deeper than 512"},
 		{"page column nested 511 deep", `["event_page", {"descriptor": "d1", "time": [3.5], "seq_num": [7], "data": {"x": [9.25], "y": ` + nest(511, "1") + `}}]`, "nesting deeper than 512"},
 		// Good lines at the edges.
+		{"datum page", `["datum_page", {"resource": "r1", "datum_id": ["r1/a", "r1/b"], "datum_kwargs": {"i": [1, 2], "j": ["u", null]}}]`, ""},
+		{"datum nested 510 deep", `["datum_page", {"resource": "r1", "datum_id": ["r1/a", "r1/b"], "datum_kwargs": {"i": [1, ` + nest(509, "") + `]}}]`, ""},
 		{"NaN and infinities elsewhere", bad(`"seq_num"`, `"uid": [NaN, Infinity, -Infinity, 1e999], "seq_num"`), ""},
 		{"escapes and invalid UTF-8", bad(`"seq_num"`, "\"uid\": \"\\u00e9\\ud800\\n\\\"\xff\", \"seq_num\""), ""},
 		{"integral float seq_num", bad(`"seq_num": 7`, `"seq_num": 7.0e0`), ""},
@@ -132,7 +136,9 @@ func TestHostileDocuments(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			c, logs := openBad(t, badStart, badDesc, goodEv1, tc.line, goodEv2, "")
+			c, logs := openBad(t, badStart, badDesc, goodEv1, tc.line, goodEv2,
+				`["resource", {"uid": "r1", "spec": "S", "root": "/", "resource_path": "p", "resource_kwargs": {}, "run_start": "bad-run"}]`,
+				`["datum", {"resource": "r1", "datum_id": "r1/0", "datum_kwargs": {"i": 0}}]`, "")
 			run, err := c.Run(ctx, "bad-run")
 			if err != nil {
 				t.Fatal(err)
@@ -143,7 +149,7 @@ func TestHostileDocuments(t *testing.T) {
 			}
 			// The values of goodEv1 and goodEv2, and of ev for good lines.
 			want := []row{{1, 3.0, 1.5}, {2, 4.0, 2.5}}
-			if tc.reason == "" {
+			if tc.reason == "" && strings.HasPrefix(tc.line, `["event`) {
 				want = []row{{1, 3.0, 1.5}, {7, 3.5, 9.25}, {2, 4.0, 2.5}}
 			}
 			for _, fields := range [][]string{nil, {"x"}, {"y"}} {
@@ -165,6 +171,19 @@ func TestHostileDocuments(t *testing.T) {
 						}
 					}
 				}
+			}
+			// The resource's datums: the good one, and a good page's.
+			var ids []string
+			err = run.Datums(ctx, "r1", func(p *catalog.DatumPage) error {
+				ids = append(ids, p.DatumID...)
+				return nil
+			})
+			wantIDs := "r1/0"
+			if tc.reason == "" && strings.HasPrefix(tc.line, `["datum`) {
+				wantIDs = "r1/a,r1/b,r1/0"
+			}
+			if err != nil || strings.Join(ids, ",") != wantIDs {
+				t.Errorf("Datums = %v, %v; want %s", ids, err, wantIDs)
 			}
 			lines := logLines(logs)
 			if tc.reason == "" {
