@@ -3,6 +3,7 @@ package jsonl
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -360,6 +361,34 @@ func TestFastFloat(t *testing.T) {
 			if n, isInt := neg.(int64); !isInt || float64(n) != -want {
 				t.Errorf("-%s = %v, want %v", lit, neg, -want)
 			}
+		}
+	}
+}
+
+// TestPlainWord checks the word-at-a-time string scan against the byte table, on every byte
+// value at every position of a word of plain bytes.
+func TestPlainWord(t *testing.T) {
+	for _, fill := range []byte{'a', 0x7f, 0x80, 0xff, ' '} {
+		for pos := range 8 {
+			for c := range 256 {
+				w := bytes.Repeat([]byte{fill}, 8)
+				w[pos] = byte(c)
+				want := !stringStop[byte(c)]
+				if got := plainWord(binary.LittleEndian.Uint64(w)); got != want {
+					t.Fatalf("byte %#x at %d among %#x: plainWord %v, want %v", c, pos, fill, got, want)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkClassify checks one event line as the index does, as writeBenchRun writes them.
+func BenchmarkClassify(b *testing.B) {
+	line := []byte(`["event", {"descriptor": "d1", "uid": "e-00001234-0000-4000-8000-000000000000", "time": 1700000123.4, "seq_num": 1235, "data": {"motor": 12.34, "I0": 13579.678, "Ion Ch 1": 234, "det": 0.0001234, "temp": 295.15}, "timestamps": {"motor": 1700000123.4, "I0": 1700000123.4, "Ion Ch 1": 1700000123.4, "det": 1700000123.4, "temp": 1700000123.4}, "filled": {}}]`)
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		if _, err := classify(line); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package jsonl
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -48,7 +49,7 @@ func kindOf(name []byte) docKind {
 }
 
 func skipWS(b []byte, i int) int {
-	for i < len(b) && isSpace(b[i]) {
+	for i < len(b) && b[i] <= ' ' && isSpace(b[i]) {
 		i++
 	}
 	return i
@@ -103,8 +104,22 @@ func skipValue(b []byte, i int) (int, error) { return scanValue(b, i, maxDepth) 
 // decodes nothing and allocates nothing, so that the index can check every line it counts and
 // a value the decoder would fail on is skipped by the index and every read alike.
 func scanValue(b []byte, i, limit int) (int, error) {
+	i = skipWS(b, i)
+	if i < len(b) { // scalars, most values, without scanContainer's state
+		switch c := b[i]; {
+		case c == '"':
+			return scanString(b, i)
+		case c-'0' < 10 || c == '-':
+			return scanNumber(b, i)
+		}
+	}
+	return scanContainer(b, i, limit)
+}
+
+// scanContainer is scanValue for any value, lists and objects included.
+func scanContainer(b []byte, i, limit int) (int, error) {
 	var objects [maxDepth/64 + 1]uint64 // bit d-1 set: the container at depth d is an object
-	depth := 0
+	depth, obj := 0, false              // obj: the innermost container is an object
 	for {
 		// A value begins at i.
 		i = skipWS(b, i)
@@ -117,17 +132,17 @@ func scanValue(b []byte, i, limit int) (int, error) {
 			if depth >= limit || depth >= maxDepth {
 				return i, &syntaxError{i, fmt.Sprintf("nesting deeper than %d", maxDepth)}
 			}
+			i = skipWS(b, i+1)
+			if i < len(b) && b[i] == c+2 { // '{'+2 is '}', '['+2 is ']': empty
+				i++
+				break
+			}
 			depth++
-			if c == '{' {
+			obj = c == '{'
+			if obj {
 				objects[(depth-1)/64] |= 1 << ((depth - 1) % 64)
 			} else {
 				objects[(depth-1)/64] &^= 1 << ((depth - 1) % 64)
-			}
-			i = skipWS(b, i+1)
-			if i < len(b) && b[i] == c+2 { // '{'+2 is '}', '['+2 is ']'
-				depth--
-				i++
-				break
 			}
 			if c == '{' {
 				if i, err = scanKey(b, i); err != nil {
@@ -154,7 +169,6 @@ func scanValue(b []byte, i, limit int) (int, error) {
 			if depth == 0 {
 				return i, nil
 			}
-			obj := objects[(depth-1)/64]&(1<<((depth-1)%64)) != 0
 			i = skipWS(b, i)
 			switch {
 			case i < len(b) && b[i] == ',':
@@ -167,6 +181,9 @@ func scanValue(b []byte, i, limit int) (int, error) {
 			case obj && i < len(b) && b[i] == '}', !obj && i < len(b) && b[i] == ']':
 				depth--
 				i++
+				if depth > 0 {
+					obj = objects[(depth-1)/64]&(1<<((depth-1)%64)) != 0
+				}
 				continue
 			case obj:
 				return i, &syntaxError{i, "want ',' or '}' in object"}
@@ -212,10 +229,29 @@ var stringStop = func() *[256]bool {
 	return &set
 }()
 
+// SWAR constants: a byte repeated in each of a word's eight.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plainWord reports whether none of the eight bytes of w (little-endian) is a quote, a
+// backslash or a control character: no byte stops a string scan.
+func plainWord(w uint64) bool {
+	// The classic tests, exact as to whether any byte matches: a byte below n has its high
+	// bit set in (w - n*ones) &^ w; a byte equal to c is a zero byte of w ^ c*ones.
+	q, bs := w^'"'*ones, w^'\\'*ones
+	stop := (w-0x20*ones)&^w | (q-ones)&^q | (bs-ones)&^bs
+	return stop&highs == 0
+}
+
 // scanString returns the end of the string literal at i, checking it as strBytes reads it.
 func scanString(b []byte, i int) (int, error) {
 	i++
 	for {
+		for i+8 <= len(b) && plainWord(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
 		for i < len(b) && !stringStop[b[i]] {
 			i++
 		}
@@ -259,37 +295,46 @@ func scanNumber(b []byte, i int) (int, error) {
 		return scanWord(b, i, "NaN")
 	case i >= len(b):
 		return i, &syntaxError{i, "unexpected end of line"}
-	case !isDigit(b[i]):
+	case b[i]-'0' >= 10:
 		return i, &syntaxError{i, fmt.Sprintf("unexpected %q", b[i])}
 	case b[i] == '0':
 		i++
 	default:
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
+		i = digits(b, i+1)
 	}
 	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || !isDigit(b[i]) {
-			return i, &syntaxError{i, "invalid number"}
+		if i+1 >= len(b) || b[i+1]-'0' >= 10 {
+			return i + 1, &syntaxError{i + 1, "invalid number"}
 		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
+		i = digits(b, i+2)
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
 		i++
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		if i >= len(b) || !isDigit(b[i]) {
+		if i >= len(b) || b[i]-'0' >= 10 {
 			return i, &syntaxError{i, "invalid number"}
 		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
+		i = digits(b, i+1)
 	}
 	return i, nil
+}
+
+// digits returns the end of the run of decimal digits at i, eight at a time while it can: a
+// byte is a digit when its high nibble is 3 and adding 6 does not carry out of its low one.
+func digits(b []byte, i int) int {
+	for i+8 <= len(b) {
+		w := binary.LittleEndian.Uint64(b[i:])
+		if w&(0xf0*ones) != 0x30*ones || (w+0x06*ones)&(0xf0*ones) != 0x30*ones {
+			break
+		}
+		i += 8
+	}
+	for i < len(b) && b[i]-'0' < 10 {
+		i++
+	}
+	return i
 }
 
 // eachMember walks the members of the object at b[i], checking its syntax (scanValue) without
@@ -380,6 +425,9 @@ func isNumStart(c byte) bool { return isDigit(c) || c == '-' || c == 'N' || c ==
 func seqNum(b []byte, i int) error {
 	if !isNumStart(b[i]) {
 		return errors.New(`key "seq_num": want integer`)
+	}
+	if j := digits(b, i); j > i && j-i <= 18 && (j == len(b) || b[j] != '.' && b[j] != 'e' && b[j] != 'E') {
+		return nil // the common case: a plain integer that int64 holds
 	}
 	d := decoder{b: b, i: i}
 	if _, err := d.integer(); err != nil {
