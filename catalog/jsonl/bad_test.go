@@ -129,31 +129,6 @@ func TestBadLines(t *testing.T) {
 	}
 }
 
-// TestBadEventValues: lines whose outline is right but whose values are not pass the index and
-// fail EventPages with a DocError that names the line.
-func TestBadEventValues(t *testing.T) {
-	for _, line := range []string{
-		`["event", {"descriptor": "d1", "time": 1.2.3, "seq_num": 9, "data": {"x": 1.0}}]`,
-		`["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9.5, "data": {"x": 1.0}}]`,
-		`["event", {"descriptor": "d1", "time": 1.0, "seq_num": 9, "data": {"x": [1 2]}}]`,
-		`["event_page", {"descriptor": "d1", "time": [1.0, "x"], "seq_num": [1, 2], "data": {"x": [1, 2]}}]`,
-	} {
-		c, logs := openBad(t, badStart, badDesc, goodEv1, line, goodEv2, "")
-		run, err := c.Run(context.Background(), "bad-run")
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = run.EventPages(context.Background(), "d1", 0, -1, nil, func(*catalog.EventPage) error { return nil })
-		var de *catalog.DocError
-		if !errors.Is(err, catalog.ErrBadDocument) || !errors.As(err, &de) || !strings.HasSuffix(de.Source, "bad.jsonl:4") {
-			t.Errorf("%s: EventPages error %v, want a DocError at bad.jsonl:4", line, err)
-		}
-		if lines := logLines(logs); len(lines) != 0 {
-			t.Errorf("%s: unexpected log %q", line, lines)
-		}
-	}
-}
-
 // TestBadStart: a file whose start cannot be read is left out with one warning, not repeated
 // while the file is unchanged; files being created (no complete first line) are skipped silently.
 func TestBadStart(t *testing.T) {

@@ -210,11 +210,11 @@ func (d *decoder) array() ([]any, error) {
 	return out, err
 }
 
-// skip passes over one value, checking only that strings end and brackets balance; the
-// fields an event page does not want cost no decoding.
+// skip passes over one value, checking its syntax and nesting as decoding it would (scanValue);
+// the fields an event page does not want cost no decoding.
 func (d *decoder) skip() error {
 	d.ws()
-	end, err := skipValue(d.b, d.i)
+	end, err := scanValue(d.b, d.i, maxDepth-d.depth)
 	if err != nil {
 		return err
 	}

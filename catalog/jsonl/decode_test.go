@@ -3,6 +3,7 @@ package jsonl
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -257,6 +258,7 @@ func FuzzLine(f *testing.F) {
 	seedLines(f)
 	f.Fuzz(func(t *testing.T, line []byte) {
 		info, cerr := classify(line)
+		checkAgreement(t, line, info, cerr)
 		var d decoder
 		kind, doc, raw, err := d.decodeLine(line)
 		if err != nil {
@@ -297,6 +299,63 @@ func FuzzLine(f *testing.F) {
 	})
 }
 
+// checkAgreement checks that the event decoder takes an event line exactly when classify (the
+// index) does, whatever fields it decodes, and with as many rows: else the index and the reads
+// would disagree on row numbers, or a read would fail on a line the index counted.
+func checkAgreement(t *testing.T, line []byte, info lineInfo, cerr error) {
+	t.Helper()
+	kind, doc, err := header(line)
+	if err == nil && cerr == nil && (kind == kindDatum || kind == kindDatumPage) {
+		// Datums reads only the lines the index took: each must decode.
+		var d decoder
+		_, m, _, err := d.decodeLine(line)
+		p := &catalog.DatumPage{}
+		if err == nil && kind == kindDatum {
+			err = catalog.AppendDatum(p, m)
+		} else if err == nil {
+			err = catalog.AppendDatumPage(p, m)
+		}
+		if err != nil {
+			t.Fatalf("classify took a datum line Datums fails on: %v\n%q", err, line)
+		}
+	}
+	if err != nil || kind != kindEvent && kind != kindEventPage {
+		return
+	}
+	for _, fields := range [][]string{nil, {"x"}, {}} {
+		e := newEventDecoder("", fields)
+		n, err := e.add(line, kind, doc)
+		if (err == nil) != (cerr == nil) || err == nil && n != info.rows {
+			t.Fatalf("fields %v: decoder %d rows, %v; classify %d rows, %v\n%q", fields, n, err, info.rows, cerr, line)
+		}
+	}
+}
+
+// TestAgreementSweep replaces each byte of a few event and datum lines by each of a set of bytes
+// (or removes it), one at a time, and checks that the decoders and classify agree on every
+// result (checkAgreement).
+func TestAgreementSweep(t *testing.T) {
+	for _, line := range []string{
+		`["event", {"descriptor": "d", "time": 1.5, "seq_num": 2, "data": {"x": [[1, 2], [3, 4]], "y": "a\u00e9\"", "z": {"k": [true, null]}}, "timestamps": {"x": 1, "y": null}, "filled": {"x": false}, "uid": "u"}]`,
+		`["event_page", {"descriptor": "d", "time": [1, 2.5], "seq_num": [1, 2e0], "data": {"x": [[1], [2]], "y": ["a", "b"]}, "timestamps": {"x": [1, 2], "y": [NaN, -Infinity]}, "filled": {"x": [false, "id"]}}]`,
+		`["datum_page", {"resource": "r", "datum_id": ["r/1", "r/2"], "datum_kwargs": {"i": [1, 2], "j": [[1], {"k": null}]}}]`,
+		`["datum", {"resource": "r", "datum_id": "r/1", "datum_kwargs": {"i": 1, "j": [true]}}]`,
+	} {
+		for pos := range len(line) {
+			for _, b := range []byte("0-9.eE+\"{}[],:tnNI \\u\x01\xff") {
+				m := []byte(line)
+				m[pos] = b
+				info, cerr := classify(m)
+				checkAgreement(t, m, info, cerr)
+				// And with the byte removed.
+				m = append([]byte(line[:pos]), line[pos+1:]...)
+				info, cerr = classify(m)
+				checkAgreement(t, m, info, cerr)
+			}
+		}
+	}
+}
+
 // TestFastFloat checks the fast path against strconv on literals around its limits.
 func TestFastFloat(t *testing.T) {
 	lits := []string{"0.0", "1.5", "12345.678", "1748985786.503867", "9007199254740992.0", "9007199254740993.0",
@@ -319,6 +378,34 @@ func TestFastFloat(t *testing.T) {
 			if n, isInt := neg.(int64); !isInt || float64(n) != -want {
 				t.Errorf("-%s = %v, want %v", lit, neg, -want)
 			}
+		}
+	}
+}
+
+// TestPlainWord checks the word-at-a-time string scan against the byte table, on every byte
+// value at every position of a word of plain bytes.
+func TestPlainWord(t *testing.T) {
+	for _, fill := range []byte{'a', 0x7f, 0x80, 0xff, ' '} {
+		for pos := range 8 {
+			for c := range 256 {
+				w := bytes.Repeat([]byte{fill}, 8)
+				w[pos] = byte(c)
+				want := !stringStop[byte(c)]
+				if got := plainWord(binary.LittleEndian.Uint64(w)); got != want {
+					t.Fatalf("byte %#x at %d among %#x: plainWord %v, want %v", c, pos, fill, got, want)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkClassify checks one event line as the index does, as writeBenchRun writes them.
+func BenchmarkClassify(b *testing.B) {
+	line := []byte(`["event", {"descriptor": "d1", "uid": "e-00001234-0000-4000-8000-000000000000", "time": 1700000123.4, "seq_num": 1235, "data": {"motor": 12.34, "I0": 13579.678, "Ion Ch 1": 234, "det": 0.0001234, "temp": 295.15}, "timestamps": {"motor": 1700000123.4, "I0": 1700000123.4, "Ion Ch 1": 1700000123.4, "det": 1700000123.4, "temp": 1700000123.4}, "filled": {}}]`)
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		if _, err := classify(line); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

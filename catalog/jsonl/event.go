@@ -44,6 +44,7 @@ type eventDecoder struct {
 	seq    []int64
 	rows   int
 	page   catalog.EventPage
+	counts []int // values in each column of the page being decoded
 }
 
 func newEventDecoder(desc string, fields []string) *eventDecoder {
@@ -207,8 +208,9 @@ func (e *eventDecoder) event() error {
 			hint := 0
 			return e.d.members(func(key []byte) error {
 				f := e.lookup(key, &hint)
-				f.ts = append(cut(f.ts, r0), e.timestamp())
-				return nil
+				t, err := e.timestamp()
+				f.ts = append(cut(f.ts, r0), t)
+				return err
 			})
 		case "filled":
 			hint := 0
@@ -243,6 +245,7 @@ func (e *eventDecoder) event() error {
 func (e *eventDecoder) eventPage() error {
 	r0 := e.rows
 	var have [4]bool
+	e.counts = e.counts[:0]
 	err := e.d.members(func(key []byte) error {
 		switch string(key) {
 		case "descriptor":
@@ -270,32 +273,44 @@ func (e *eventDecoder) eventPage() error {
 			hint := 0
 			return e.d.members(func(key []byte) error {
 				f := e.lookup(key, &hint)
-				if !f.want {
-					return e.d.skip()
+				if !f.want { // counted all the same: classify holds every column to the rows
+					n, err := e.skipList()
+					e.counts = append(e.counts, n)
+					return err
 				}
 				truncateColumn(&f.col, r0)
-				return e.d.elements(func() error { return e.appendValue(&f.col) })
+				n := f.col.Len()
+				err := e.d.elements(func() error { return e.appendValue(&f.col) })
+				e.counts = append(e.counts, f.col.Len()-n)
+				return err
 			})
 		case "timestamps":
 			hint := 0
 			return e.d.members(func(key []byte) error {
 				f := e.lookup(key, &hint)
 				f.ts = cut(f.ts, r0)
-				return e.d.elements(func() error {
-					f.ts = append(f.ts, e.timestamp())
-					return nil
+				n := len(f.ts)
+				err := e.d.elements(func() error {
+					t, err := e.timestamp()
+					f.ts = append(f.ts, t)
+					return err
 				})
+				e.counts = append(e.counts, len(f.ts)-n)
+				return err
 			})
 		case "filled":
 			hint := 0
 			return e.d.members(func(key []byte) error {
 				f := e.lookup(key, &hint)
 				f.filled = cut(f.filled, r0)
-				return e.d.elements(func() error {
+				n := len(f.filled)
+				err := e.d.elements(func() error {
 					v, err := e.d.value()
 					f.filled = append(f.filled, v)
 					return err
 				})
+				e.counts = append(e.counts, len(f.filled)-n)
+				return err
 			})
 		}
 		return e.d.skip()
@@ -312,7 +327,29 @@ func (e *eventDecoder) eventPage() error {
 	case !have[3]:
 		return errors.New(`missing key "descriptor"`)
 	}
+	rows := len(e.time) - r0
+	for _, n := range e.counts {
+		if n != rows {
+			return fmt.Errorf("column of %d values in a page of %d rows", n, rows)
+		}
+	}
 	return nil
+}
+
+// skipList passes over a page column that is not wanted, checking it as classify does (a list,
+// its syntax and nesting), and counts its values.
+func (e *eventDecoder) skipList() (int, error) {
+	d := &e.d
+	if d.peek() != '[' {
+		return 0, d.errorf("want list")
+	}
+	end, err := scanValue(d.b, d.i, maxDepth-d.depth)
+	if err != nil {
+		return 0, err
+	}
+	n, err := countElements(d.b, d.i)
+	d.i = end
+	return n, err
 }
 
 // descriptor reads the descriptor key, as strictly as classify does (a plain string), and
@@ -322,7 +359,7 @@ func (e *eventDecoder) descriptor(seen bool) error {
 	if d.peek() != '"' {
 		return d.errorf(`key "descriptor": want string`)
 	}
-	end, err := skipString(d.b, d.i)
+	end, err := scanString(d.b, d.i)
 	if err != nil {
 		return err
 	}
@@ -337,27 +374,26 @@ func (e *eventDecoder) descriptor(seen bool) error {
 	return nil
 }
 
-// integer decodes a seq_num: an integer, or a float with an integral value.
-func (e *eventDecoder) integer() (int64, error) {
-	iv, fv, isInt, err := e.d.num()
+func (e *eventDecoder) integer() (int64, error) { return e.d.integer() }
+
+// integer decodes a seq_num: an integer, or a float with an integral value that int64 holds.
+func (d *decoder) integer() (int64, error) {
+	iv, fv, isInt, err := d.num()
 	if err != nil || isInt {
 		return iv, err
 	}
 	if v, ok := catalog.AsInt(fv); ok {
 		return v, nil
 	}
-	return 0, e.d.errorf("want integer")
+	return 0, d.errorf("want integer")
 }
 
-// timestamp decodes a timestamp; anything but a number (null, mostly) reads as NaN.
-func (e *eventDecoder) timestamp() float64 {
+// timestamp decodes a timestamp; any value but a number (null, mostly) reads as NaN.
+func (e *eventDecoder) timestamp() (float64, error) {
 	if c := e.d.peek(); isNumStart(c) {
-		if f, err := e.d.float(); err == nil {
-			return f
-		}
+		return e.d.float()
 	}
-	e.d.skip()
-	return math.NaN()
+	return math.NaN(), e.d.skip()
 }
 
 // appendValue decodes one value into c. Ints and floats stay apart: an int arriving in a float

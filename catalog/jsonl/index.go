@@ -37,8 +37,9 @@ type located[T any] struct {
 }
 
 // index is what a file holds beyond its start: built lazily in one pass over the lines, which
-// decodes descriptors, resources and stops but only outlines events and datums, and extended from
-// where it stopped when the file grows. It is safe for concurrent use.
+// decodes descriptors, resources and stops but only checks events and datums (classify: their
+// syntax and the types the decoders take, without decoding), and extended from where it
+// stopped when the file grows. It is safe for concurrent use.
 type index struct {
 	path     string
 	log      *slog.Logger

@@ -56,7 +56,7 @@ func (d *decoder) pack() *catalog.NDArray {
 }
 
 func (d *decoder) packList(level int) bool {
-	if level >= maxDepth {
+	if d.depth+level >= maxDepth { // the list's depth, as value would count it
 		return false
 	}
 	d.i++ // '['

@@ -20,7 +20,7 @@ func checkBody(b []byte, h *evHeader) error {
 		at   int
 	}{{"data", h.data}, {"timestamps", h.ts}, {"filled", h.filled}} {
 		if part.at < 0 || !isMap(b[part.at]) {
-			continue // data is checked to be a map; timestamps and filled that are not are ignored
+			continue // the header check fails data, timestamps and filled that are not maps
 		}
 		if err := checkPart(b, part.at, part.name, h); err != nil {
 			if errors.Is(err, errShort) || isCorrupt(err) && !isDepth(err) {

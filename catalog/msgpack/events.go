@@ -260,6 +260,11 @@ func (d *pageDecoder) scanEvent(b []byte, pos int, single bool, h *evHeader, ski
 		return invalid("missing key %q", "data")
 	case !isMap(b[h.data]):
 		return invalid("key \"data\": want map, have %s", typeName(b, h.data))
+	case h.ts >= 0 && !isMap(b[h.ts]):
+		// As in JSONL: a document this broken is skipped, not read without its timestamps.
+		return invalid("key \"timestamps\": want map, have %s", typeName(b, h.ts))
+	case h.filled >= 0 && !isMap(b[h.filled]):
+		return invalid("key \"filled\": want map, have %s", typeName(b, h.filled))
 	}
 	if h.desc, _, err = str(b, desc); err != nil {
 		return keyError("descriptor", err)
@@ -323,8 +328,8 @@ func (d *pageDecoder) part(b []byte, h *evHeader, pos int) (int, error) {
 		return pos, errShort
 	}
 	if !isMap(b[pos]) {
-		// Data that is not a map fails the header check; timestamps or filled that are not
-		// maps are ignored, as catalog.AppendEvent ignores them.
+		// Data, timestamps or filled that are not maps fail the header check (after the
+		// walk, which may reach this first).
 		return skip(b, pos)
 	}
 	var end int

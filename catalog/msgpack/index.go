@@ -453,11 +453,15 @@ func (x *indexer) small(doc []byte, name string, off int64) error {
 // datumHeader finds the resource of a datum or datum_page document and its datum count,
 // checking what catalog.AppendDatum(Page) needs without decoding the kwargs.
 func datumHeader(doc []byte, single bool) (res string, rows int, err error) {
+	// Datums reads the document whole (value): it must nest no deeper than value takes.
+	if _, err := checkDepth(doc, 0, 0); isDepth(err) {
+		return "", 0, invalid("%v", err)
+	}
 	n, p, err := mapLen(doc, 0)
 	if err != nil {
 		return "", 0, err
 	}
-	resPos, idPos := -1, -1
+	resPos, idPos, kwPos := -1, -1, -1
 	for range n {
 		var k []byte
 		if k, p, err = str(doc, p); err == nil {
@@ -466,6 +470,8 @@ func datumHeader(doc []byte, single bool) (res string, rows int, err error) {
 				resPos = p
 			case "datum_id":
 				idPos = p
+			case "datum_kwargs":
+				kwPos = p
 			}
 		} else if p, err = skip(doc, p); err != nil {
 			return "", 0, err
@@ -492,6 +498,11 @@ func datumHeader(doc []byte, single bool) (res string, rows int, err error) {
 				return "", 0, keyError("datum_id", err)
 			}
 		}
+		if kwPos >= 0 && isMap(doc[kwPos]) {
+			if err := checkKwargs(doc, kwPos, rows); err != nil {
+				return "", 0, err
+			}
+		}
 	}
 	if resPos >= 0 {
 		r, _, err := str(doc, resPos)
@@ -503,6 +514,29 @@ func datumHeader(doc []byte, single bool) (res string, rows int, err error) {
 		return "", 0, invalid("missing key %q", "resource")
 	}
 	return res, rows, nil
+}
+
+// checkKwargs checks the datum_kwargs map of a datum page at pos as catalog.AppendDatumPage
+// reads it: each value a list or array of a value per datum. A ragged page is skipped by the
+// index, with one log line, rather than failing every read of its resource's datums.
+func checkKwargs(doc []byte, pos, rows int) error {
+	n, p, err := mapLen(doc, pos)
+	if err != nil {
+		return err
+	}
+	for range n {
+		k, next, err := str(doc, p)
+		if err != nil {
+			return invalid("datum_kwargs: a key that is not a string")
+		}
+		if p, err = checkColumnOf(doc, next, "datum_kwargs", rows); err != nil {
+			if errors.Is(err, errShort) || isCorrupt(err) && !isDepth(err) {
+				return err
+			}
+			return invalid("datum_kwargs %q: %v", k, err)
+		}
+	}
+	return nil
 }
 
 // resourceOfDatum is the resource uid part of a datum id ("<resource uid>/<n>"); legacy ids

@@ -5,13 +5,16 @@ hold them after damage or from a hostile writer.
 Usage: bad_docs.py DIR HUGE_BYTES
 
 Writes DIR/bad.msgpack and DIR/bad.jsonl (runs bad-msgpack and bad-jsonl). Each holds ten good
-events (fields x, a float, and s, a string) and between them four bad documents:
+events (fields x, a float, and s, a string) and between them six bad documents:
 
 - flip: an event_page with one bit flipped (msgpack: the numpy dtype of a column, "<f8" to "<f:";
   JSONL: a comma of a column to a dot, which makes it ragged);
 - deep: an event whose value is lists nested 600 deep (the decoders stop at 512);
 - ragged: an event_page whose data column is shorter than its times;
-- huge: an event whose string value is HUGE_BYTES long (a hole in a sparse file: no disk).
+- huge: an event whose string value is HUGE_BYTES long (a hole in a sparse file: no disk);
+- types: an event whose seq_num is a string;
+- syntax (JSONL): an event with a digit of x turned into a letter ("1.25" to "1.2e");
+  timestamps (msgpack): an event whose timestamps is a list.
 
 It prints JSON: {"x": [...], "s": [...], "bad": {"msgpack": {name: offset}, "jsonl": {...}}},
 the good events' values and the byte offset of every bad document, for the test to compare
@@ -104,6 +107,21 @@ def js(name, doc):
     return (json.dumps([name, doc]) + "\n").encode()
 
 
+def types(uid):
+    return {"descriptor": uid + "-d", "time": 1.7e9 + 50, "seq_num": "50", "data": {"x": 1.0, "s": "t"}}
+
+
+def js_syntax(uid):
+    doc = {"descriptor": uid + "-d", "time": 1.7e9 + 60, "seq_num": 60, "data": {"x": 1.25, "s": "y"}}
+    return "syntax", js("event", doc).replace(b"1.25", b"1.2e")
+
+
+def mp_timestamps(uid):
+    doc = {"descriptor": uid + "-d", "time": 1.7e9 + 60, "seq_num": 60, "data": {"x": 1.25, "s": "y"},
+           "timestamps": [1.7e9]}
+    return "timestamps", mp("event", doc)
+
+
 def js_flip(uid):
     b = js("event_page", page(uid, [1.0, 2.0], ["a", "b"]))
     i = b.index(b"[1.0, 2.0]") + 4
@@ -121,10 +139,12 @@ def main():
     bad = {}
     bad["msgpack"] = write(os.path.join(out, "bad.msgpack"), mp, [
         mp_flip, mp_deep,
-        lambda u: ("ragged", mp("event_page", page(u, [1.0], ["a", "b"]))), mp_huge], b"")
+        lambda u: ("ragged", mp("event_page", page(u, [1.0], ["a", "b"]))), mp_huge,
+        lambda u: ("types", mp("event", types(u))), mp_timestamps], b"")
     bad["jsonl"] = write(os.path.join(out, "bad.jsonl"), js, [
         js_flip, js_deep,
-        lambda u: ("ragged", js("event_page", page(u, [1.0], ["a", "b"]))), js_huge], b'"}}]\n')
+        lambda u: ("ragged", js("event_page", page(u, [1.0], ["a", "b"]))), js_huge,
+        lambda u: ("types", js("event", types(u))), js_syntax], b'"}}]\n')
     print(json.dumps({"x": [i * 1.5 for i in range(EVENTS)], "s": ["v%d" % i for i in range(EVENTS)], "bad": bad}))
 
 
