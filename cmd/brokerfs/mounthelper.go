@@ -249,11 +249,8 @@ func cmdInstallHelper(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s -> %s (already installed)\n", link, self)
 		return nil
 	}
-	err = os.Remove(link)
-	if err == nil || errors.Is(err, os.ErrNotExist) {
-		err = os.Symlink(self, link)
-	}
-	if err != nil {
+	// Replaced by a rename, as `brokerfs install` does: mount(8) never finds the helper missing.
+	if err := replaceSymlink(self, link); err != nil {
 		if errors.Is(err, os.ErrPermission) && os.Geteuid() != 0 {
 			return fmt.Errorf("install mount helper: %w (run as root)", err)
 		}
