@@ -267,17 +267,30 @@ type sink interface {
 	discard()
 }
 
-// memSink keeps the bytes in memory, within a budget shared by the columns of one stream.
+// memSink keeps the bytes in memory, within a budget shared by the columns of one stream. The
+// budget is charged with the buffer's capacity, not its length: append's doubling would
+// otherwise hold up to twice the budget (a 64 MiB budget made a 128 MiB slice, 192 MiB while
+// it was copied).
 type memSink struct {
 	b      []byte
 	budget *int64
 }
 
 func (m *memSink) append(p []byte) error {
-	if *m.budget < int64(len(p)) {
-		return errSpill
+	need := len(m.b) + len(p)
+	if need > cap(m.b) {
+		c := max(2*cap(m.b), need)
+		if int64(c-cap(m.b)) > *m.budget {
+			c = cap(m.b) + int(*m.budget) // the most that fits
+			if c < need {
+				return errSpill
+			}
+		}
+		*m.budget -= int64(c - cap(m.b))
+		b := make([]byte, len(m.b), c)
+		copy(b, m.b)
+		m.b = b
 	}
-	*m.budget -= int64(len(p))
 	m.b = append(m.b, p...)
 	return nil
 }
@@ -293,7 +306,7 @@ func (m *memSink) readAt(p []byte, off int64) error {
 func (m *memSink) size() int64 { return int64(len(m.b)) }
 
 func (m *memSink) discard() {
-	*m.budget += int64(len(m.b))
+	*m.budget += int64(cap(m.b))
 	m.b = nil
 }
 
