@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -248,6 +249,18 @@ func (c *catalogFlags) fieldFilter() (func(string) bool, error) {
 	}, nil
 }
 
+// mountMemoryLimit is the mount's soft memory limit. What it keeps is bounded (64 MiB per stream
+// not in the cache, 32 MiB of frames, the listing), but Go's collector lets the heap grow to
+// twice what is live between collections; near the limit it collects sooner instead.
+const mountMemoryLimit = 192 << 20
+
+// setMemoryLimit sets mountMemoryLimit unless GOMEMLIMIT says otherwise.
+func setMemoryLimit() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(mountMemoryLimit)
+	}
+}
+
 func cmdMount(args []string, stdout, stderr io.Writer) error {
 	fl := newFlagSet("mount", stderr)
 	var cf catalogFlags
@@ -281,6 +294,7 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		return usageError{"want SOURCE and MOUNTPOINT"}
 	}
 	source, mnt := fl.Arg(0), fl.Arg(1)
+	setMemoryLimit()
 	if swappedMountArgs(source, mnt) {
 		return usageError{fmt.Sprintf("arguments swapped? %s looks like a catalog and %s like a mountpoint; usage: brokerfs mount [flags] SOURCE MOUNTPOINT", mnt, source)}
 	}
