@@ -263,6 +263,7 @@ const headWorkers = 32
 // Catalog is a catalog of run files of one or more formats. It is safe for concurrent use.
 type Catalog struct {
 	patterns []string
+	clean    []string // the patterns, filepath.Clean'ed
 	formats  []*Format
 	exts     []string
 	log      *slog.Logger
@@ -319,6 +320,9 @@ func Open(patterns []string, formats []*Format, opts Options) (*Catalog, error) 
 	}
 	for _, f := range formats {
 		c.exts = append(c.exts, f.Ext)
+	}
+	for _, p := range patterns {
+		c.clean = append(c.clean, filepath.Clean(p))
 	}
 	if opts.Index != "" {
 		// Opened and read in the background: the caller goes on to mount meanwhile, and the
@@ -477,14 +481,13 @@ func (c *Catalog) format(path string) *Format {
 // by a pattern, a file of one of the formats in a directory named by one, or a glob match
 // (dot files only when named).
 func (c *Catalog) covers(path string) bool {
-	base := filepath.Base(path)
-	for _, p := range c.patterns {
-		p = filepath.Clean(p)
+	base, dir := filepath.Base(path), filepath.Dir(path)
+	for _, p := range c.clean {
 		switch {
 		case path == p:
 			return true
 		case base[0] == '.':
-		case filepath.Dir(path) == p:
+		case dir == p:
 			for _, e := range c.exts {
 				if strings.HasSuffix(base, e) {
 					return true
