@@ -79,17 +79,29 @@ type RunNames struct {
 
 // NewRunNames indexes starts (whose uids are distinct).
 func NewRunNames(starts []*Start) *RunNames {
-	n := &RunNames{uids: make([]string, 0, len(starts)), byScan: map[int64]string{}}
+	n := &RunNames{uids: make([]string, 0, len(starts)), recent: make([]string, 0, len(starts)), byScan: map[int64]string{}}
 	sorted := slices.Clone(starts)
-	sort.Slice(sorted, func(i, j int) bool { return Newer(sorted[i], sorted[j]) })
+	slices.SortFunc(sorted, func(a, b *Start) int {
+		switch {
+		case Newer(a, b):
+			return -1
+		case Newer(b, a):
+			return 1
+		}
+		return 0
+	})
 	for _, s := range sorted {
-		n.uids = append(n.uids, s.UID)
 		n.recent = append(n.recent, s.UID)
 		if _, ok := n.byScan[s.ScanID]; s.HasScan && !ok {
 			n.byScan[s.ScanID] = s.UID
 		}
 	}
-	sort.Strings(n.uids)
+	for _, s := range starts {
+		n.uids = append(n.uids, s.UID)
+	}
+	if !slices.IsSorted(n.uids) {
+		slices.Sort(n.uids)
+	}
 	return n
 }
 

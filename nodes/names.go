@@ -34,6 +34,14 @@ func escapeName(s string) string {
 	case "..":
 		return "%2E%2E"
 	}
+	plain := true // printable ASCII without % and /: the name as it is (most uids)
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c >= 0x20 && c < 0x7f && c != '%' && c != '/'
+	}
+	if plain {
+		return s
+	}
 	var b strings.Builder
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -88,14 +96,23 @@ func encodeUpper(s string) string {
 // even ignoring case.
 func fileNames(names []string, reserved func(stem string) bool) map[string]string {
 	out := make(map[string]string, len(names))
-	groups := map[string][]string{}
+	first := make(map[string]string, len(names)) // lower-case name -> the first name that has it
+	groups := map[string][]string{}              // only where two names share one
 	for _, n := range names {
 		e := escapeName(n)
-		if reserved(strings.ToLower(e)) {
+		low := strings.ToLower(e)
+		if reserved(low) {
 			e = encodeFirst(e)
+			low = strings.ToLower(e)
 		}
 		out[n] = e
-		groups[strings.ToLower(e)] = append(groups[strings.ToLower(e)], n)
+		if f, ok := first[low]; !ok {
+			first[low] = n
+		} else if g := groups[low]; g != nil {
+			groups[low] = append(g, n)
+		} else {
+			groups[low] = []string{f, n}
+		}
 	}
 	for _, g := range groups {
 		if len(g) < 2 {

@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -226,12 +227,17 @@ func (st *state) newListing(starts []*catalog.Start) *listing {
 		if !st.cfg.Filter(full) {
 			continue
 		}
-		s := &catalog.Start{UID: full.UID, Time: full.Time, ScanID: full.ScanID, HasScan: full.HasScan, PlanName: full.PlanName}
+		s := full // a summary already (RunSummaries): shared, never modified
+		if full.Doc != nil || full.Raw != nil {
+			s = &catalog.Start{UID: full.UID, Time: full.Time, ScanID: full.ScanID, HasScan: full.HasScan, PlanName: full.PlanName}
+		}
 		l.starts[s.UID] = s
 		l.uids = append(l.uids, s.UID)
 		kept = append(kept, s)
 	}
-	sort.Strings(l.uids)
+	if !slices.IsSorted(l.uids) { // catalogs list by uid
+		slices.Sort(l.uids)
+	}
 	l.names = catalog.NewRunNames(kept)
 	l.latest = l.names.Newest()
 	l.file = fileNames(l.uids, rootReserved)

@@ -22,24 +22,28 @@ const racyWindow = 2 * time.Second
 
 // dirListing is the files of a directory that match a name pattern, as last listed.
 type dirListing struct {
-	mtime time.Time
-	names []string // base names
-	paths []string // the same, joined to the directory
+	mtime   time.Time
+	names   []string // base names
+	paths   []string // the same, joined to the directory
+	regular []bool   // the directory entry says a regular file (not a symlink, not unknown)
 }
 
 // hasMeta reports whether a path has glob metacharacters.
 func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
 
-// found is a file the patterns matched, with its stat (nil when it vanished).
+// found is a file the patterns matched, with its stat (nil when it vanished), or unstated: a
+// regular file, by its directory entry, not stat'ed.
 type found struct {
-	path string
-	fi   os.FileInfo
+	path     string
+	fi       os.FileInfo
+	unstated bool
 }
 
 // find matches the patterns and stats what they match, in pattern order: a directory gives
 // its files whose names end in one of exts, a glob what it matches, a file path itself.
-// dirs caches listings between calls (owned by the caller, which serializes calls).
-func find(patterns, exts []string, dirs map[string]*dirListing) ([]found, error) {
+// dirs caches listings between calls (owned by the caller, which serializes calls). Regular
+// files of a directory listing for which known is false are returned unstated.
+func find(patterns, exts []string, dirs map[string]*dirListing, known func(path string) bool) ([]found, error) {
 	var out []found
 	for _, p := range patterns {
 		dir, name := filepath.Split(p)
@@ -72,7 +76,7 @@ func find(patterns, exts []string, dirs map[string]*dirListing) ([]found, error)
 			return nil, err
 		}
 		dirs[key] = l
-		out = append(out, statDir(dir, l)...)
+		out = append(out, statDir(dir, l, known)...)
 	}
 	return out, nil
 }
@@ -87,10 +91,16 @@ func listDir(dir, pattern string, exts []string, mtime time.Time, old *dirListin
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
-	names, err := f.Readdirnames(-1)
+	ents, err := f.ReadDir(-1) // the entries' types come with the names (no stat)
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	regular := make(map[string]bool, len(ents))
+	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = e.Name()
+		regular[names[i]] = e.Type().IsRegular()
 	}
 	l := &dirListing{mtime: mtime}
 	// "*.msgpack" and the like are a suffix test: much cheaper than filepath.Match on
@@ -120,21 +130,43 @@ func listDir(dir, pattern string, exts []string, mtime time.Time, old *dirListin
 	}
 	slices.Sort(l.names)
 	l.paths = make([]string, len(l.names))
+	l.regular = make([]bool, len(l.names))
 	for i, n := range l.names {
 		l.paths[i] = filepath.Join(dir, n)
+		l.regular[i] = regular[n]
 	}
 	return l, nil
 }
 
-// statDir stats a directory's files relative to it, in parallel.
-func statDir(dir string, l *dirListing) []found {
+// statDir stats a directory's files relative to it, in parallel, except regular files that
+// known does not know: those are returned unstated.
+func statDir(dir string, l *dirListing, known func(string) bool) []found {
+	out := make([]found, len(l.paths))
+	var stat []int
+	for i, p := range l.paths {
+		if l.regular[i] && known != nil && !known(p) {
+			out[i] = found{path: p, unstated: true}
+		} else {
+			stat = append(stat, i)
+		}
+	}
+	if len(stat) == 0 {
+		return out
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return statPaths(l.paths)
+		paths := make([]string, len(stat))
+		for j, i := range stat {
+			paths[j] = l.paths[i]
+		}
+		for j, fd := range statPaths(paths) {
+			out[stat[j]] = fd
+		}
+		return out
 	}
 	defer root.Close()
-	out := make([]found, len(l.paths))
-	parallel(len(out), func(i int) {
+	parallel(len(stat), func(j int) {
+		i := stat[j]
 		fi, err := root.Stat(l.names[i])
 		if err != nil {
 			// A symlink leading out of the directory: os.Root will not follow it.

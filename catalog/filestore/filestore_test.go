@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,9 +58,9 @@ func testLogger() (*slog.Logger, *logBuffer) {
 // counted wraps a format so that a test sees how many file heads it read.
 func counted(f *filestore.Format, n *atomic.Int64) *filestore.Format {
 	g := *f
-	g.ReadHead = func(fh *os.File, size int64) (*catalog.Start, []byte, error) {
+	g.ReadHead = func(r io.ReaderAt, name string, size int64) (*catalog.Start, []byte, error) {
 		n.Add(1)
-		return f.ReadHead(fh, size)
+		return f.ReadHead(r, name, size)
 	}
 	return &g
 }
@@ -896,5 +898,103 @@ func BenchmarkIndexListing(b *testing.B) {
 				c.Close()
 			}
 		})
+	}
+}
+
+// TestFirstListingFromOpenFiles: a first listing reads each regular file once (open, fstat,
+// pread) without a stat by path: the versions are those of the files; a FIFO named like a run
+// file does not block the listing, a directory is not a run, a symlink to a run file is; a
+// msgpack run is listed from its summary and its whole document parsed once when the run is
+// opened, not by the listing.
+func TestFirstListingFromOpenFiles(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	writeMany(t, dir, 4)
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.msgpack"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub.msgpack"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(other, "target.msgpack")
+	if err := msgpack.WriteRun(target, run("linked", 9, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "link.msgpack")); err != nil {
+		t.Fatal(err)
+	}
+	var parsed atomic.Int64
+	log := slog.New(slog.DiscardHandler)
+	c, err := filestore.Open([]string{dir}, []*filestore.Format{parsedCounted(msgpack.NewFormat(log), &parsed), jsonl.NewFormat(log)},
+		filestore.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	sums, err := c.RunSummaries(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range sums {
+		got = append(got, fmt.Sprintf("%s %d %s", s.UID, s.ScanID, s.PlanName))
+	}
+	want := []string{"linked 9 count", "r000 0 count", "r001 1 count", "r002 2 count", "r003 3 count"}
+	if !slices.Equal(got, want) {
+		t.Errorf("summaries %q, want %q", got, want)
+	}
+	if parsed.Load() != 0 {
+		t.Errorf("the listing parsed %d msgpack start documents whole, want 0", parsed.Load())
+	}
+	for _, uid := range []string{"r000", "r001", "linked"} {
+		f, err := c.Lookup(ctx, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ino, dev := filestore.StatIDs(fi)
+		if f.Version() != filestore.VersionKey(f.Path, fi.Size(), fi.ModTime(), ino, dev) {
+			t.Errorf("%s: version %s, the file's stat says %s", uid, f.Version(), filestore.VersionKey(f.Path, fi.Size(), fi.ModTime(), ino, dev))
+		}
+		if f.Start == nil || f.Start.UID != uid || f.Start.Doc["plan_name"] != "count" || len(f.Start.Raw) == 0 {
+			t.Errorf("%s: start after Lookup: %+v", uid, f.Start)
+		}
+	}
+	if parsed.Load() != 2 { // r000 and linked; r001 is JSONL, parsed whole by its listing
+		t.Errorf("%d msgpack start documents parsed whole after two lookups, want 2", parsed.Load())
+	}
+	r, err := c.Run(ctx, "linked")
+	if err != nil || events(t, r) != 2 || parsed.Load() != 2 {
+		t.Errorf("Run(linked): %v, %d parses", err, parsed.Load())
+	}
+}
+
+// BenchmarkFirstListing: a first listing (no listing index) of 2000 msgpack runs whose starts
+// have 34 keys, page cache warm: what reading and decoding the heads costs beside the reads.
+func BenchmarkFirstListing(b *testing.B) {
+	dir := b.TempDir()
+	for i := range 2000 {
+		docs := run(fmt.Sprintf("r%04d", i), int64(i), 1)
+		for k := range 30 {
+			docs[0].Doc[fmt.Sprintf("key%02d", k)] = fmt.Sprintf("value %d of run %d", k, i)
+		}
+		if err := msgpack.WriteRun(filepath.Join(dir, fmt.Sprintf("r%04d.msgpack", i)), docs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	log := slog.New(slog.DiscardHandler)
+	for b.Loop() {
+		c, err := filestore.Open([]string{dir}, []*filestore.Format{msgpack.NewFormat(log)}, filestore.Options{Logger: log})
+		if err != nil {
+			b.Fatal(err)
+		}
+		starts, err := c.RunSummaries(context.Background())
+		if err != nil || len(starts) != 2000 {
+			b.Fatalf("%d runs, %v", len(starts), err)
+		}
+		c.Close()
 	}
 }

@@ -386,13 +386,16 @@ func (l *listing) put(files []*File, gone []string, dirs map[string]int64) {
 			continue
 		}
 		r := rec{f: f}
-		if s := f.Start; s != nil {
-			r.uid, r.time, r.js = s.UID, s.Time, string(s.Raw)
+		if s := f.sum; s != nil {
+			r.uid, r.time = s.UID, s.Time
 			if s.HasScan {
 				r.scan = s.ScanID
 			}
 			if s.PlanName != "" {
 				r.plan = s.PlanName
+			}
+			if !f.fromHead {
+				r.js = string(f.Start.Raw)
 			}
 		}
 		if f.err != "" {
@@ -435,6 +438,13 @@ func (l *listing) put(files []*File, gone []string, dirs map[string]int64) {
 		}
 		for _, r := range recs {
 			f := r.f
+			if f.fromHead {
+				// Read with its summary only: the JSON is made here, after the listing.
+				r.js = nil
+				if js, err := f.Format.headJSON(f.Head); err == nil {
+					r.js = string(js)
+				}
+			}
 			if _, err := insDoc.Exec(f.Path, f.Size, f.ModTime.UnixNano(), int64(f.Ino), int64(f.Dev), r.js, f.Head); err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -43,18 +44,37 @@ type Format struct {
 	// Ext is the file name suffix (".msgpack") that picks the format's files in a directory
 	// and decides a file's format when a Catalog has several.
 	Ext string
-	// ReadHead reads the start document at the beginning of f, a file of size bytes. It
-	// returns the start and the bytes it was parsed from, as stored in the file: the listing
-	// index keeps them and a later mount parses them again with ParseHead instead of reading
-	// the file.
-	ReadHead func(f *os.File, size int64) (start *catalog.Start, head []byte, err error)
+	// ReadHead reads the start document at the beginning of r, the file name of size bytes
+	// (read with ReadAt: pread on an open file). It returns the start and the bytes it was
+	// parsed from, as stored in the file: the listing index keeps them and a later mount
+	// parses them again with ParseHead instead of reading the file. The start may be a
+	// summary (UID, Time, ScanID, HasScan and PlanName; Doc nil) when ParseHead of head
+	// gives the whole document with the same fields, or the same error: the Catalog then
+	// parses head when a run needs the document.
+	ReadHead func(r io.ReaderAt, name string, size int64) (start *catalog.Start, head []byte, err error)
 	// ParseHead parses bytes that ReadHead returned. raw, when not nil, is the Raw JSON of
 	// the start it parsed them into before, so that it need not be made again.
 	ParseHead func(head, raw []byte) (*catalog.Start, error)
+	// HeadJSON, when not nil, is the start document of head (bytes ReadHead returned) as
+	// JSON, as ParseHead would make Raw: the listing index stores it for a start that
+	// ReadHead returned as a summary. Without it, ParseHead is used.
+	HeadJSON func(head []byte) ([]byte, error)
 	// Open opens the run that f held when it was listed. When the file changed since, the
 	// run's start may differ from f.Start or the error may wrap fs.ErrNotExist: the Catalog
 	// then lists again and retries once.
 	Open func(ctx context.Context, f *File) (catalog.Run, error)
+}
+
+// headJSON is HeadJSON, or the Raw of ParseHead.
+func (ft *Format) headJSON(head []byte) ([]byte, error) {
+	if ft.HeadJSON != nil {
+		return ft.HeadJSON(head)
+	}
+	s, err := ft.ParseHead(head, nil)
+	if err != nil {
+		return nil, err
+	}
+	return s.Raw, nil
 }
 
 // File is one run file as a listing saw it. It is immutable (a changed file gets a new File),
@@ -70,13 +90,16 @@ type File struct {
 	Start   *catalog.Start // nil when the start cannot be read
 	Head    []byte         // the start document as stored in the file (what ReadHead returned)
 
-	sum     *catalog.Start // what a listing shows of Start: UID, Time, ScanID, HasScan, PlanName
-	err     string         // why the start cannot be read ("" for ErrIncomplete)
-	fromIx  bool           // the start came from the listing index: nothing to write back
-	lazy    bool           // Start and Head are to be read (from the index) by load
-	loadMu  sync.Mutex     // serializes load
-	loaded  atomic.Bool    // load set Start and Head
-	stopped atomic.Bool
+	sum      *catalog.Start // what a listing shows of Start: UID, Time, ScanID, HasScan, PlanName
+	err      string         // why the start cannot be read ("" for ErrIncomplete)
+	fromIx   bool           // the start came from the listing index: nothing to write back
+	lazy     bool           // Start (and Head, unless fromHead) are to be read by load
+	fromHead bool           // lazy, and load parses Head, read from the file with the summary
+	statFD   bool           // not stat'ed yet: readHead takes the stat from the open file
+	gone     bool           // readHead found no regular file at Path
+	loadMu   sync.Mutex     // serializes load
+	loaded   atomic.Bool    // load set Start and Head
+	stopped  atomic.Bool
 }
 
 // summary is what a listing keeps of a start document.
@@ -100,6 +123,20 @@ func (c *Catalog) load(f *File, d *doc) error {
 	if f.loaded.Load() {
 		return nil
 	}
+	if f.fromHead {
+		// The listing read the file and kept the document's bytes: parse them (the same
+		// bytes parse the same way every time, so a failure is final).
+		s, err := f.Format.ParseHead(f.Head, nil)
+		switch {
+		case err != nil:
+			return fmt.Errorf("%s: start document: %w", f.Path, err)
+		case s.UID != f.sum.UID:
+			return fmt.Errorf("%s: start document: uid %q, listed as %q", f.Path, s.UID, f.sum.UID)
+		}
+		f.Start = s
+		f.loaded.Store(true)
+		return nil
+	}
 	if d == nil && c.ix != nil {
 		if x, ok := c.ix.startOf(f); ok {
 			d = &x
@@ -115,16 +152,18 @@ func (c *Catalog) load(f *File, d *doc) error {
 	}
 	// Not in the index (another process replaced the row, or a head of another brokerfs
 	// version no longer parses): the file, if it is still the version listed.
-	g := &File{Path: f.Path, Format: f.Format, Size: f.Size}
+	g := &File{Path: f.Path, Format: f.Format, statFD: true}
 	readHead(g)
-	fi, err := os.Stat(f.Path)
 	switch {
-	case err != nil || !f.sameStat(fi):
+	case g.gone || g.Size != f.Size || !g.ModTime.Equal(f.ModTime) || g.Ino != f.Ino || g.Dev != f.Dev:
 		return fmt.Errorf("%s changed since it was listed: %w", f.Path, fs.ErrNotExist)
-	case g.Start == nil:
+	case g.sum == nil:
 		return fmt.Errorf("%s: start document: %s", f.Path, g.err)
-	case f.sum != nil && g.Start.UID != f.sum.UID:
+	case f.sum != nil && g.sum.UID != f.sum.UID:
 		return fmt.Errorf("%s changed since it was listed: %w", f.Path, fs.ErrNotExist)
+	}
+	if err := c.load(g, nil); err != nil {
+		return err
 	}
 	f.Start, f.Head = g.Start, g.Head
 	f.loaded.Store(true)
@@ -135,16 +174,20 @@ func (c *Catalog) load(f *File, d *doc) error {
 // every core.
 func (c *Catalog) loadAll(files []*File) {
 	want := map[string]*File{}
+	lazy := false
 	for _, f := range files {
-		if f.lazy {
-			want[f.Path] = f
+		if f.lazy && !f.loaded.Load() {
+			lazy = true
+			if !f.fromHead {
+				want[f.Path] = f
+			}
 		}
 	}
-	if len(want) == 0 {
+	if !lazy {
 		return
 	}
 	var docs map[string]doc
-	if c.ix != nil {
+	if c.ix != nil && len(want) > 0 {
 		docs = c.ix.starts(want)
 	}
 	parallel(len(files), func(i int) {
@@ -220,6 +263,7 @@ const headWorkers = 32
 // Catalog is a catalog of run files of one or more formats. It is safe for concurrent use.
 type Catalog struct {
 	patterns []string
+	clean    []string // the patterns, filepath.Clean'ed
 	formats  []*Format
 	exts     []string
 	log      *slog.Logger
@@ -276,6 +320,9 @@ func Open(patterns []string, formats []*Format, opts Options) (*Catalog, error) 
 	}
 	for _, f := range formats {
 		c.exts = append(c.exts, f.Ext)
+	}
+	for _, p := range patterns {
+		c.clean = append(c.clean, filepath.Clean(p))
 	}
 	if opts.Index != "" {
 		// Opened and read in the background: the caller goes on to mount meanwhile, and the
@@ -434,14 +481,13 @@ func (c *Catalog) format(path string) *Format {
 // by a pattern, a file of one of the formats in a directory named by one, or a glob match
 // (dot files only when named).
 func (c *Catalog) covers(path string) bool {
-	base := filepath.Base(path)
-	for _, p := range c.patterns {
-		p = filepath.Clean(p)
+	base, dir := filepath.Base(path), filepath.Dir(path)
+	for _, p := range c.clean {
 		switch {
 		case path == p:
 			return true
 		case base[0] == '.':
-		case filepath.Dir(path) == p:
+		case dir == p:
 			for _, e := range c.exts {
 				if strings.HasSuffix(base, e) {
 					return true
@@ -585,13 +631,28 @@ func (c *Catalog) refresh(ctx context.Context) error {
 			return nil
 		}
 	}
-	found, err := find(c.patterns, c.exts, c.dirs)
+	// A regular file that neither the last listing nor the index knows is not stat'ed
+	// by path: reading its head takes the stat from the open file (one cold inode read,
+	// overlapped with the others by the head workers, instead of two).
+	known := func(path string) bool { return c.files[path] != nil || c.ixRows[path] != nil }
+	found, err := find(c.patterns, c.exts, c.dirs, known)
 	if err != nil {
 		return err
 	}
 	files := make(map[string]*File, len(found))
 	var todo, fromIx []*File
 	for _, fd := range found {
+		if fd.unstated {
+			if files[fd.path] != nil {
+				continue
+			}
+			if ft := c.format(fd.path); ft != nil {
+				f := &File{Path: fd.path, Format: ft, statFD: true}
+				files[fd.path] = f
+				todo = append(todo, f)
+			}
+			continue
+		}
 		if fd.fi == nil || !fd.fi.Mode().IsRegular() || files[fd.path] != nil {
 			continue // gone, not a file, or matched by two patterns
 		}
@@ -638,12 +699,18 @@ func (c *Catalog) refresh(ctx context.Context) error {
 		}
 		c.parseRows(m)
 	}
-	if err := readHeads(ctx, todo); err != nil {
-		for _, f := range todo {
-			if f.Start == nil && f.err == "" {
-				delete(files, f.Path) // not read: read it next time
-			}
+	err = readHeads(ctx, todo)
+	read := todo[:0:0]
+	for _, f := range todo {
+		switch {
+		case f.gone || (err != nil && f.sum == nil && f.err == ""):
+			delete(files, f.Path) // vanished or not a file; or not read: read it next time
+		default:
+			read = append(read, f)
 		}
+	}
+	todo = read
+	if err != nil {
 		c.files = files
 		c.publish()
 		return err
@@ -695,7 +762,8 @@ func (c *Catalog) parseRows(files map[string]*File) {
 	}
 }
 
-// readHeads reads the start documents of files with a bounded pool of workers.
+// readHeads reads the start documents of files with a bounded pool of workers (a file not
+// read because ctx ended has neither sum nor err).
 func readHeads(ctx context.Context, todo []*File) error {
 	if len(todo) == 0 {
 		return nil
@@ -721,25 +789,92 @@ func readHeads(ctx context.Context, todo []*File) error {
 	return err
 }
 
-// readHead reads one file's start document into f.
+// readHead reads one file's start document into f: one open, one fstat (when f.statFD: its
+// stat is taken from the open file), a pread of the head (more only for a large start) and a
+// close. A file that is gone or not a regular file sets f.gone when f.statFD.
 func readHead(f *File) {
 	err := func() error {
-		fh, err := os.Open(f.Path)
-		if err != nil {
-			return err
+		// O_NONBLOCK: a FIFO that took the place of a run file does not block the open.
+		fd, err := syscall.Open(f.Path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+		for err == syscall.EINTR {
+			fd, err = syscall.Open(f.Path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
 		}
-		defer fh.Close()
-		f.Start, f.Head, err = f.Format.ReadHead(fh, f.Size)
-		return err
+		if err != nil {
+			if f.statFD {
+				// Gone, or unreadable: then it is listed with its error, as a stat saw it.
+				fi, serr := os.Stat(f.Path)
+				if serr != nil || !fi.Mode().IsRegular() {
+					f.gone = true
+					return nil
+				}
+				f.Size, f.ModTime = fi.Size(), fi.ModTime()
+				f.Ino, f.Dev = StatIDs(fi)
+			}
+			return &fs.PathError{Op: "open", Path: f.Path, Err: err}
+		}
+		defer syscall.Close(fd)
+		if f.statFD {
+			var st syscall.Stat_t
+			if err := fstat(fd, &st); err != nil {
+				return &fs.PathError{Op: "stat", Path: f.Path, Err: err}
+			}
+			if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+				f.gone = true
+				return nil
+			}
+			f.Size = st.Size
+			f.ModTime = time.Unix(int64(st.Mtim.Sec), int64(st.Mtim.Nsec)) //nolint:unconvert // widths differ by platform
+			f.Ino, f.Dev = uint64(st.Ino), uint64(st.Dev)                  //nolint:unconvert // widths differ by platform
+		}
+		s, head, err := f.Format.ReadHead(fdReader(fd), f.Path, f.Size)
+		switch {
+		case err != nil:
+			return err
+		case s.Doc == nil:
+			f.Start, f.Head, f.lazy, f.fromHead = nil, head, true, true
+		default:
+			f.Start, f.Head = s, head
+		}
+		f.sum = summary(s)
+		return nil
 	}()
 	switch {
 	case err == nil:
-		f.sum = summary(f.Start)
 	case errors.Is(err, ErrIncomplete):
-		f.Start, f.Head = nil, nil
+		f.Start, f.Head, f.sum = nil, nil, nil
 	default:
-		f.Start, f.Head, f.err = nil, nil, err.Error()
+		f.Start, f.Head, f.sum, f.err = nil, nil, nil, err.Error()
 	}
+}
+
+// fstat is syscall.Fstat, retried on EINTR.
+func fstat(fd int, st *syscall.Stat_t) error {
+	for {
+		if err := syscall.Fstat(fd, st); err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// fdReader reads an open file descriptor with pread, without the os.File around it (whose
+// poller registration and cleanup cost more than a small head's read).
+type fdReader int
+
+func (fd fdReader) ReadAt(p []byte, off int64) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := syscall.Pread(int(fd), p[done:], off+int64(done))
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err != nil:
+			return done, err
+		case n == 0:
+			return done, io.EOF
+		}
+		done += n
+	}
+	return done, nil
 }
 
 // publish rebuilds the uid map from the files, applying the duplicate rule.

@@ -90,18 +90,18 @@ type cached struct {
 
 // readHead reads a file's first line for the listing. A file without a complete first line
 // yet is being created by a writer: filestore.ErrIncomplete.
-func readHead(fh *os.File, size int64) (*catalog.Start, []byte, error) {
-	line, err := readFirstLine(fh, size)
+func readHead(r io.ReaderAt, name string, size int64) (*catalog.Start, []byte, error) {
+	line, err := readFirstLine(r, size)
 	switch {
 	case errors.Is(err, io.EOF):
 		return nil, nil, filestore.ErrIncomplete
 	case errors.Is(err, errLongLine):
-		return nil, nil, fmt.Errorf("%s: first line: %w", fh.Name(), err)
+		return nil, nil, fmt.Errorf("%s: first line: %w", name, err)
 	case err != nil:
 		return nil, nil, err
 	}
 	line = bytes.Clone(line)
-	s, err := parseStartLine(fh.Name(), line)
+	s, err := parseStartLine(name, line)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -63,6 +63,7 @@ func NewFormat(log *slog.Logger) *filestore.Format {
 		Ext:       ".msgpack",
 		ReadHead:  readHead,
 		ParseHead: parseHead,
+		HeadJSON:  headJSON,
 		Open:      ic.open,
 	}
 }
@@ -200,15 +201,15 @@ const headRead = 4 << 10
 // headPool holds buffers for reading start documents.
 var headPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// readHead reads the start document of a file for the listing: the start and its msgpack
-// bytes.
-func readHead(f *os.File, size int64) (*catalog.Start, []byte, error) {
+// readHead reads the start document of a file for the listing: its summary (parseHead
+// parses the whole document from the bytes when a run needs it) and its msgpack bytes.
+func readHead(r io.ReaderAt, _ string, size int64) (*catalog.Start, []byte, error) {
 	if size == 0 {
 		return nil, nil, errors.New("empty file")
 	}
 	bp := headPool.Get().(*[]byte)
 	defer headPool.Put(bp)
-	s, doc, buf, err := readStartDoc(f, size, *bp)
+	s, doc, buf, err := readStartDoc(r, size, *bp, true)
 	*bp = buf
 	if err != nil {
 		return nil, nil, err
@@ -239,15 +240,22 @@ func parseHead(doc, raw []byte) (*catalog.Start, error) {
 	return s, nil
 }
 
+// headJSON renders the msgpack bytes of a start document that readHead returned as JSON, as
+// parseHead makes Raw.
+func headJSON(doc []byte) ([]byte, error) {
+	raw, _, err := appendJSON(nil, doc, 0, 0)
+	return raw, err
+}
+
 // readStartAt reads the start document at the beginning of r.
 func readStartAt(r io.ReaderAt, size int64, buf []byte) (*catalog.Start, []byte, error) {
-	s, _, buf, err := readStartDoc(r, size, buf)
+	s, _, buf, err := readStartDoc(r, size, buf, false)
 	return s, buf, err
 }
 
-// readStartDoc reads the start document at the beginning of r: the start, its bytes (in buf)
-// and buf, grown if need be.
-func readStartDoc(r io.ReaderAt, size int64, buf []byte) (*catalog.Start, []byte, []byte, error) {
+// readStartDoc reads the start document at the beginning of r: the start (only its summary,
+// Doc and Raw nil, when sum is set), its bytes (in buf) and buf, grown if need be.
+func readStartDoc(r io.ReaderAt, size int64, buf []byte, sum bool) (*catalog.Start, []byte, []byte, error) {
 	if cap(buf) < headRead {
 		buf = make([]byte, startWindow)
 	}
@@ -272,11 +280,15 @@ func readStartDoc(r io.ReaderAt, size int64, buf []byte) (*catalog.Start, []byte
 	}
 	_, p, _ := arrayLen(b, 0)
 	_, p, _ = str(b, p)
-	x := &indexer{ix: &index{}}
-	if err := x.small(b[p:n], "start", 0); err != nil {
+	parse := parseStart
+	if sum {
+		parse = summaryStart
+	}
+	s, err := parse(b[p:n])
+	if err != nil {
 		return nil, nil, w.buf, fmt.Errorf("bad start document: %w", err)
 	}
-	return x.ix.start, b[p:n], w.buf, nil
+	return s, b[p:n], w.buf, nil
 }
 
 // startLen checks that b begins with a [\"start\", doc] pair and returns its length.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -291,11 +292,18 @@ func TestSwappedMountArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(other, "notes.txt"), nil, 0o644)
+	// A run file among more names than one batch of the directory read.
+	many := t.TempDir()
+	for i := range 700 {
+		os.WriteFile(filepath.Join(many, fmt.Sprintf("note%03d.txt", i)), nil, 0o644)
+	}
+	os.WriteFile(filepath.Join(many, "x.msgpack"), nil, 0o644)
 	for _, tc := range []struct {
 		source, mnt string
 		want        bool
 	}{
 		{empty, cat, true},
+		{empty, many, true},
 		{empty, "mongodb://db/mds", true},
 		{empty, "https://tiled.example/api/v1", true},
 		{empty, filepath.Join(cat, "run.jsonl"), true},

@@ -44,7 +44,9 @@ func looksLikeMountpoint(p string) bool {
 }
 
 // looksLikeCatalog: a mongodb:// or tiled URL, a run file, or a directory holding catalog.yml
-// or run files (only its first 10,000 names are looked at).
+// or run files (only its first 10,000 names are looked at, a batch at a time: every mount
+// asks, and a directory of run files answers in its first batch instead of being read whole
+// before the mount, cold, when the listing index makes reading it needless).
 func looksLikeCatalog(p string) bool {
 	if isMongoURI(p) || tiled.IsURL(p) {
 		return true
@@ -64,11 +66,17 @@ func looksLikeCatalog(p string) bool {
 		return false
 	}
 	defer f.Close()
-	names, _ := f.Readdirnames(10000)
-	for _, n := range names {
-		if isRunFile(n) {
-			return true
+	for seen := 0; seen < 10000; {
+		names, err := f.Readdirnames(256)
+		for _, n := range names {
+			if isRunFile(n) {
+				return true
+			}
 		}
+		if err != nil {
+			return false
+		}
+		seen += len(names)
 	}
 	return false
 }
