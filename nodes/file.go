@@ -84,7 +84,7 @@ func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 	if err != nil {
 		return f.st.toErrno("getattr", f.path, err)
 	}
-	fillFile(&out.Attr, r, c.Size())
+	fillFile(&out.Attr, r, c)
 	out.SetTimeout(f.st.fileAttrTTL(r))
 	return 0
 }
@@ -104,12 +104,12 @@ func (st *state) fileAttrTTL(r *runState) time.Duration {
 }
 
 // fillFile sets a file's attributes; 0644 for the reason fillDir gives.
-func fillFile(a *fuse.Attr, r *runState, size int64) {
+func fillFile(a *fuse.Attr, r *runState, c content) {
 	a.Mode = modeFile | 0o644
 	a.Nlink = 1
-	a.Size = uint64(size)
+	a.Size = uint64(c.Size())
 	a.Blocks = (a.Size + 511) / 512
-	a.Blksize = 1 << 20
+	a.Blksize = uint32(table.BlockSize(c))
 	setTime(a, runTime(r))
 }
 

@@ -286,7 +286,7 @@ func (lc *lazyColumn) npy(ctx context.Context) (File, error) {
 	if sp == nil {
 		// The same bytes as with a cache: data on a page of its own.
 		n := encode.NewNPYAligned(lc, lazyAlign)
-		return &readerFile{size: n.Size(), r: n}, nil
+		return lazyReaderFile{&readerFile{size: n.Size(), r: n}}, nil
 	}
 	return &lazyFile{lc: lc, size: int64(len(lc.hdr)) + int64(lc.rows)*int64(lc.rb)}, nil
 }
@@ -478,6 +478,11 @@ func (lc *lazyColumn) ensure(ctx context.Context, sp *cache.Sparse, from, to int
 	return nil
 }
 
+// lazyReaderFile is the .npy of a lazy column without a cache.
+type lazyReaderFile struct{ *readerFile }
+
+func (lazyReaderFile) lazyRows() {}
+
 // lazyFile is the .npy of a lazy column with a sparse cache file.
 type lazyFile struct {
 	lc   *lazyColumn
@@ -485,36 +490,53 @@ type lazyFile struct {
 }
 
 func (f *lazyFile) Size() int64 { return f.size }
+func (f *lazyFile) lazyRows()   {}
 
 func (f *lazyFile) Open(context.Context) (Handle, error) { return &lazyHandle{f: f}, nil }
 
 // lazyHandle is one open of a lazy column's .npy. A reader that goes through it in order
 // (np.load, cp) has the rows after the ones it reads filled ahead in the background, a few at
-// a time, so that the handlers work in parallel with it; a reader that jumps (mmap of one
-// frame) never triggers that: one frame read costs about one frame of handler work.
+// a time, so that the handlers work in parallel with it; a reader of one frame (mmap, whose
+// page faults the kernel rounds out to its readahead window) never triggers that: one frame
+// read costs about one frame of handler work.
 type lazyHandle struct {
 	f *lazyFile
 
-	mu      sync.Mutex
-	reads   int  // guarded by mu; reads of rows so far
-	next    int  // guarded by mu; the row after the last one read
+	mu sync.Mutex
+	// [lo, hi) is the run of bytes this open has read in order so far: reads that overlap or
+	// follow it extend it, any other read starts a new one. Guarded by mu.
+	lo, hi  int64
 	ahead   int  // guarded by mu; rows up to here are filled or being filled ahead
 	running bool // guarded by mu; a fill ahead is in progress
 }
 
-// fillAhead is how many rows a sequential reader has filled ahead of it.
-const fillAhead = 2 * fillWorkers
+const (
+	// fillAhead is how many rows a sequential reader has filled ahead of it.
+	fillAhead = 2 * fillWorkers
+	// A reader is sequential once its run of reads in order holds seqRows whole rows and
+	// seqBytes bytes: more than the kernel reads for one mmap'ed frame, which is the frame
+	// and its readahead around and after it, or for a buffered read of the header.
+	seqRows  = 2
+	seqBytes = 1 << 20
+	// seqSlack is how far past the run a read may start and still continue it: the kernel
+	// sends the requests of one readahead together, and they are served in any order.
+	seqSlack = 128 << 10
+)
 
-// readAhead starts filling rows after last when the read that ended there continued the
-// previous one.
-func (h *lazyHandle) readAhead(first, last int) {
+// readAhead notes a read of [off, end), whose last row is last, and starts filling rows after
+// it once the reader is sequential.
+func (h *lazyHandle) readAhead(off, end int64, last int) {
 	lc := h.f.lc
+	hdr, rb := int64(len(lc.hdr)), int64(lc.rb)
 	h.mu.Lock()
-	// A read that continues the previous one: the first read of an open is not enough (the
-	// kernel's readahead of the header reaches into row 0 for every reader, mmap included).
-	sequential := h.reads > 0 && first <= h.next && last+1 > h.next
-	h.reads++
-	h.next = last + 1
+	if h.hi > h.lo && off <= h.hi+seqSlack && end >= h.lo {
+		h.lo, h.hi = min(h.lo, off), max(h.hi, end)
+	} else {
+		h.lo, h.hi = off, end
+	}
+	// Whole rows in the run: from the first row starting in it to the last ending in it.
+	whole := (h.hi-hdr)/rb - (max(h.lo-hdr, 0)+rb-1)/rb
+	sequential := whole >= seqRows && h.hi-h.lo >= seqBytes
 	from := max(last+1, h.ahead)
 	to := min(lc.rows, last+1+fillAhead)
 	start := sequential && !h.running && from < to && lc.sp != nil
@@ -525,6 +547,7 @@ func (h *lazyHandle) readAhead(first, last int) {
 	if !start {
 		return
 	}
+	lc.s.cfg.stats().FillsAhead.Add(1)
 	go func() {
 		// Detached from the reader: the rows are wanted whether or not this read is canceled.
 		// A failure is left to the read that needs the row, which reports it.
@@ -563,7 +586,7 @@ func (h *lazyHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 			}
 			return 0, err
 		}
-		h.readAhead(first, last)
+		h.readAhead(off, end, last)
 	}
 	n, err := lc.sp.File().ReadAt(p, off)
 	if err == nil && off+int64(n) == size {

@@ -28,6 +28,20 @@ type Handle interface {
 	Close() error
 }
 
+// BlockSize is the st_blksize a file reports; readers size their buffered reads by it
+// (Python's open() reads st_blksize bytes at a time, numpy's header included). A field
+// whose rows are filled on demand reports a page, so that reading its header fills no row;
+// other files 1 MiB.
+func BlockSize(f File) int {
+	if _, ok := f.(lazyNPY); ok {
+		return lazyAlign
+	}
+	return 1 << 20
+}
+
+// lazyNPY is implemented by the .npy files of fields whose rows are filled on demand.
+type lazyNPY interface{ lazyRows() }
+
 // osFile serves a complete file of a cache entry.
 type osFile struct {
 	size int64
@@ -130,6 +144,7 @@ type Stats struct {
 	CacheStores  atomic.Int64 // streams stored into the cache
 	CacheFailed  atomic.Int64 // streams that could not be stored (served without the cache)
 	FramesFilled atomic.Int64 // rows of external or remote fields filled
+	FillsAhead   atomic.Int64 // fills ahead started for sequential readers of such fields
 	CSVFormatted atomic.Int64 // CSV files formatted into the cache
 	// ParquetWritten counts Parquet tables written into the cache.
 	ParquetWritten atomic.Int64
