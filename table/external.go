@@ -28,6 +28,7 @@ type Externals struct {
 	resources []*catalog.Resource         // guarded by mu
 	datums    map[string]datumRef         // datum id -> ref; guarded by mu
 	byRes     map[string][]map[string]any // resource uid -> datum kwargs; guarded by mu
+	warming   bool                        // guarded by mu; warm was called
 }
 
 type datumRef struct {
@@ -73,6 +74,44 @@ func (x *Externals) load(ctx context.Context) error {
 	}
 	x.resources, x.datums, x.byRes, x.loaded = res, datums, byRes, true
 	return nil
+}
+
+// warm loads the datums and describes the first one through its handler, once, in the
+// background: sizing an external field's .npy needs both, and doing it while the stream is
+// scanned hides the first file's open (an HDF5 file's metadata, read from disk on a fresh
+// mount) behind the scan. The handler stays open for the reads that follow; a failure is
+// left to them, which report it.
+func (x *Externals) warm() {
+	if x.filler == nil {
+		return
+	}
+	x.mu.Lock()
+	started := x.warming
+	x.warming = true
+	x.mu.Unlock()
+	if started {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if x.load(ctx) != nil {
+			return
+		}
+		x.mu.Lock()
+		var res *catalog.Resource
+		var kw map[string]any
+		for _, r := range x.resources {
+			if k := x.byRes[r.UID]; len(k) > 0 {
+				res, kw = r, k[0]
+				break
+			}
+		}
+		x.mu.Unlock()
+		if res != nil {
+			x.filler.Describe(ctx, res, kw)
+		}
+	}()
 }
 
 // keepValue copies a value out of a backend's reused buffers.
