@@ -178,7 +178,8 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 // reaches brokerfs is mostly lazily filled external data, where any readahead window makes a
 // page fault of an mmap'ed frame read around it, into the frame before and the one after:
 // three frames of handler work for one (readahead around the page, then ahead of the reader).
-// Large read()s are not cut to the window: the kernel sends them in requests of up to 128
+// With a page, the frame's first page fault fills it and brokerfs hands the whole row to the
+// page cache (nodes' storeRow), so the others find it there. Large read()s are not cut to the window: the kernel sends them in requests of up to 128
 // KiB (the device's io_pages) whatever it is, and sequential readers of lazy fields get their
 // rows filled ahead by the table layer instead.
 const readaheadKB = 4

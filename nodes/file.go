@@ -133,6 +133,9 @@ type handle struct {
 	backing *os.File
 	// passthroughOff: other opens of the inode are served by this process, so this one is too.
 	passthroughOff bool
+	// storeRows: rows of a lazily filled field are handed whole to the page cache (not for a
+	// live run's files, which bypass it).
+	storeRows bool
 }
 
 var (
@@ -201,6 +204,7 @@ func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	case same:
 		fl = fuse.FOPEN_KEEP_CACHE
 	}
+	h.storeRows = !r.live()
 	return h, fl, 0
 }
 
@@ -241,9 +245,52 @@ func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 		n := min(int64(len(dest)), size-off)
 		return fuse.ReadResultFd(b.Fd(), off, int(n)), 0
 	}
-	n, err := h.h.ReadAt(ctx, dest, off)
+	rr, rows := h.h.(table.RowReader)
+	if !rows || !h.storeRows {
+		n, err := h.h.ReadAt(ctx, dest, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, f.st.toErrno("read", f.path, err)
+		}
+		return fuse.ReadResultData(dest[:n]), 0
+	}
+	n, rowOff, rowLen, err := rr.ReadAtRow(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, f.st.toErrno("read", f.path, err)
 	}
+	if rowLen > 0 {
+		// After this reply: the kernel holds the pages of this request locked until then.
+		go f.storeRow(h.h, rowOff, rowLen, off, off+int64(len(dest)))
+	}
 	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// storeChunk is how much of a row storeRow reads and hands over at a time.
+const storeChunk = 1 << 20
+
+// storeRow hands the row at [rowOff, rowOff+rowLen) of an open lazily filled field to the
+// kernel's page cache (NOTIFY_STORE), all but the pages of the request [reqOff, reqEnd) that
+// filled it: a reader faulting a mapped frame in page by page (the mount's readahead is a
+// page) then finds the rest there, and the frame costs one request, not one a page. Failures
+// only cost those requests; on a mount without a kernel (tests) there is nothing to store.
+func (f *file) storeRow(th table.Handle, rowOff, rowLen, reqOff, reqEnd int64) {
+	const page = 4096
+	reqOff, reqEnd = reqOff&^(page-1), (reqEnd+page-1)&^(page-1)
+	buf := make([]byte, min(rowLen, storeChunk))
+	store := func(from, to int64) bool {
+		for o := from; o < to; o += storeChunk {
+			b := buf[:min(storeChunk, to-o)]
+			n, err := th.ReadAt(context.Background(), b, o)
+			if n == 0 || (err != nil && !errors.Is(err, io.EOF)) {
+				return false
+			}
+			if errno := f.WriteCache(o, b[:n]); errno != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	end := rowOff + rowLen
+	if store(rowOff, min(reqOff, end)) {
+		store(max(reqEnd, rowOff), end)
+	}
 }

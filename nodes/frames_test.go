@@ -201,3 +201,59 @@ func TestSequentialFillsAhead(t *testing.T) {
 		t.Errorf("a whole read made %d handler reads, want %d", n, bigFrames)
 	}
 }
+
+// TestPageReadHandsRow: the read of one page of a frame (a page fault of a mapped frame, with
+// the mount's readahead of a page) hands the whole row over for the page cache, once per row;
+// larger reads hand nothing. A reader faulting in the rows in order, one page each (the rest
+// handed over), has rows filled ahead of it.
+func TestPageReadHandsRow(t *testing.T) {
+	f, reads, stats := bigFramesFile(t)
+	fh, _, errno := f.Open(context.Background(), syscall.O_RDONLY)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	rr, ok := fh.(*handle).h.(table.RowReader)
+	if !ok {
+		t.Fatalf("the handle of a lazily filled field is a %T, not a table.RowReader", fh.(*handle).h)
+	}
+	const hdr = 4096
+	for _, c := range []struct {
+		off, n  int64
+		wantRow int64 // -1: none
+	}{
+		{0, 4096, -1},                       // the header
+		{hdr + 3*bigRow + 8192, 4096, 3},    // a page inside frame 3
+		{hdr + 3*bigRow + 4096, 4096, -1},   // the same row again
+		{hdr + 5*bigRow, 4096, 5},           // frame 5's first page
+		{hdr + 6*bigRow, 8192, -1},          // more than a page
+		{hdr + 7*bigRow - 4096, 8192, -1},   // across two rows
+		{hdr + 9*bigRow + bigRow/2, 100, 9}, // less than a page
+	} {
+		n, rowOff, rowLen, err := rr.ReadAtRow(context.Background(), make([]byte, c.n), c.off)
+		if err != nil || int64(n) != c.n {
+			t.Fatalf("ReadAtRow(%d +%d): %d bytes, %v", c.off, c.n, n, err)
+		}
+		wantOff, wantLen := int64(0), int64(0)
+		if c.wantRow >= 0 {
+			wantOff, wantLen = hdr+c.wantRow*bigRow, bigRow
+		}
+		if rowOff != wantOff || rowLen != wantLen {
+			t.Errorf("ReadAtRow(%d +%d) handed [%d +%d), want [%d +%d)", c.off, c.n, rowOff, rowLen, wantOff, wantLen)
+		}
+	}
+	if n := stats.FillsAhead.Load(); n != 0 {
+		t.Errorf("reads of scattered rows started %d fills ahead, want 0", n)
+	}
+
+	// Rows 12, 13, ... one page each through a new open: sequential.
+	fh2, _, errno := f.Open(context.Background(), syscall.O_RDONLY)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	for r := int64(12); r < 16; r++ {
+		readRange(t, f, fh2, hdr+r*bigRow, 4096, 4096)
+	}
+	if n := stats.FillsAhead.Load(); n == 0 {
+		t.Errorf("faulting in rows 12-15 in order started no fill ahead (%d handler reads)", reads.Load())
+	}
+}

@@ -546,6 +546,7 @@ type lazyHandle struct {
 	// follow it extend it, any other read starts a new one. Guarded by mu.
 	lo, hi  int64
 	ahead   int  // guarded by mu; rows up to here are filled or being filled ahead
+	handed  int  // guarded by mu; 1 + the row last handed over whole by ReadAtRow, or 0
 	running bool // guarded by mu; a fill ahead is in progress
 }
 
@@ -560,6 +561,8 @@ const (
 	// seqSlack is how far past the run a read may start and still continue it: the kernel
 	// sends the requests of one readahead together, and they are served in any order.
 	seqSlack = 128 << 10
+	// rowPage is the largest read ReadAtRow takes for a page fault.
+	rowPage = 4096
 )
 
 // readAhead notes a read of [off, end), whose last row is last, and starts filling rows after
@@ -608,9 +611,15 @@ func (h *lazyHandle) Backing() *os.File { return nil }
 func (h *lazyHandle) Close() error { return nil }
 
 func (h *lazyHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	n, _, _, err := h.ReadAtRow(ctx, p, off)
+	return n, err
+}
+
+// ReadAtRow implements RowReader.
+func (h *lazyHandle) ReadAtRow(ctx context.Context, p []byte, off int64) (n int, rowOff, rowLen int64, err error) {
 	lc, size := h.f.lc, h.f.size
 	if off >= size {
-		return 0, io.EOF
+		return 0, 0, 0, io.EOF
 	}
 	if rest := size - off; int64(len(p)) > rest {
 		p = p[:rest]
@@ -621,15 +630,31 @@ func (h *lazyHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 		last := int((end - hdr - 1) / int64(lc.rb))
 		if err := lc.ensure(ctx, lc.sp, first, last+1); err != nil {
 			if lc.cacheFailed(err) {
-				return encode.NewNPYAligned(directRows{lc}, lazyAlign).ReadAt(ctx, p, off)
+				n, err := encode.NewNPYAligned(directRows{lc}, lazyAlign).ReadAt(ctx, p, off)
+				return n, 0, 0, err
 			}
-			return 0, err
+			return 0, 0, 0, err
 		}
-		h.readAhead(off, end, last)
+		// A read of a page of a larger row, another row than the last one handed over: the
+		// page fault of a mapped frame. The reader gets the whole row (RowReader), and is
+		// taken to have read it.
+		if first == last && off >= hdr && len(p) <= rowPage && len(p) < lc.rb {
+			h.mu.Lock()
+			if h.handed != first+1 {
+				h.handed = first + 1
+				rowOff, rowLen = hdr+int64(first)*int64(lc.rb), int64(lc.rb)
+			}
+			h.mu.Unlock()
+		}
+		if rowLen > 0 {
+			h.readAhead(rowOff, rowOff+rowLen, last)
+		} else {
+			h.readAhead(off, end, last)
+		}
 	}
-	n, err := lc.sp.File().ReadAt(p, off)
+	n, err = lc.sp.File().ReadAt(p, off)
 	if err == nil && off+int64(n) == size {
 		err = io.EOF
 	}
-	return n, err
+	return n, rowOff, rowLen, err
 }

@@ -42,6 +42,15 @@ func BlockSize(f File) int {
 // lazyNPY is implemented by the .npy files of fields whose rows are filled on demand.
 type lazyNPY interface{ lazyRows() }
 
+// RowReader is implemented by the handles of fields whose rows are filled on demand.
+// ReadAtRow is ReadAt that also returns, when the read lay within one row and filled it, that
+// row's byte range (else a length of 0): the file system may hand the whole row to the
+// kernel's page cache (read back through ReadAt, which it now serves from the cache file),
+// so that a reader faulting a mapped frame in page by page sends one request, not one a page.
+type RowReader interface {
+	ReadAtRow(ctx context.Context, p []byte, off int64) (n int, rowOff, rowLen int64, err error)
+}
+
 // osFile serves a complete file of a cache entry.
 type osFile struct {
 	size int64
