@@ -258,8 +258,15 @@ func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 		return nil, f.st.toErrno("read", f.path, err)
 	}
 	if rowLen > 0 {
-		// After this reply: the kernel holds the pages of this request locked until then.
-		go f.storeRow(h.h, rowOff, rowLen, off, off+int64(len(dest)))
+		select {
+		case storeSlots <- struct{}{}:
+			// After this reply: the kernel holds the pages of this request locked until then.
+			go func() {
+				defer func() { <-storeSlots }()
+				f.storeRow(h.c, rowOff, rowLen, off, off+int64(len(dest)))
+			}()
+		default: // enough rows on their way: this one is faulted in page by page
+		}
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
@@ -267,14 +274,24 @@ func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 // storeChunk is how much of a row storeRow reads and hands over at a time.
 const storeChunk = 1 << 20
 
+// storeSlots bounds the rows being handed over at once (and their buffers).
+var storeSlots = make(chan struct{}, 4)
+
 // storeRow hands the row at [rowOff, rowOff+rowLen) of an open lazily filled field to the
 // kernel's page cache (NOTIFY_STORE), all but the pages of the request [reqOff, reqEnd) that
 // filled it: a reader faulting a mapped frame in page by page (the mount's readahead is a
 // page) then finds the rest there, and the frame costs one request, not one a page. Failures
 // only cost those requests; on a mount without a kernel (tests) there is nothing to store.
-func (f *file) storeRow(th table.Handle, rowOff, rowLen, reqOff, reqEnd int64) {
+// The row is filled: reading it back is a pread of the cache file.
+func (f *file) storeRow(c content, rowOff, rowLen, reqOff, reqEnd int64) {
 	const page = 4096
 	reqOff, reqEnd = reqOff&^(page-1), (reqEnd+page-1)&^(page-1)
+	// An open of its own: the reader's open counts what it reads to tell a sequential reader.
+	th, err := c.Open(context.Background())
+	if err != nil {
+		return
+	}
+	defer th.Close()
 	buf := make([]byte, min(rowLen, storeChunk))
 	store := func(from, to int64) bool {
 		for o := from; o < to; o += storeChunk {
