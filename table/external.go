@@ -216,6 +216,9 @@ type lazyColumn struct {
 
 	fillMu   sync.Mutex
 	inflight map[int]chan struct{} // rows being filled; guarded by fillMu
+
+	directOnce sync.Once
+	direct     *encode.NPY // see directNPY
 }
 
 // lazyAlign is where the data of a lazily filled .npy starts: a page, so that reading frame k
@@ -374,6 +377,14 @@ func (lc *lazyColumn) ReadRows(ctx context.Context, from, to int, dst []byte) er
 	}
 	_, err = sp.File().ReadAt(dst[:(to-from)*lc.rb], int64(len(lc.hdr))+int64(from)*int64(lc.rb))
 	return err
+}
+
+// directNPY is the column's .npy read straight from the handlers, for reads the sparse file
+// cannot serve (cacheFailed). One per column: its edge row spares the page-sized reads of a
+// mapped frame a decode each.
+func (lc *lazyColumn) directNPY() *encode.NPY {
+	lc.directOnce.Do(func() { lc.direct = encode.NewNPYAligned(directRows{lc}, lazyAlign) })
+	return lc.direct
 }
 
 // directRows reads a lazy column's rows straight from the handlers, past its sparse file.
@@ -630,7 +641,7 @@ func (h *lazyHandle) ReadAtRow(ctx context.Context, p []byte, off int64) (n int,
 		last := int((end - hdr - 1) / int64(lc.rb))
 		if err := lc.ensure(ctx, lc.sp, first, last+1); err != nil {
 			if lc.cacheFailed(err) {
-				n, err := encode.NewNPYAligned(directRows{lc}, lazyAlign).ReadAt(ctx, p, off)
+				n, err := lc.directNPY().ReadAt(ctx, p, off)
 				return n, 0, 0, err
 			}
 			return 0, 0, 0, err
