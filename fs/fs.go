@@ -169,7 +169,9 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	setReadahead(dir, readaheadKB, o.Logger)
+	if srv.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0 {
+		setReadahead(dir, readaheadKB, o.Logger)
+	}
 	return &Server{srv: srv, dir: dir}, nil
 }
 
@@ -179,9 +181,11 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 // page fault of an mmap'ed frame read around it, into the frame before and the one after:
 // three frames of handler work for one (readahead around the page, then ahead of the reader).
 // With a page, the frame's first page fault fills it and brokerfs hands the whole row to the
-// page cache (nodes' storeRow), so the others find it there. Large read()s are not cut to the window: the kernel sends them in requests of up to 128
-// KiB (the device's io_pages) whatever it is, and sequential readers of lazy fields get their
-// rows filled ahead by the table layer instead.
+// page cache (nodes' storeRow), so the other faults find it there. Large read()s are not cut
+// to the window: the kernel sends them in requests of up to 128 KiB (the device's io_pages)
+// whatever it is, and sequential readers of lazy fields get their rows filled ahead by the
+// table layer. Only where the kernel has passthrough: without it every file is read through
+// brokerfs, and a page would make mapped fields of every kind one request a page.
 const readaheadKB = 4
 
 // setReadahead sets the mount's kernel readahead to kb KiB. Only root may write the bdi
