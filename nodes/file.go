@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -133,9 +134,10 @@ type handle struct {
 	backing *os.File
 	// passthroughOff: other opens of the inode are served by this process, so this one is too.
 	passthroughOff bool
-	// storeRows: rows of a lazily filled field are handed whole to the page cache (not for a
-	// live run's files, which bypass it).
+	// storeRows: rows of a lazily filled field, or blocks of another file, are handed whole to
+	// the page cache on a page fault (not for a live run's files, which bypass it).
 	storeRows bool
+	handed    atomic.Int64 // 1 + the offset of the last block handed over, or 0
 }
 
 var (
@@ -251,6 +253,14 @@ func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, f.st.toErrno("read", f.path, err)
 		}
+		if h.storeRows && n > 0 && len(dest) <= pageSize && !table.Lazy(h.c) {
+			// A page fault (the mount's readahead is a page): the block around it goes to
+			// the page cache, as the kernel's own readahead would have read it.
+			block := off &^ (storeBlock - 1)
+			if h.handed.Swap(block+1) != block+1 {
+				f.handOver(h.c, block, min(storeBlock, h.c.Size()-block), off, off+int64(len(dest)))
+			}
+		}
 		return fuse.ReadResultData(dest[:n]), 0
 	}
 	n, rowOff, rowLen, err := rr.ReadAtRow(ctx, dest, off)
@@ -258,34 +268,44 @@ func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 		return nil, f.st.toErrno("read", f.path, err)
 	}
 	if rowLen > 0 {
-		select {
-		case storeSlots <- struct{}{}:
-			// After this reply: the kernel holds the pages of this request locked until then.
-			go func() {
-				defer func() { <-storeSlots }()
-				f.storeRow(h.c, rowOff, rowLen, off, off+int64(len(dest)))
-			}()
-		default: // enough rows on their way: this one is faulted in page by page
-		}
+		f.handOver(h.c, rowOff, rowLen, off, off+int64(len(dest)))
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-// storeChunk is how much of a row storeRow reads and hands over at a time.
-const storeChunk = 1 << 20
+// handOver starts storeRow, unless enough are under way (then the range is faulted in page by
+// page). It runs after the reply: the kernel holds the pages of the request locked until then.
+func (f *file) handOver(c content, rowOff, rowLen, reqOff, reqEnd int64) {
+	select {
+	case storeSlots <- struct{}{}:
+		go func() {
+			defer func() { <-storeSlots }()
+			f.storeRow(c, rowOff, rowLen, reqOff, reqEnd)
+		}()
+	default:
+	}
+}
+
+const (
+	// storeChunk is how much of a row storeRow reads and hands over at a time.
+	storeChunk = 1 << 20
+	// storeBlock is what a page fault of a file served by brokerfs, other than a lazily
+	// filled field, hands over: the kernel's readahead window where brokerfs cannot set it.
+	storeBlock = 128 << 10
+	pageSize   = 4096
+)
 
 // storeSlots bounds the rows being handed over at once (and their buffers).
 var storeSlots = make(chan struct{}, 4)
 
-// storeRow hands the row at [rowOff, rowOff+rowLen) of an open lazily filled field to the
-// kernel's page cache (NOTIFY_STORE), all but the pages of the request [reqOff, reqEnd) that
-// filled it: a reader faulting a mapped frame in page by page (the mount's readahead is a
-// page) then finds the rest there, and the frame costs one request, not one a page. Failures
-// only cost those requests; on a mount without a kernel (tests) there is nothing to store.
-// The row is filled: reading it back is a pread of the cache file.
+// storeRow hands the row at [rowOff, rowOff+rowLen) of an open lazily filled field (or a
+// block of another file) to the kernel's page cache (NOTIFY_STORE), all but the pages of the
+// request [reqOff, reqEnd) that read it: a reader faulting a mapped frame in page by page (the
+// mount's readahead is a page) then finds the rest there, and the frame costs one request,
+// not one a page. Failures only cost those requests; on a mount without a kernel (tests)
+// there is nothing to store. The row is filled: reading it back is a pread of the cache file.
 func (f *file) storeRow(c content, rowOff, rowLen, reqOff, reqEnd int64) {
-	const page = 4096
-	reqOff, reqEnd = reqOff&^(page-1), (reqEnd+page-1)&^(page-1)
+	reqOff, reqEnd = reqOff&^(pageSize-1), (reqEnd+pageSize-1)&^(pageSize-1)
 	// An open of its own: the reader's open counts what it reads to tell a sequential reader.
 	th, err := c.Open(context.Background())
 	if err != nil {

@@ -33,10 +33,20 @@ type Handle interface {
 // whose rows are filled on demand reports a page, so that reading its header fills no row;
 // other files 1 MiB.
 func BlockSize(f File) int {
-	if _, ok := f.(lazyNPY); ok {
+	if Lazy(f) {
 		return lazyAlign
 	}
 	return 1 << 20
+}
+
+// Lazy reports whether f is the .npy, or the .tif, of a field whose rows are filled on demand
+// (handler work per row).
+func Lazy(f File) bool {
+	if t, ok := f.(*tiffFile); ok {
+		return Lazy(t.npy)
+	}
+	_, ok := f.(lazyNPY)
+	return ok
 }
 
 // lazyNPY is implemented by the .npy files of fields whose rows are filled on demand.
