@@ -556,6 +556,7 @@ type lazyHandle struct {
 	// [lo, hi) is the run of bytes this open has read in order so far: reads that overlap or
 	// follow it extend it, any other read starts a new one. Guarded by mu.
 	lo, hi  int64
+	seq     bool // guarded by mu; the run made the reader sequential
 	ahead   int  // guarded by mu; rows up to here are filled or being filled ahead
 	handed  int  // guarded by mu; 1 + the row last handed over whole by ReadAtRow, or 0
 	running bool // guarded by mu; a fill ahead is in progress
@@ -572,6 +573,9 @@ const (
 	// seqSlack is how far past the run a read may start and still continue it: the kernel
 	// sends the requests of one readahead together, and they are served in any order.
 	seqSlack = 128 << 10
+	// seqFar is how far from the run a read of a reader found sequential may land and keep
+	// it so: the kernel's requests of a large read() are served in any order.
+	seqFar = 4 << 20
 	// rowPage is the largest read ReadAtRow takes for a page fault.
 	rowPage = 4096
 )
@@ -582,14 +586,19 @@ func (h *lazyHandle) readAhead(off, end int64, last int) {
 	lc := h.f.lc
 	hdr, rb := int64(len(lc.hdr)), int64(lc.rb)
 	h.mu.Lock()
-	if h.hi > h.lo && off <= h.hi+seqSlack && end >= h.lo {
+	slack := int64(seqSlack)
+	if h.seq {
+		slack = seqFar
+	}
+	if h.hi > h.lo && off <= h.hi+slack && end >= h.lo-slack {
 		h.lo, h.hi = min(h.lo, off), max(h.hi, end)
 	} else {
-		h.lo, h.hi = off, end
+		h.lo, h.hi, h.seq = off, end, false
 	}
 	// Whole rows in the run: from the first row starting in it to the last ending in it.
 	whole := (h.hi-hdr)/rb - (max(h.lo-hdr, 0)+rb-1)/rb
-	sequential := whole >= seqRows && h.hi-h.lo >= seqBytes
+	h.seq = h.seq || (whole >= seqRows && h.hi-h.lo >= seqBytes)
+	sequential := h.seq
 	from := max(last+1, h.ahead)
 	to := min(lc.rows, last+1+fillAhead)
 	start := sequential && !h.running && from < to && lc.sp != nil
