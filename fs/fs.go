@@ -141,11 +141,8 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 		DirectMount:   os.Geteuid() == 0,
 		DisableXAttrs: true, // no xattrs to serve; saves a round trip per file in ls -l
 		MaxWrite:      1 << 20,
-		// Kernel readahead of 128 KiB (its default): finished fields are read by the kernel
-		// from the cache file itself (passthrough) with that file system's readahead; what
-		// reaches brokerfs is mostly lazily filled external data, where a bigger window would
-		// make one mmap'ed frame cost several frames of handler work. Sequential readers of
-		// such fields get their rows filled ahead by the table layer instead.
+		// Kernel readahead of 128 KiB (its default) where brokerfs cannot set the mount's
+		// own (see setReadahead).
 		MaxReadAhead: 128 << 10,
 		// Reads of cache files come back as fuse.ReadResultFd where passthrough is refused.
 		// Splicing them fails for 1 MiB reads (the pipe cannot grow past
@@ -172,22 +169,36 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	raiseReadahead(dir, mo.MaxReadAhead, o.Logger)
+	if srv.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0 {
+		setReadahead(dir, readaheadKB, o.Logger)
+	}
 	return &Server{srv: srv, dir: dir}, nil
 }
 
-// raiseReadahead sets the mount's kernel readahead to kb bytes: the kernel caps FUSE's
-// MaxReadAhead at its bdi default (128 KiB), which splits every 1 MiB application read into
-// eight requests. Only root may write the bdi setting; elsewhere this quietly does nothing.
-func raiseReadahead(dir string, bytes int, log *slog.Logger) {
+// readaheadKB is the mount's kernel readahead, one page. Finished fields are read by the
+// kernel from the cache file itself (passthrough), with that file system's readahead; what
+// reaches brokerfs is mostly lazily filled external data, where any readahead window makes a
+// page fault of an mmap'ed frame read around it, into the frame before and the one after:
+// three frames of handler work for one (readahead around the page, then ahead of the reader).
+// With a page, the frame's first page fault fills it and brokerfs hands the whole row to the
+// page cache (nodes' storeRow), so the other faults find it there. Large read()s are not cut
+// to the window: the kernel sends them in requests of up to 128 KiB (the device's io_pages)
+// whatever it is, and sequential readers of lazy fields get their rows filled ahead by the
+// table layer. Only where the kernel has passthrough: without it every file is read through
+// brokerfs, and a page would make mapped fields of every kind one request a page.
+const readaheadKB = 4
+
+// setReadahead sets the mount's kernel readahead to kb KiB. Only root may write the bdi
+// setting; elsewhere this quietly does nothing and the mount keeps MaxReadAhead.
+func setReadahead(dir string, kb int, log *slog.Logger) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(dir, &st); err != nil {
 		return
 	}
 	major, minor := (st.Dev>>8)&0xfff|(st.Dev>>32)&^0xfff, st.Dev&0xff|(st.Dev>>12)&^0xff
 	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", major, minor)
-	if err := os.WriteFile(p, []byte(fmt.Sprint(bytes/1024)), 0); err != nil {
-		log.Debug("cannot raise readahead", "path", p, "err", err)
+	if err := os.WriteFile(p, []byte(fmt.Sprint(kb)), 0); err != nil {
+		log.Debug("cannot set readahead", "path", p, "err", err)
 	}
 }
 

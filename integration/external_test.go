@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -441,4 +442,55 @@ func TestExternalAllowedRoots(t *testing.T) {
 		t.Errorf("no log line says %s (resource %s) is outside the allowed roots:\n%s", r.DetFiles[0], r.DetResources[0], logs)
 	}
 	checkScalarFields(t, primary, 5)
+}
+
+// TestExternalMmapOneFrame: np.load(mmap_mode='r')[3] of det.npy on a fresh mount and cache
+// returns point 3 and fills that row alone: the sparse cache file's allocated blocks are its
+// header page and one row's (two at most), not the field's five. Needs the mount's readahead
+// at a page (root, a kernel with passthrough); with more, the kernel reads around the frame.
+func TestExternalMmapOneFrame(t *testing.T) {
+	t.Parallel()
+	r := writeExternalRuns(t)
+	cacheDir := t.TempDir()
+	mnt, logs := mount(t, filepath.Join(r.dir, "cat_msgpack"), r.rootMap(), "--cache-dir", cacheDir)
+	var st syscall.Stat_t
+	if err := syscall.Stat(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	major, minor := (st.Dev>>8)&0xfff|(st.Dev>>32)&^0xfff, st.Dev&0xff|(st.Dev>>12)&^0xff
+	if ra, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", major, minor)); err != nil || strings.TrimSpace(string(ra)) != "4" {
+		t.Skipf("the mount's readahead is %q KiB (%v), not a page", strings.TrimSpace(string(ra)), err)
+	}
+	det := filepath.Join(mnt, r.DetUID, "primary", "det.npy")
+	script := `import sys, numpy as np
+a = np.array(np.load(sys.argv[1], mmap_mode="r")[3])
+e = np.load(sys.argv[2])[3]
+sys.exit(0 if a.dtype == e.dtype and np.array_equal(a, e) else "point 3 differs from h5py's")`
+	if out, err := exec.Command(python, "-c", script, det, filepath.Join(r.dir, "expected.npy")).CombinedOutput(); err != nil {
+		t.Fatalf("np.load(mmap_mode='r')[3]: %v\n%s\nbrokerfs:\n%s", err, out, logs)
+	}
+	rowBytes := int64(2)
+	for _, d := range r.FrameShape {
+		rowBytes *= int64(d)
+	}
+	var allocated int64
+	var files int
+	err := filepath.WalkDir(filepath.Join(cacheDir, "sparse"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			return err
+		}
+		files++
+		allocated += st.Blocks * 512
+		return nil
+	})
+	if err != nil || files != 1 {
+		t.Fatalf("sparse cache files: %d, %v; want 1", files, err)
+	}
+	if allocated > 4096+2*rowBytes {
+		t.Errorf("one point read through mmap allocated %d bytes of the sparse cache file: more than its header page and two rows of %d", allocated, rowBytes)
+	}
 }

@@ -101,7 +101,7 @@ func (d *dirBase) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, d.st.toErrno("lookup", path, err)
 	}
 	out.SetAttrTimeout(d.st.fileAttrTTL(r))
-	fillFile(&out.Attr, r, c.Size())
+	fillFile(&out.Attr, r, c)
 	f := &file{st: d.st, uid: d.uid, path: path, resolve: e.file}
 	return d.NewInode(ctx, f, stableAttr(path, modeFile)), 0
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -84,7 +85,7 @@ func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 	if err != nil {
 		return f.st.toErrno("getattr", f.path, err)
 	}
-	fillFile(&out.Attr, r, c.Size())
+	fillFile(&out.Attr, r, c)
 	out.SetTimeout(f.st.fileAttrTTL(r))
 	return 0
 }
@@ -104,12 +105,12 @@ func (st *state) fileAttrTTL(r *runState) time.Duration {
 }
 
 // fillFile sets a file's attributes; 0644 for the reason fillDir gives.
-func fillFile(a *fuse.Attr, r *runState, size int64) {
+func fillFile(a *fuse.Attr, r *runState, c content) {
 	a.Mode = modeFile | 0o644
 	a.Nlink = 1
-	a.Size = uint64(size)
+	a.Size = uint64(c.Size())
 	a.Blocks = (a.Size + 511) / 512
-	a.Blksize = 1 << 20
+	a.Blksize = uint32(table.BlockSize(c))
 	setTime(a, runTime(r))
 }
 
@@ -133,6 +134,10 @@ type handle struct {
 	backing *os.File
 	// passthroughOff: other opens of the inode are served by this process, so this one is too.
 	passthroughOff bool
+	// storeRows: rows of a lazily filled field, or blocks of another file, are handed whole to
+	// the page cache on a page fault (not for a live run's files, which bypass it).
+	storeRows bool
+	handed    atomic.Int64 // 1 + the offset of the last block handed over, or 0
 }
 
 var (
@@ -201,6 +206,7 @@ func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	case same:
 		fl = fuse.FOPEN_KEEP_CACHE
 	}
+	h.storeRows = !r.live()
 	return h, fl, 0
 }
 
@@ -241,9 +247,87 @@ func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 		n := min(int64(len(dest)), size-off)
 		return fuse.ReadResultFd(b.Fd(), off, int(n)), 0
 	}
-	n, err := h.h.ReadAt(ctx, dest, off)
+	rr, rows := h.h.(table.RowReader)
+	if !rows || !h.storeRows {
+		n, err := h.h.ReadAt(ctx, dest, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, f.st.toErrno("read", f.path, err)
+		}
+		if h.storeRows && n > 0 && len(dest) <= pageSize && !table.Lazy(h.c) {
+			// A page fault (the mount's readahead is a page): the block around it goes to
+			// the page cache, as the kernel's own readahead would have read it.
+			block := off &^ (storeBlock - 1)
+			if h.handed.Swap(block+1) != block+1 {
+				f.handOver(h.c, block, min(storeBlock, h.c.Size()-block), off, off+int64(len(dest)))
+			}
+		}
+		return fuse.ReadResultData(dest[:n]), 0
+	}
+	n, rowOff, rowLen, err := rr.ReadAtRow(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, f.st.toErrno("read", f.path, err)
 	}
+	if rowLen > 0 {
+		f.handOver(h.c, rowOff, rowLen, off, off+int64(len(dest)))
+	}
 	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// handOver starts storeRow, unless enough are under way (then the range is faulted in page by
+// page). It runs after the reply: the kernel holds the pages of the request locked until then.
+func (f *file) handOver(c content, rowOff, rowLen, reqOff, reqEnd int64) {
+	select {
+	case storeSlots <- struct{}{}:
+		go func() {
+			defer func() { <-storeSlots }()
+			f.storeRow(c, rowOff, rowLen, reqOff, reqEnd)
+		}()
+	default:
+	}
+}
+
+const (
+	// storeChunk is how much of a row storeRow reads and hands over at a time.
+	storeChunk = 1 << 20
+	// storeBlock is what a page fault of a file served by brokerfs, other than a lazily
+	// filled field, hands over: the kernel's readahead window where brokerfs cannot set it.
+	storeBlock = 128 << 10
+	pageSize   = 4096
+)
+
+// storeSlots bounds the rows being handed over at once (and their buffers).
+var storeSlots = make(chan struct{}, 4)
+
+// storeRow hands the row at [rowOff, rowOff+rowLen) of an open lazily filled field (or a
+// block of another file) to the kernel's page cache (NOTIFY_STORE), all but the pages of the
+// request [reqOff, reqEnd) that read it: a reader faulting a mapped frame in page by page (the
+// mount's readahead is a page) then finds the rest there, and the frame costs one request,
+// not one a page. Failures only cost those requests; on a mount without a kernel (tests)
+// there is nothing to store. The row is filled: reading it back is a pread of the cache file.
+func (f *file) storeRow(c content, rowOff, rowLen, reqOff, reqEnd int64) {
+	reqOff, reqEnd = reqOff&^(pageSize-1), (reqEnd+pageSize-1)&^(pageSize-1)
+	// An open of its own: the reader's open counts what it reads to tell a sequential reader.
+	th, err := c.Open(context.Background())
+	if err != nil {
+		return
+	}
+	defer th.Close()
+	buf := make([]byte, min(rowLen, storeChunk))
+	store := func(from, to int64) bool {
+		for o := from; o < to; o += storeChunk {
+			b := buf[:min(storeChunk, to-o)]
+			n, err := th.ReadAt(context.Background(), b, o)
+			if n == 0 || (err != nil && !errors.Is(err, io.EOF)) {
+				return false
+			}
+			if errno := f.WriteCache(o, b[:n]); errno != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	end := rowOff + rowLen
+	if store(rowOff, min(reqOff, end)) {
+		store(max(reqEnd, rowOff), end)
+	}
 }

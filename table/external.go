@@ -28,6 +28,7 @@ type Externals struct {
 	resources []*catalog.Resource         // guarded by mu
 	datums    map[string]datumRef         // datum id -> ref; guarded by mu
 	byRes     map[string][]map[string]any // resource uid -> datum kwargs; guarded by mu
+	warming   bool                        // guarded by mu; warm was called
 }
 
 type datumRef struct {
@@ -73,6 +74,44 @@ func (x *Externals) load(ctx context.Context) error {
 	}
 	x.resources, x.datums, x.byRes, x.loaded = res, datums, byRes, true
 	return nil
+}
+
+// warm loads the datums and describes the first one through its handler, once, in the
+// background: sizing an external field's .npy needs both, and doing it while the stream is
+// scanned hides the first file's open (an HDF5 file's metadata, read from disk on a fresh
+// mount) behind the scan. The handler stays open for the reads that follow; a failure is
+// left to them, which report it.
+func (x *Externals) warm() {
+	if x.filler == nil {
+		return
+	}
+	x.mu.Lock()
+	started := x.warming
+	x.warming = true
+	x.mu.Unlock()
+	if started {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if x.load(ctx) != nil {
+			return
+		}
+		x.mu.Lock()
+		var res *catalog.Resource
+		var kw map[string]any
+		for _, r := range x.resources {
+			if k := x.byRes[r.UID]; len(k) > 0 {
+				res, kw = r, k[0]
+				break
+			}
+		}
+		x.mu.Unlock()
+		if res != nil {
+			x.filler.Describe(ctx, res, kw)
+		}
+	}()
 }
 
 // keepValue copies a value out of a backend's reused buffers.
@@ -177,6 +216,9 @@ type lazyColumn struct {
 
 	fillMu   sync.Mutex
 	inflight map[int]chan struct{} // rows being filled; guarded by fillMu
+
+	directOnce sync.Once
+	direct     *encode.NPY // see directNPY
 }
 
 // lazyAlign is where the data of a lazily filled .npy starts: a page, so that reading frame k
@@ -286,7 +328,7 @@ func (lc *lazyColumn) npy(ctx context.Context) (File, error) {
 	if sp == nil {
 		// The same bytes as with a cache: data on a page of its own.
 		n := encode.NewNPYAligned(lc, lazyAlign)
-		return &readerFile{size: n.Size(), r: n}, nil
+		return lazyReaderFile{&readerFile{size: n.Size(), r: n}}, nil
 	}
 	return &lazyFile{lc: lc, size: int64(len(lc.hdr)) + int64(lc.rows)*int64(lc.rb)}, nil
 }
@@ -335,6 +377,14 @@ func (lc *lazyColumn) ReadRows(ctx context.Context, from, to int, dst []byte) er
 	}
 	_, err = sp.File().ReadAt(dst[:(to-from)*lc.rb], int64(len(lc.hdr))+int64(from)*int64(lc.rb))
 	return err
+}
+
+// directNPY is the column's .npy read straight from the handlers, for reads the sparse file
+// cannot serve (cacheFailed). One per column: its edge row spares the page-sized reads of a
+// mapped frame a decode each.
+func (lc *lazyColumn) directNPY() *encode.NPY {
+	lc.directOnce.Do(func() { lc.direct = encode.NewNPYAligned(directRows{lc}, lazyAlign) })
+	return lc.direct
 }
 
 // directRows reads a lazy column's rows straight from the handlers, past its sparse file.
@@ -478,6 +528,11 @@ func (lc *lazyColumn) ensure(ctx context.Context, sp *cache.Sparse, from, to int
 	return nil
 }
 
+// lazyReaderFile is the .npy of a lazy column without a cache.
+type lazyReaderFile struct{ *readerFile }
+
+func (lazyReaderFile) lazyRows() {}
+
 // lazyFile is the .npy of a lazy column with a sparse cache file.
 type lazyFile struct {
 	lc   *lazyColumn
@@ -485,36 +540,65 @@ type lazyFile struct {
 }
 
 func (f *lazyFile) Size() int64 { return f.size }
+func (f *lazyFile) lazyRows()   {}
 
 func (f *lazyFile) Open(context.Context) (Handle, error) { return &lazyHandle{f: f}, nil }
 
 // lazyHandle is one open of a lazy column's .npy. A reader that goes through it in order
 // (np.load, cp) has the rows after the ones it reads filled ahead in the background, a few at
-// a time, so that the handlers work in parallel with it; a reader that jumps (mmap of one
-// frame) never triggers that: one frame read costs about one frame of handler work.
+// a time, so that the handlers work in parallel with it; a reader of one frame (mmap, whose
+// page faults the kernel rounds out to its readahead window) never triggers that: one frame
+// read costs about one frame of handler work.
 type lazyHandle struct {
 	f *lazyFile
 
-	mu      sync.Mutex
-	reads   int  // guarded by mu; reads of rows so far
-	next    int  // guarded by mu; the row after the last one read
+	mu sync.Mutex
+	// [lo, hi) is the run of bytes this open has read in order so far: reads that overlap or
+	// follow it extend it, any other read starts a new one. Guarded by mu.
+	lo, hi  int64
+	seq     bool // guarded by mu; the run made the reader sequential
 	ahead   int  // guarded by mu; rows up to here are filled or being filled ahead
+	handed  int  // guarded by mu; 1 + the row last handed over whole by ReadAtRow, or 0
 	running bool // guarded by mu; a fill ahead is in progress
 }
 
-// fillAhead is how many rows a sequential reader has filled ahead of it.
-const fillAhead = 2 * fillWorkers
+const (
+	// fillAhead is how many rows a sequential reader has filled ahead of it.
+	fillAhead = 2 * fillWorkers
+	// A reader is sequential once its run of reads in order holds seqRows whole rows and
+	// seqBytes bytes: more than the kernel reads for one mmap'ed frame, which is the frame
+	// and its readahead around and after it, or for a buffered read of the header.
+	seqRows  = 2
+	seqBytes = 1 << 20
+	// seqSlack is how far past the run a read may start and still continue it: the kernel
+	// sends the requests of one readahead together, and they are served in any order.
+	seqSlack = 128 << 10
+	// seqFar is how far from the run a read of a reader found sequential may land and keep
+	// it so: the kernel's requests of a large read() are served in any order.
+	seqFar = 4 << 20
+	// rowPage is the largest read ReadAtRow takes for a page fault.
+	rowPage = 4096
+)
 
-// readAhead starts filling rows after last when the read that ended there continued the
-// previous one.
-func (h *lazyHandle) readAhead(first, last int) {
+// readAhead notes a read of [off, end), whose last row is last, and starts filling rows after
+// it once the reader is sequential.
+func (h *lazyHandle) readAhead(off, end int64, last int) {
 	lc := h.f.lc
+	hdr, rb := int64(len(lc.hdr)), int64(lc.rb)
 	h.mu.Lock()
-	// A read that continues the previous one: the first read of an open is not enough (the
-	// kernel's readahead of the header reaches into row 0 for every reader, mmap included).
-	sequential := h.reads > 0 && first <= h.next && last+1 > h.next
-	h.reads++
-	h.next = last + 1
+	slack := int64(seqSlack)
+	if h.seq {
+		slack = seqFar
+	}
+	if h.hi > h.lo && off <= h.hi+slack && end >= h.lo-slack {
+		h.lo, h.hi = min(h.lo, off), max(h.hi, end)
+	} else {
+		h.lo, h.hi, h.seq = off, end, false
+	}
+	// Whole rows in the run: from the first row starting in it to the last ending in it.
+	whole := (h.hi-hdr)/rb - (max(h.lo-hdr, 0)+rb-1)/rb
+	h.seq = h.seq || (whole >= seqRows && h.hi-h.lo >= seqBytes)
+	sequential := h.seq
 	from := max(last+1, h.ahead)
 	to := min(lc.rows, last+1+fillAhead)
 	start := sequential && !h.running && from < to && lc.sp != nil
@@ -525,6 +609,7 @@ func (h *lazyHandle) readAhead(first, last int) {
 	if !start {
 		return
 	}
+	lc.s.cfg.stats().FillsAhead.Add(1)
 	go func() {
 		// Detached from the reader: the rows are wanted whether or not this read is canceled.
 		// A failure is left to the read that needs the row, which reports it.
@@ -546,9 +631,15 @@ func (h *lazyHandle) Backing() *os.File { return nil }
 func (h *lazyHandle) Close() error { return nil }
 
 func (h *lazyHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	n, _, _, err := h.ReadAtRow(ctx, p, off)
+	return n, err
+}
+
+// ReadAtRow implements RowReader.
+func (h *lazyHandle) ReadAtRow(ctx context.Context, p []byte, off int64) (n int, rowOff, rowLen int64, err error) {
 	lc, size := h.f.lc, h.f.size
 	if off >= size {
-		return 0, io.EOF
+		return 0, 0, 0, io.EOF
 	}
 	if rest := size - off; int64(len(p)) > rest {
 		p = p[:rest]
@@ -559,15 +650,31 @@ func (h *lazyHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 		last := int((end - hdr - 1) / int64(lc.rb))
 		if err := lc.ensure(ctx, lc.sp, first, last+1); err != nil {
 			if lc.cacheFailed(err) {
-				return encode.NewNPYAligned(directRows{lc}, lazyAlign).ReadAt(ctx, p, off)
+				n, err := lc.directNPY().ReadAt(ctx, p, off)
+				return n, 0, 0, err
 			}
-			return 0, err
+			return 0, 0, 0, err
 		}
-		h.readAhead(first, last)
+		// A read of a page of a larger row, another row than the last one handed over: the
+		// page fault of a mapped frame. The reader gets the whole row (RowReader), and is
+		// taken to have read it.
+		if first == last && off >= hdr && len(p) <= rowPage && len(p) < lc.rb {
+			h.mu.Lock()
+			if h.handed != first+1 {
+				h.handed = first + 1
+				rowOff, rowLen = hdr+int64(first)*int64(lc.rb), int64(lc.rb)
+			}
+			h.mu.Unlock()
+		}
+		if rowLen > 0 {
+			h.readAhead(rowOff, rowOff+rowLen, last)
+		} else {
+			h.readAhead(off, end, last)
+		}
 	}
-	n, err := lc.sp.File().ReadAt(p, off)
+	n, err = lc.sp.File().ReadAt(p, off)
 	if err == nil && off+int64(n) == size {
 		err = io.EOF
 	}
-	return n, err
+	return n, rowOff, rowLen, err
 }

@@ -28,6 +28,39 @@ type Handle interface {
 	Close() error
 }
 
+// BlockSize is the st_blksize a file reports; readers size their buffered reads by it
+// (Python's open() reads st_blksize bytes at a time, numpy's header included). A field
+// whose rows are filled on demand reports a page, so that reading its header fills no row;
+// other files 1 MiB.
+func BlockSize(f File) int {
+	if Lazy(f) {
+		return lazyAlign
+	}
+	return 1 << 20
+}
+
+// Lazy reports whether f is the .npy, or the .tif, of a field whose rows are filled on demand
+// (handler work per row).
+func Lazy(f File) bool {
+	if t, ok := f.(*tiffFile); ok {
+		return Lazy(t.npy)
+	}
+	_, ok := f.(lazyNPY)
+	return ok
+}
+
+// lazyNPY is implemented by the .npy files of fields whose rows are filled on demand.
+type lazyNPY interface{ lazyRows() }
+
+// RowReader is implemented by the handles of fields whose rows are filled on demand.
+// ReadAtRow is ReadAt that also returns, when the read lay within one row and filled it, that
+// row's byte range (else a length of 0): the file system may hand the whole row to the
+// kernel's page cache (read back through ReadAt, which it now serves from the cache file),
+// so that a reader faulting a mapped frame in page by page sends one request, not one a page.
+type RowReader interface {
+	ReadAtRow(ctx context.Context, p []byte, off int64) (n int, rowOff, rowLen int64, err error)
+}
+
 // osFile serves a complete file of a cache entry.
 type osFile struct {
 	size int64
@@ -130,6 +163,7 @@ type Stats struct {
 	CacheStores  atomic.Int64 // streams stored into the cache
 	CacheFailed  atomic.Int64 // streams that could not be stored (served without the cache)
 	FramesFilled atomic.Int64 // rows of external or remote fields filled
+	FillsAhead   atomic.Int64 // fills ahead started for sequential readers of such fields
 	CSVFormatted atomic.Int64 // CSV files formatted into the cache
 	// ParquetWritten counts Parquet tables written into the cache.
 	ParquetWritten atomic.Int64

@@ -170,6 +170,7 @@ func (s *Stream) load(ctx context.Context) (*Table, error) {
 			s.cfg.logger().Warn("cache entry unusable; decoding the stream again", "stream", s.Name, "err", err)
 			st.Remove(s.key)
 		}
+		s.warmExternals()
 		b, err := st.Build(s.key)
 		if err == nil {
 			var t *Table
@@ -188,7 +189,22 @@ func (s *Stream) load(ctx context.Context) (*Table, error) {
 			s.cfg.logger().Error("cannot store decoded columns in the cache; serving without it", "dir", st.Dir(), "err", err)
 		}
 	}
+	s.warmExternals()
 	return s.scan(ctx, nil)
+}
+
+// warmExternals starts the run's Externals warming up when the stream has external fields:
+// they are described right after the scan.
+func (s *Stream) warmExternals() {
+	if s.ext == nil {
+		return
+	}
+	for _, f := range s.Fields {
+		if s.Keys[f].External {
+			s.ext.warm()
+			return
+		}
+	}
 }
 
 // rootCause names the innermost error, following the last of several wrapped ones (the

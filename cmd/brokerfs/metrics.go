@@ -116,6 +116,7 @@ func (m *metrics) serve(addr string, store *cache.Store, ts *table.Stats, log *s
 		count("brokerfs_stream_cache_hits_total", "Streams served from the cache without decoding.", func() float64 { return float64(ts.CacheHits.Load()) }),
 		count("brokerfs_stream_cache_failures_total", "Streams that could not be stored and were served without the cache.", func() float64 { return float64(ts.CacheFailed.Load()) }),
 		count("brokerfs_handler_reads_total", "Rows of external or remote fields read through handlers.", func() float64 { return float64(ts.FramesFilled.Load()) }),
+		count("brokerfs_fills_ahead_total", "Fills ahead started for sequential readers of external or remote fields.", func() float64 { return float64(ts.FillsAhead.Load()) }),
 	)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
