@@ -320,7 +320,17 @@ func (f *file) storeRow(c content, rowOff, rowLen, reqOff, reqEnd int64) {
 			if n == 0 || (err != nil && !errors.Is(err, io.EOF)) {
 				return false
 			}
-			if errno := f.WriteCache(o, b[:n]); errno != 0 {
+			// Under f.mu, and only while c is what the file was last opened with: an open of
+			// a newer content (the run's file changed) makes the kernel drop the inode's pages
+			// after its reply, and these bytes must not land after that drop. Holding f.mu
+			// keeps such an open waiting until this store is done; it then drops them.
+			f.mu.Lock()
+			errno := syscall.ESTALE
+			if f.openedAs == c {
+				errno = f.WriteCache(o, b[:n])
+			}
+			f.mu.Unlock()
+			if errno != 0 {
 				return false
 			}
 		}
