@@ -88,6 +88,12 @@ func checkColumnOf(b []byte, pos int, name string, rows int) (int, error) {
 		return pos, fmt.Errorf("column of %d values in a page of %d rows", n, rows)
 	}
 	for range n {
+		if p < len(b) {
+			if s := scalarSize[b[p]]; s != 0 {
+				p += int(s) // a scalar: nothing to check (past the end: short, below)
+				continue
+			}
+		}
 		if name == "timestamps" {
 			p, err = skip(b, p)
 		} else {
@@ -96,6 +102,9 @@ func checkColumnOf(b []byte, pos int, name string, rows int) (int, error) {
 		if err != nil {
 			return p, err
 		}
+	}
+	if p > len(b) {
+		return p, errShort
 	}
 	return p, nil
 }
@@ -139,6 +148,12 @@ func checkDepth(b []byte, pos, depth int) (int, error) {
 		return pos, errShort
 	}
 	c := b[pos]
+	if s := int(scalarSize[c]); s != 0 {
+		if pos+s > len(b) {
+			return pos + s, errShort
+		}
+		return pos + s, nil
+	}
 	switch {
 	case isArray(c):
 		n, p, err := arrayLen(b, pos)
