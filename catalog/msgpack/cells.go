@@ -103,7 +103,14 @@ func (d *pageDecoder) column(s *slot, b []byte, pos, rows int) (int, error) {
 	if n != rows {
 		return pos, &columnError{fmt.Sprintf("column of %d values in a page of %d rows", n, rows)}
 	}
+	col := s.col
 	for range n {
+		if pos+9 <= len(b) && b[pos] == 0xcb && col.Kind == catalog.KindFloat {
+			// A float64 in a column of floats, the common case, inlined (cell).
+			col.F = append(col.F, math.Float64frombits(binary.BigEndian.Uint64(b[pos+1:])))
+			pos += 9
+			continue
+		}
 		if pos, err = d.cell(s, b, pos); err != nil {
 			return pos, err
 		}
