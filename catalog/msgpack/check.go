@@ -122,7 +122,13 @@ func checkColumnOf(b []byte, pos int, name string, rows int) (int, error) {
 	if n != rows {
 		return pos, fmt.Errorf("column of %d values in a page of %d rows", n, rows)
 	}
-	for range n {
+	for i := 0; i < n; i++ {
+		for i < n && p+9 <= len(b) && b[p] == 0xcb {
+			p, i = p+9, i+1 // a run of float64s
+		}
+		if i == n {
+			break
+		}
 		if p < len(b) {
 			if s := scalarSize[b[p]]; s != 0 {
 				p += int(s) // a scalar: nothing to check (past the end: short, below)

@@ -111,6 +111,10 @@ func skip(b []byte, pos int) (int, error) {
 			pos += int(n)
 			continue
 		}
+		if c == 0xd9 && pos+1 < len(b) { // str8: uids
+			pos += 2 + int(b[pos+1])
+			continue
+		}
 		switch {
 		case c <= 0x8f:
 			left += 2 * int(c&0x0f)
