@@ -83,7 +83,7 @@ func (w *window) atLeast(pos int64, n int) ([]byte, error) {
 // the buffer is read from its start at once, instead of being decoded up to the end of the
 // buffer, found short and decoded again. It never asks for more than the buffer holds.
 func (w *window) hint(last int) int {
-	return min(last, len(w.buf))
+	return min(last, len(w.buf), maxDocument)
 }
 
 // more is called when a decoder ran short on the bytes at from pos (had bytes of them):
