@@ -365,3 +365,121 @@ func BenchmarkEventPagesRanges(b *testing.B) {
 	b.ReportMetric(bytes/b.Elapsed().Seconds()/1e6, "MB/s")
 	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/1e6, "cpu-ms/op")
 }
+
+// pagedRows is the page size of the paged benchmark file: a million events in event_page
+// documents of 10,000 rows each (as bench's scalar-1000000-p10000 run), six columns.
+const pagedRows = 10_000
+
+func benchPaged1M(b *testing.B) string {
+	return benchCache(b, "paged1M-p10000-v1.msgpack", func(path string) error {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		bw := bufio.NewWriterSize(f, 1<<20)
+		w := NewWriter(bw)
+		desc := benchDesc
+		t0 := 1.7e9
+		docs := []catalog.Document{
+			{Name: "start", Doc: map[string]any{"uid": benchUID, "time": t0, "scan_id": int64(1), "plan_name": "count"}},
+			{Name: "descriptor", Doc: map[string]any{"uid": desc, "run_start": benchUID, "time": t0, "name": "primary",
+				"data_keys": map[string]any{
+					"x": map[string]any{"dtype": "number", "shape": []any{}, "source": "SIM:x"},
+					"y": map[string]any{"dtype": "number", "shape": []any{}, "source": "SIM:y"}}}},
+		}
+		for _, d := range docs {
+			if err := w.Write(d.Name, d.Doc); err != nil {
+				return err
+			}
+		}
+		for i := 0; i < benchEvents; i += pagedRows {
+			k := min(pagedRows, benchEvents-i)
+			tl, ul, sl, xl, yl, txl, tyl := make([]any, k), make([]any, k), make([]any, k), make([]any, k), make([]any, k), make([]any, k), make([]any, k)
+			for j := range k {
+				e := i + j
+				t := t0 + float64(e)*0.01
+				tl[j], sl[j], ul[j] = t, int64(e+1), uid36(e)
+				xl[j], yl[j] = float64(e)*0.5, float64(e)*-0.25+1e-3
+				txl[j], tyl[j] = t-0.001, t-0.002
+			}
+			page := map[string]any{"time": tl, "uid": ul, "seq_num": sl, "descriptor": desc, "filled": map[string]any{},
+				"data": map[string]any{"x": xl, "y": yl}, "timestamps": map[string]any{"x": txl, "y": tyl}}
+			if err := w.Write("event_page", page); err != nil {
+				return err
+			}
+		}
+		if err := w.Write("stop", map[string]any{"uid": benchUID + "-stop", "run_start": benchUID, "time": t0 + 1e4,
+			"exit_status": "success", "num_events": map[string]any{"primary": int64(benchEvents)}}); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		return f.Close()
+	})
+}
+
+// readPaged reads every field of the paged file's stream, as a table scan does, and checks
+// the row count and the sum of x (x of event i is i/2).
+func readPaged(b *testing.B, run catalog.Run) {
+	n, sum := 0, 0.0
+	err := run.EventPages(context.Background(), benchDesc, 0, -1, []string{"x", "y"}, func(p *catalog.EventPage) error {
+		n += p.Len()
+		for _, v := range p.Data["x"].F {
+			sum += v
+		}
+		return nil
+	})
+	if want := float64(benchEvents) * float64(benchEvents-1) / 4; err != nil || n != benchEvents || sum != want {
+		b.Fatalf("%d events, sum %g (want %g), %v", n, sum, want, err)
+	}
+}
+
+// BenchmarkIndexPages1M indexes the paged file: the first half of a first table scan.
+func BenchmarkIndexPages1M(b *testing.B) {
+	path := benchPaged1M(b)
+	ctx := context.Background()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		c, err := Open([]string{path}, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Run(ctx, benchUID); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/op")
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/1e6, "cpu-ms/op")
+}
+
+// BenchmarkEventPagesPaged1M reads the paged file's x and y (index built before the timer).
+func BenchmarkEventPagesPaged1M(b *testing.B) {
+	c, err := Open([]string{benchPaged1M(b)}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := mustRun(b, c, benchUID)
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for b.Loop() {
+		readPaged(b, run)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/op")
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/1e6, "cpu-ms/op")
+}
+
+// BenchmarkFirstScanPaged1M is a first table scan of the paged file: open, index, read all.
+func BenchmarkFirstScanPaged1M(b *testing.B) {
+	path := benchPaged1M(b)
+	cpu0 := cpuTime()
+	for b.Loop() {
+		c, err := Open([]string{path}, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		readPaged(b, mustRun(b, c, benchUID))
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/op")
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/1e6, "cpu-ms/op")
+}

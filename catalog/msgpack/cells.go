@@ -49,6 +49,7 @@ func (d *pageDecoder) cell(s *slot, b []byte, pos int) (int, error) {
 		col.AppendString(s.last)
 		return next, nil
 	case isArray(c):
+		d.complex = true
 		v, next, err := packList(b, pos)
 		if err != nil {
 			return pos, err
@@ -68,6 +69,7 @@ func (d *pageDecoder) cell(s *slot, b []byte, pos int) (int, error) {
 		return next, nil
 	}
 	// A map (a numpy array or scalar, or a plain map) or an extension.
+	d.complex = true
 	v, next, err := value(b, pos, true, 0)
 	if err != nil {
 		return pos, err
@@ -80,6 +82,7 @@ func (d *pageDecoder) cell(s *slot, b []byte, pos int) (int, error) {
 // dimension is the rows.
 func (d *pageDecoder) column(s *slot, b []byte, pos, rows int) (int, error) {
 	if pos < len(b) && isMap(b[pos]) {
+		d.complex = true
 		var h ndHeader
 		ok, err := parseNumpy(b, pos, &h)
 		if err != nil {
@@ -100,7 +103,14 @@ func (d *pageDecoder) column(s *slot, b []byte, pos, rows int) (int, error) {
 	if n != rows {
 		return pos, &columnError{fmt.Sprintf("column of %d values in a page of %d rows", n, rows)}
 	}
+	col := s.col
 	for range n {
+		if pos+9 <= len(b) && b[pos] == 0xcb && col.Kind == catalog.KindFloat {
+			// A float64 in a column of floats, the common case, inlined (cell).
+			col.F = append(col.F, math.Float64frombits(binary.BigEndian.Uint64(b[pos+1:])))
+			pos += 9
+			continue
+		}
 		if pos, err = d.cell(s, b, pos); err != nil {
 			return pos, err
 		}

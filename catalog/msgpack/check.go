@@ -12,38 +12,70 @@ import (
 	"fmt"
 )
 
+// partNames are the body parts of an event document, in the order checkBody checks them (the
+// bit of part i in evHeader.checked is 1<<i).
+var partNames = [...]string{"data", "timestamps", "filled"}
+
 // checkBody checks the body parts of an event document whose header h is good. Problems are
-// *invalidError; short and corrupt data pass through.
+// *invalidError; short and corrupt data pass through. Parts the walk over the document checked
+// already (checkAt), or decoded in a way that implies the check (pageDecoder.part), are not
+// walked again.
 func checkBody(b []byte, h *evHeader) error {
-	for _, part := range [...]struct {
-		name string
-		at   int
-	}{{"data", h.data}, {"timestamps", h.ts}, {"filled", h.filled}} {
-		if part.at < 0 || !isMap(b[part.at]) {
+	for i, at := range [...]int{h.data, h.ts, h.filled} {
+		if at < 0 || !isMap(b[at]) || h.checked&(1<<i) != 0 {
 			continue // the header check fails data, timestamps and filled that are not maps
 		}
-		if err := checkPart(b, part.at, part.name, h); err != nil {
+		err := h.partErr[i]
+		if err == nil {
+			_, err = checkPart(b, at, partNames[i], h)
+		}
+		if err != nil {
 			if errors.Is(err, errShort) || isCorrupt(err) && !isDepth(err) {
 				return err
 			}
-			return invalid("%s: %v", part.name, err)
+			return invalid("%s: %v", partNames[i], err)
 		}
 	}
 	return nil
 }
 
-// checkPart checks one body map: each of its values as the decoder would read it.
-func checkPart(b []byte, pos int, name string, h *evHeader) error {
+// checkAt is checkBody's check of the body part at pos (a map), made by the walk over the
+// document as it reaches the part once the rows are known, so that its values are read once:
+// it returns the end of the part. A part that fails is passed over (skip) and its error kept
+// for checkBody, which reports the parts' problems in its own order and after the header's.
+func (h *evHeader) checkAt(b []byte, pos int) (int, error) {
+	i := 0
+	switch pos {
+	case h.ts:
+		i = 1
+	case h.filled:
+		i = 2
+	}
+	end, err := checkPart(b, pos, partNames[i], h)
+	switch {
+	case err == nil:
+		h.checked |= 1 << i
+		return end, nil
+	case errors.Is(err, errShort):
+		return end, err
+	}
+	h.partErr[i] = err
+	return skip(b, pos)
+}
+
+// checkPart checks one body map: each of its values as the decoder would read it. It returns
+// the end of the map.
+func checkPart(b []byte, pos int, name string, h *evHeader) (int, error) {
 	n, pos, err := mapLen(b, pos)
 	if err != nil {
-		return err
+		return pos, err
 	}
 	for range n {
 		k, next, err := str(b, pos)
 		if err != nil {
 			// A key that is not a string is passed over by the decoder.
 			if pos, err = skipPair(b, pos, err); err != nil {
-				return err
+				return pos, err
 			}
 			continue
 		}
@@ -57,10 +89,13 @@ func checkPart(b []byte, pos int, name string, h *evHeader) error {
 			pos, err = checkColumnOf(b, pos, name, h.rows)
 		}
 		if err != nil {
-			return fmt.Errorf("%q: %w", k, err)
+			if errors.Is(err, errShort) {
+				return pos, err
+			}
+			return pos, fmt.Errorf("%q: %w", k, err)
 		}
 	}
-	return nil
+	return pos, nil
 }
 
 // checkColumnOf checks a page column of rows values: a list of that many, each value within
@@ -87,7 +122,19 @@ func checkColumnOf(b []byte, pos int, name string, rows int) (int, error) {
 	if n != rows {
 		return pos, fmt.Errorf("column of %d values in a page of %d rows", n, rows)
 	}
-	for range n {
+	for i := 0; i < n; i++ {
+		for i < n && p+9 <= len(b) && b[p] == 0xcb {
+			p, i = p+9, i+1 // a run of float64s
+		}
+		if i == n {
+			break
+		}
+		if p < len(b) {
+			if s := scalarSize[b[p]]; s != 0 {
+				p += int(s) // a scalar: nothing to check (past the end: short, below)
+				continue
+			}
+		}
 		if name == "timestamps" {
 			p, err = skip(b, p)
 		} else {
@@ -96,6 +143,9 @@ func checkColumnOf(b []byte, pos int, name string, rows int) (int, error) {
 		if err != nil {
 			return p, err
 		}
+	}
+	if p > len(b) {
+		return p, errShort
 	}
 	return p, nil
 }
@@ -139,6 +189,12 @@ func checkDepth(b []byte, pos, depth int) (int, error) {
 		return pos, errShort
 	}
 	c := b[pos]
+	if s := int(scalarSize[c]); s != 0 {
+		if pos+s > len(b) {
+			return pos + s, errShort
+		}
+		return pos + s, nil
+	}
 	switch {
 	case isArray(c):
 		n, p, err := arrayLen(b, pos)

@@ -4,8 +4,10 @@ package msgpack
 // numpy-based writers, as one array.
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/brokerfs/brokerfs/catalog"
 )
@@ -32,7 +34,13 @@ func floatColumn(b []byte, pos, rows int, dst []float64, strict bool) ([]float64
 	if n > len(b)-pos {
 		return dst, pos, errShort
 	}
+	dst = slices.Grow(dst, n) // n is bounded by the bytes at hand
 	for range n {
+		if pos+9 <= len(b) && b[pos] == 0xcb { // float64, the common case, inlined
+			dst = append(dst, math.Float64frombits(binary.BigEndian.Uint64(b[pos+1:])))
+			pos += 9
+			continue
+		}
 		var f float64
 		if strict {
 			f, pos, err = float(b, pos)
@@ -65,7 +73,25 @@ func intColumn(b []byte, pos, rows int, dst []int64) ([]int64, int, error) {
 	if n != rows {
 		return dst, pos, &typeError{what: fmt.Sprintf("list of %d", rows), have: fmt.Sprintf("list of %d", n)}
 	}
+	dst = slices.Grow(dst, min(n, len(b)-pos))
 	for range n {
+		// Unsigned integers, what counters are, inlined.
+		if pos < len(b) {
+			switch c := b[pos]; {
+			case c <= 0x7f:
+				dst, pos = append(dst, int64(c)), pos+1
+				continue
+			case c == 0xcc && pos+2 <= len(b):
+				dst, pos = append(dst, int64(b[pos+1])), pos+2
+				continue
+			case c == 0xcd && pos+3 <= len(b):
+				dst, pos = append(dst, int64(binary.BigEndian.Uint16(b[pos+1:]))), pos+3
+				continue
+			case c == 0xce && pos+5 <= len(b):
+				dst, pos = append(dst, int64(binary.BigEndian.Uint32(b[pos+1:]))), pos+5
+				continue
+			}
+		}
 		i, next, err := integer(b, pos)
 		if err != nil {
 			return dst, pos, err

@@ -49,6 +49,8 @@ type evHeader struct {
 	decoded                     uint8 // body parts decoded: 1 data, 2 timestamps, 4 filled
 	body                        bool  // data, timestamps and filled are in the page
 	bodyErr                     error // why they could not be: the read fails
+	checked                     uint8 // body parts that pass checkBody's check: 1 data, 2 timestamps, 4 filled
+	partErr                     [3]error
 }
 
 // pageDecoder decodes the event documents of one descriptor into a reused page. With no
@@ -69,6 +71,11 @@ type pageDecoder struct {
 	longest       int       // the length of the longest layout
 	slows         int       // documents read by the general decoder since the last layout learned
 	noLayouts     bool      // tests: the general decoder only
+
+	// complex is set by the decoding of a body part when it read a value in a way that does
+	// not imply checkBody's check of it (nested values, numpy arrays, columns passed over):
+	// a part decoded without it needs no check (see part).
+	complex bool
 }
 
 func newPageDecoder(desc string, fields []string) *pageDecoder {
@@ -237,6 +244,8 @@ func (d *pageDecoder) scanEvent(b []byte, pos int, single bool, h *evHeader, ski
 		}
 		if body && d.wantBody(h, bad, skipRows) {
 			end, err = d.part(b, h, pos)
+		} else if body && bad == nil && h.rows >= 0 && !h.other && pos < len(b) && isMap(b[pos]) {
+			end, err = h.checkAt(b, pos)
 		}
 		if end < 0 || bad != nil {
 			end, err = skip(b, pos)
@@ -334,16 +343,24 @@ func (d *pageDecoder) part(b []byte, h *evHeader, pos int) (int, error) {
 	}
 	var end int
 	var err error
+	var bit uint8
+	d.complex = false
 	switch pos {
 	case h.data:
-		h.decoded |= 1
+		bit = 1
 		end, err = d.decodeData(b, pos, h)
 	case h.ts:
-		h.decoded |= 2
+		bit = 2
 		end, err = d.decodeTimestamps(b, pos, h)
 	default:
-		h.decoded |= 4
+		bit = 4
 		end, err = d.decodeFilled(b, pos, h)
+	}
+	h.decoded |= bit
+	if err == nil && !d.complex {
+		// Every value was a scalar (one per row, in a list of the page's rows): the part
+		// passes checkBody's check, which need not walk it again.
+		h.checked |= bit
 	}
 	if isDepth(err) {
 		return end, invalid("%v", err) // as checkBody finds it: the document is skipped

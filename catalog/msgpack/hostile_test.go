@@ -61,6 +61,13 @@ func TestHostileDocuments(t *testing.T) {
 		{"page ragged", "event_page", ev("time", []any{3.5, 3.6}, "seq_num", []any{int64(70), int64(71)}, "timestamps", m{}), "column of 1 values in a page of 2 rows"},
 		{"page ragged unread column", "event_page", ev("data", m{"I0": []any{9.25}, "y": []any{1.0, 2.0}}), "column of 2 values in a page of 1 rows"},
 		{"page time not numbers", "event_page", ev("time", []any{"x"}), "time"},
+		// Body values the decoder reads as they come (time first), or passes over.
+		{"page value nested too deeply", "event_page", ev("data", m{"I0": []any{"DEEP"}}), "nested too deeply"},
+		{"page unread value nested too deeply", "event_page", ev("data", m{"I0": []any{9.25}, "y": []any{"DEEP"}}), "nested too deeply"},
+		{"event value nested too deeply", "event", single("data", m{"I0": "DEEP"}), "nested too deeply"},
+		{"page numpy column of 2 rows", "event_page", ev("data", m{"I0": &catalog.NDArray{Dtype: "<f8", Shape: []int{2}, Data: make([]byte, 16)}}), "want a list or array of 1 rows"},
+		{"page numpy timestamps of 2 rows", "event_page", ev("timestamps", m{"I0": &catalog.NDArray{Dtype: "<f8", Shape: []int{2}, Data: make([]byte, 16)}}), "timestamps"},
+		{"page filled ragged", "event_page", ev("filled", m{"I0": []any{false, true}}), "column of 2 values in a page of 1 rows"},
 		{"page seq_num fraction", "event_page", ev("seq_num", []any{7.5}), "seq_num"},
 		{"page seq_num not a list", "event_page", ev("seq_num", int64(70)), "seq_num"},
 		{"page timestamps not lists", "event_page", ev("timestamps", m{"I0": 3.5}), "timestamps"},

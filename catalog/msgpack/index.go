@@ -176,8 +176,9 @@ func sameBytes(r io.ReaderAt, off int64, want []byte) bool {
 func (x *indexer) scan() error {
 	ix := x.ix
 	pos := ix.end
+	last := 0 // the length of the last document
 	for pos < ix.size {
-		b, err := x.w.atLeast(pos, x.dec.longest)
+		b, err := x.w.atLeast(pos, max(x.dec.longest, x.w.hint(last)))
 		if err != nil {
 			return fmt.Errorf("read %s: %w", x.path, err)
 		}
@@ -235,6 +236,7 @@ func (x *indexer) scan() error {
 		}
 		pos += int64(n)
 		ix.end = pos
+		last = n
 	}
 	return nil
 }

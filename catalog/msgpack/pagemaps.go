@@ -90,6 +90,7 @@ func (d *pageDecoder) decodeData(b []byte, pos int, h *evHeader) (int, error) {
 				pos = v + 9 // a one-row column of a float: skip is a long way round
 				continue
 			}
+			d.complex = true
 			if !h.single {
 				if err = checkColumn(b, pos, h.rows); err != nil {
 					return pos, fmt.Errorf("data %q: %w", s.key, err)
@@ -155,6 +156,9 @@ func (d *pageDecoder) decodeTimestamps(b []byte, pos int, h *evHeader) (int, err
 			}
 			vals = append(vals, f)
 		} else {
+			if pos < len(b) && isMap(b[pos]) {
+				d.complex = true // a numpy column
+			}
 			if vals, pos, err = floatColumn(b, pos, h.rows, vals, false); err != nil {
 				return pos, fmt.Errorf("timestamps %q: %w", s.key, asColumnError(err))
 			}
@@ -179,6 +183,7 @@ func (d *pageDecoder) decodeFilled(b []byte, pos int, h *evHeader) (int, error) 
 	if err != nil {
 		return pos, err
 	}
+	d.complex = d.complex || n > 0
 	for i := range n {
 		var k []byte
 		if k, pos, err = keyStr(b, pos); err != nil {

@@ -103,7 +103,7 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 	d.noLayouts = r.noLayouts
 	defer func() { r.fastDocs.Add(int64(d.fasts)) }()
 	var h evHeader
-	docs := 0
+	docs, last := 0, 0 // last: the length of the last document
 	for i := s.find(int64(from)); i < len(s.cps); i++ {
 		pos, row, segEnd := s.cps[i].off, s.cps[i].row, s.end
 		if i+1 < len(s.cps) {
@@ -122,7 +122,7 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 					return err
 				}
 			}
-			b, err := w.atLeast(pos, d.longest)
+			b, err := w.atLeast(pos, max(d.longest, w.hint(last)))
 			if err != nil {
 				return fmt.Errorf("read %s: %w", r.path, err)
 			}
@@ -154,6 +154,7 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 				return r.docError(pos, "", r.why(err))
 			}
 			d.learnFrom(b, n, &h, status)
+			last = n
 			if status == docEvent && h.rows > 0 {
 				if h.bodyErr != nil {
 					return r.docError(pos, docName(h.single), h.bodyErr)

@@ -119,6 +119,14 @@ func (w *window) atLeast(pos int64, n int) ([]byte, error) {
 	return w.more(pos, len(b), int(min(int64(n), w.limit-pos)))
 }
 
+// hint is the bytes to have buffered before decoding a document after one of last bytes: the
+// documents of a run tend to be alike, so a document that would not fit in what is left of
+// the buffer is read from its start at once, instead of being decoded up to the end of the
+// buffer, found short and decoded again. It never asks for more than the buffer holds.
+func (w *window) hint(last int) int {
+	return min(last, len(w.buf), maxDocument)
+}
+
 // more is called when a decoder ran short on the bytes at from pos (had bytes of them):
 // it returns at least need bytes from pos (need > had), growing the buffer when one document
 // is larger than it. It returns errTruncated when the region ends before need bytes.

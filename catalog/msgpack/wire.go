@@ -107,24 +107,22 @@ func skip(b []byte, pos int) (int, error) {
 			return pos + left, errShort
 		}
 		c := b[pos]
-		switch {
-		case c <= 0x7f || c >= 0xe0:
-			pos++
+		if n := scalarSize[c]; n != 0 {
+			pos += int(n)
 			continue
+		}
+		if c == 0xd9 && pos+1 < len(b) { // str8: uids
+			pos += 2 + int(b[pos+1])
+			continue
+		}
+		switch {
 		case c <= 0x8f:
 			left += 2 * int(c&0x0f)
 			pos++
 		case c <= 0x9f:
 			left += int(c & 0x0f)
 			pos++
-		case c <= 0xbf:
-			pos += 1 + int(c&0x1f)
-			continue
 		default:
-			if n := fixedSize[c-0xc0]; n != 0 {
-				pos += n
-				continue
-			}
 			// Variable-size types: a 1, 2 or 4 byte length follows the type byte (and for
 			// extensions, a type code follows the length).
 			var lenBytes int
@@ -186,6 +184,23 @@ var fixedSize = [32]int{
 	0xd0 - 0xc0: 2, 0xd1 - 0xc0: 3, 0xd2 - 0xc0: 5, 0xd3 - 0xc0: 9,
 	0xd4 - 0xc0: 3, 0xd5 - 0xc0: 4, 0xd6 - 0xc0: 6, 0xd7 - 0xc0: 10, 0xd8 - 0xc0: 18,
 }
+
+// scalarSize is the encoded size of the values whose size the type byte decides: integers,
+// floats, nil, booleans, fixstr and fixext (0 for containers, the variable-size types and the
+// reserved 0xc1). One table look-up passes over a scalar: columns are mostly scalars.
+var scalarSize = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c <= 0x7f || c >= 0xe0:
+			t[c] = 1
+		case c >= 0xa0 && c <= 0xbf:
+			t[c] = uint8(1 + c&0x1f)
+		case c >= 0xc0:
+			t[c] = uint8(fixedSize[c-0xc0])
+		}
+	}
+	return t
+}()
 
 // arrayLen reads an array header.
 func arrayLen(b []byte, pos int) (n, next int, err error) {
