@@ -8,6 +8,7 @@ import (
 
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/encode"
+	"golang.org/x/sys/unix"
 )
 
 // builder turns one field's values, page by page, into the bytes of its .npy data. The dtype
@@ -352,6 +353,7 @@ func (s *fileSink) append(p []byte) error {
 		if _, err := s.f.WriteAt(p, s.hdr+s.n); err != nil {
 			return fmt.Errorf("%w: %w", errSpill, err)
 		}
+		startWriteback(s.f, s.hdr+s.n, int64(len(p)))
 	} else {
 		if s.buf == nil {
 			s.buf = make([]byte, 0, sinkBuffer)
@@ -367,11 +369,22 @@ func (s *fileSink) flush() error {
 	if len(s.buf) == 0 {
 		return nil
 	}
-	if _, err := s.f.WriteAt(s.buf, s.hdr+s.n-int64(len(s.buf))); err != nil {
+	off := s.hdr + s.n - int64(len(s.buf))
+	if _, err := s.f.WriteAt(s.buf, off); err != nil {
 		return fmt.Errorf("%w: %w", errSpill, err)
 	}
+	startWriteback(s.f, off, int64(len(s.buf)))
 	s.buf = s.buf[:0]
 	return nil
+}
+
+// startWriteback asks the kernel to start writing [off, off+n) of f to the disk now, without
+// waiting for it (sync_file_range SYNC_FILE_RANGE_WRITE): the entry's commit fsyncs every
+// file, and what was written back while the scan went on does not wait there. Advice only.
+func startWriteback(f *os.File, off, n int64) {
+	if c, err := f.SyscallConn(); err == nil {
+		_ = c.Control(func(fd uintptr) { _ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE) })
+	}
 }
 
 func (s *fileSink) readAt(p []byte, off int64) error {
