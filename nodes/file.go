@@ -55,17 +55,23 @@ var (
 // formatted from them, and that can happen more than once in a row.
 const staleTries = 4
 
+// current resolves the file's content in the current state of its run.
 func (f *file) current(ctx context.Context) (*runState, content, error) {
 	for try := 1; ; try++ {
-		r, err := f.st.run(ctx, f.uid)
-		if err != nil {
-			return nil, nil, err
-		}
-		c, err := f.resolve(ctx, r)
+		r, c, err := f.resolveOnce(ctx)
 		if err == nil || !errors.Is(err, table.ErrStale) || try >= staleTries {
 			return r, c, err
 		}
 	}
+}
+
+func (f *file) resolveOnce(ctx context.Context) (*runState, content, error) {
+	r, err := f.st.run(ctx, f.uid)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := f.resolve(ctx, r)
+	return r, c, err
 }
 
 func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
@@ -220,14 +226,15 @@ func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 }
 
 // open resolves and opens the file's content. A table whose cache entry went away meanwhile
-// (evicted, damaged) is rebuilt: the next try opens the new one.
+// (evicted, damaged), while it was resolved or opened, is rebuilt: the next try opens the new
+// one; staleTries in all.
 func (f *file) open(ctx context.Context) (*runState, content, table.Handle, error) {
 	for try := 1; ; try++ {
-		r, c, err := f.current(ctx)
-		if err != nil {
-			return nil, nil, nil, err
+		r, c, err := f.resolveOnce(ctx)
+		var th table.Handle
+		if err == nil {
+			th, err = c.Open(ctx)
 		}
-		th, err := c.Open(ctx)
 		if err == nil {
 			return r, c, th, nil
 		}
