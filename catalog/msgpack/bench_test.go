@@ -59,12 +59,9 @@ func benchCache(b *testing.B, name string, build func(path string) error) string
 	return path
 }
 
-// writeEvents writes a run of n single-row event_page documents with two scalar float
-// fields, as suitcase-msgpack writes a run fed one event at a time.
-func writeEvents(w io.Writer, n int, uid string) error {
-	mw := NewWriter(w)
-	desc := uid + "-d1"
-	t0 := 1.7e9
+// writeScalarHead writes the start and the descriptor (two scalar float fields x and y) of the
+// benchmarks' runs.
+func writeScalarHead(w *Writer, uid, desc string, t0 float64) error {
 	docs := []catalog.Document{
 		{Name: "start", Doc: map[string]any{"uid": uid, "time": t0, "scan_id": int64(1), "plan_name": "count"}},
 		{Name: "descriptor", Doc: map[string]any{"uid": desc, "run_start": uid, "time": t0, "name": "primary",
@@ -73,9 +70,21 @@ func writeEvents(w io.Writer, n int, uid string) error {
 				"y": map[string]any{"dtype": "number", "shape": []any{}, "source": "SIM:y"}}}},
 	}
 	for _, d := range docs {
-		if err := mw.Write(d.Name, d.Doc); err != nil {
+		if err := w.Write(d.Name, d.Doc); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// writeEvents writes a run of n single-row event_page documents with two scalar float
+// fields, as suitcase-msgpack writes a run fed one event at a time.
+func writeEvents(w io.Writer, n int, uid string) error {
+	mw := NewWriter(w)
+	desc := uid + "-d1"
+	t0 := 1.7e9
+	if err := writeScalarHead(mw, uid, desc, t0); err != nil {
+		return err
 	}
 	// One set of maps and lists, refilled for every event: generating must not dominate.
 	tl, ul, sl, xl, yl, txl, tyl := make([]any, 1), make([]any, 1), make([]any, 1), make([]any, 1), make([]any, 1), make([]any, 1), make([]any, 1)
@@ -380,17 +389,8 @@ func benchPaged1M(b *testing.B) string {
 		w := NewWriter(bw)
 		desc := benchDesc
 		t0 := 1.7e9
-		docs := []catalog.Document{
-			{Name: "start", Doc: map[string]any{"uid": benchUID, "time": t0, "scan_id": int64(1), "plan_name": "count"}},
-			{Name: "descriptor", Doc: map[string]any{"uid": desc, "run_start": benchUID, "time": t0, "name": "primary",
-				"data_keys": map[string]any{
-					"x": map[string]any{"dtype": "number", "shape": []any{}, "source": "SIM:x"},
-					"y": map[string]any{"dtype": "number", "shape": []any{}, "source": "SIM:y"}}}},
-		}
-		for _, d := range docs {
-			if err := w.Write(d.Name, d.Doc); err != nil {
-				return err
-			}
+		if err := writeScalarHead(w, benchUID, desc, t0); err != nil {
+			return err
 		}
 		for i := 0; i < benchEvents; i += pagedRows {
 			k := min(pagedRows, benchEvents-i)
