@@ -77,19 +77,23 @@ func (f *file) resolveOnce(ctx context.Context) (*runState, content, error) {
 func (f *file) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
 	defer f.st.observe("getattr", time.Now(), &errno)
 	r, c, err := f.current(ctx)
-	if h, ok := fh.(*handle); ok && err == nil {
-		c = h.c // an open file keeps the size it was opened with
-	} else if err == nil && r.live() {
-		// fstat(2) reaches FUSE without the file handle: while a live file is open, its size
-		// is that of the last open's snapshot, which is what the reader's reads return.
-		f.mu.Lock()
-		if f.opens > 0 && f.openedAs != nil && f.opened.live() {
-			r, c = f.opened, f.openedAs
-		}
-		f.mu.Unlock()
-	}
 	if err != nil {
 		return f.st.toErrno("getattr", f.path, err)
+	}
+	// fstat(2) reaches FUSE without the file handle, and go-fuse then passes the inode's
+	// first open file in its place (rawBridge.GetAttr), which may be an older open whose
+	// RELEASE is still on its way (close(2) sends it asynchronously). So while a live file
+	// is open, its size is that of the last open's snapshot, which is what the latest
+	// opener's reads return, whatever fh says; otherwise an open file keeps the size it
+	// was opened with.
+	f.mu.Lock()
+	latest := r.live() && f.opens > 0 && f.openedAs != nil && f.opened.live()
+	if latest {
+		r, c = f.opened, f.openedAs
+	}
+	f.mu.Unlock()
+	if h, ok := fh.(*handle); ok && !latest {
+		c = h.c
 	}
 	fillFile(&out.Attr, r, c)
 	out.SetTimeout(f.st.fileAttrTTL(r))
