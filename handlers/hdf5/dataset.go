@@ -39,7 +39,7 @@ type file struct {
 	path string
 	f    *h5.File
 	lg   *linkGuard
-	lapl C.hid_t // link access with lg's external-link callback
+	lapl C.hid_t  // link access with lg's external-link callback
 	raw  *rawFile // for stored reads (raw.go); nil when they do not apply
 }
 
