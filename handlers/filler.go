@@ -55,6 +55,11 @@ const (
 	DefaultNegativeTTL = 5 * time.Second
 )
 
+// ErrChanged is what a handler's read wraps when the file it opened changed since (size,
+// mtime): what it knows of the file's layout may be stale. The Filler drops the handler; a
+// later read opens the file again.
+var ErrChanged = errors.New("file changed since it was opened")
+
 // ErrTimeout means a handler call did not finish within FillerOptions.CallTimeout.
 var ErrTimeout = errors.New("handler call timed out")
 
@@ -242,9 +247,10 @@ func (f *Filler) drop(uid string, oh *openHandler) {
 	go oh.h.Close()
 }
 
-// timedOut drops res's handler if err is a timeout, and returns err.
+// timedOut drops res's handler if err is a timeout, or says the handler's file changed under
+// it (the next read opens it again), and returns err.
 func (f *Filler) timedOut(res *catalog.Resource, oh *openHandler, err error) error {
-	if errors.Is(err, ErrTimeout) {
+	if errors.Is(err, ErrTimeout) || errors.Is(err, ErrChanged) {
 		f.drop(res.UID, oh)
 	}
 	return err
@@ -430,7 +436,7 @@ func (f *Filler) ReadInto(ctx context.Context, res *catalog.Resource, datumID st
 			if err != nil {
 				err = &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
 					Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, f.timedOut(res, oh, err))}
-				if !errors.Is(err, ErrShape) {
+				if !errors.Is(err, ErrShape) && !errors.Is(err, ErrChanged) { // reopened on the next read
 					f.remember(key, err)
 				}
 			}
@@ -514,7 +520,7 @@ func (f *Filler) ReadRange(ctx context.Context, res *catalog.Resource, datumID s
 			if err != nil {
 				err = &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
 					Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, f.timedOut(res, oh, err))}
-				if !errors.Is(err, ErrShape) {
+				if !errors.Is(err, ErrShape) && !errors.Is(err, ErrChanged) { // reopened on the next read
 					f.remember(key, err)
 				}
 			}

@@ -34,8 +34,8 @@ import (
 // other than sec2) goes through H5Dread_chunk or H5Dread as before.
 
 // ErrChanged means a file changed after a handler opened it: its cached layout may no longer
-// describe it.
-var ErrChanged = errors.New("file changed since it was opened")
+// describe it. It is handlers.ErrChanged, on which the Filler drops the handler.
+var ErrChanged = handlers.ErrChanged
 
 // ErrTruncated means a file's layout places data past the file's end.
 var ErrTruncated = errors.New("data past the end of the file")

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/handlers"
 	"github.com/brokerfs/brokerfs/handlers/npy"
 )
@@ -230,5 +232,45 @@ func TestStoredChanged(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStoredChangedReopens: through the Filler, a read of a file changed since its handler
+// opened it fails (ErrChanged), is not remembered as a failure, and the next read opens the
+// file again and reads it.
+func TestStoredChangedReopens(t *testing.T) {
+	dir, _ := genStored(t)
+	ctx := context.Background()
+	want, err := npy.ReadFile(ctx, filepath.Join(dir, "raw_frames.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := len(want.Data) / want.Shape[0]
+	shape := append([]int{1}, want.Shape[1:]...)
+	reg := handlers.NewRegistry()
+	if err := reg.Register(SpecAD, NewAD(Options{})); err != nil {
+		t.Fatal(err)
+	}
+	f := handlers.NewFiller(handlers.FillerOptions{Registry: reg, NegativeTTL: time.Minute})
+	defer f.Close()
+	res := &catalog.Resource{UID: "r", Spec: SpecAD, ResourcePath: filepath.Join(dir, "raw_frames.h5"),
+		ResourceKwargs: map[string]any{"frame_per_point": int64(1)}}
+	read := func(p int) ([]byte, error) {
+		dst := make([]byte, frame)
+		err := f.ReadRange(ctx, res, fmt.Sprint("r/", p), pn(p), dst, 0, want.Dtype, shape)
+		return dst, err
+	}
+	if b, err := read(2); err != nil || string(b) != string(want.Data[2*frame:3*frame]) {
+		t.Fatalf("frame 2: %v", err)
+	}
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(res.ResourcePath, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := read(2); !errors.Is(err, ErrChanged) {
+		t.Fatalf("frame 2 after the file's mtime changed: %v, want ErrChanged", err)
+	}
+	if b, err := read(2); err != nil || string(b) != string(want.Data[2*frame:3*frame]) {
+		t.Errorf("frame 2 read again: %v (want the file opened again and read)", err)
 	}
 }
