@@ -123,7 +123,21 @@ type stored struct {
 
 	mu   sync.Mutex
 	locs map[int64]int64 // chunk index -> address; guarded by mu
+	// Readahead of a sequential reader: the end of the furthest read so far and of what was
+	// asked ahead (dataset byte positions); guarded by mu.
+	readEnd, aheadEnd int64
+	prefetching       bool // guarded by mu
 }
+
+const (
+	// prefetchBytes is how far ahead of a sequential reader the file's pages are asked for
+	// (POSIX_FADV_WILLNEED): the disk reads them while the frames before are served. The
+	// kernel's own readahead of the descriptor (128 KiB here) does not cover one frame.
+	prefetchBytes = 4 << 20
+	// seqSlack is how far before or after the furthest read a read may start and count as
+	// sequential (the kernel serves a large read's requests in any order).
+	seqSlack = 2 << 20
+)
 
 // maxChunkLocs bounds the chunk addresses a dataset remembers.
 const maxChunkLocs = 1 << 16
@@ -231,6 +245,7 @@ func (d *dataset) readStored(s *stored, pos int64, dst []byte) error {
 	if pos < 0 || pos > s.total || int64(len(dst)) > s.total-pos {
 		return fmt.Errorf("bytes %d to %d of a dataset of %d: %w", pos, pos+int64(len(dst)), s.total, ErrOutOfRange)
 	}
+	start := pos
 	for len(dst) > 0 {
 		var off, avail int64
 		if s.contig {
@@ -254,7 +269,44 @@ func (d *dataset) readStored(s *stored, pos int64, dst []byte) error {
 	if s.rf.changed() {
 		return ErrChanged
 	}
+	d.readAhead(s, start, pos)
 	return nil
+}
+
+// readAhead notes a read of [start, end) and, when it continues the furthest read so far (a
+// sequential reader: np.load, cp), asks the kernel for the file's pages of the next
+// prefetchBytes of the dataset (POSIX_FADV_WILLNEED starts the reads and returns). A read of
+// one frame (mmap) asks for nothing. Called within the handler's use of d, like the read.
+func (d *dataset) readAhead(s *stored, start, end int64) {
+	s.mu.Lock()
+	seq := s.readEnd > 0 && end > s.readEnd && start >= s.readEnd-seqSlack && start <= s.readEnd+seqSlack
+	s.readEnd = max(s.readEnd, end)
+	from, to := max(end, s.aheadEnd), min(end+prefetchBytes, s.total)
+	ask := seq && !s.prefetching && to-from >= prefetchBytes/4
+	if ask {
+		s.prefetching, s.aheadEnd = true, to
+	}
+	s.mu.Unlock()
+	if !ask {
+		return
+	}
+	defer func() {
+		s.mu.Lock()
+		s.prefetching = false
+		s.mu.Unlock()
+	}()
+	fd := int(s.rf.f.Fd())
+	if s.contig {
+		unix.Fadvise(fd, s.addr+from, to-from, unix.FADV_WILLNEED)
+		return
+	}
+	for j := from / s.chunkBytes; j*s.chunkBytes < to; j++ {
+		a, err := d.chunkAddr(s, j)
+		if err != nil {
+			return
+		}
+		unix.Fadvise(fd, a, s.chunkBytes, unix.FADV_WILLNEED)
+	}
 }
 
 // wholeFrames reports whether the slab at offset of the given count is whole frames
