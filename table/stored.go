@@ -65,7 +65,8 @@ type storedHandle struct {
 	f *storedFile
 
 	mu     sync.Mutex
-	handed int // guarded by mu; 1 + the row last handed over whole by ReadAtRow, or 0
+	handed int   // guarded by mu; 1 + the row last handed over whole by ReadAtRow, or 0
+	next   int64 // guarded by mu; where the last read larger than a page ended, or -1
 }
 
 func (h *storedHandle) Backing() *os.File { return nil }
@@ -91,7 +92,17 @@ func (h *storedHandle) ReadAtRow(ctx context.Context, p []byte, off int64) (n in
 		p, short = p[:rest], true
 	}
 	hdr, rb := int64(len(f.hdr)), int64(lc.rb)
-	if end := off + int64(len(p)); off >= hdr && len(p) <= rowPage && int64(len(p)) < rb && (off-hdr)/rb == (end-1-hdr)/rb {
+	end := off + int64(len(p))
+	h.mu.Lock()
+	// The last piece of a large read(2) in order, not a page fault. Only reads larger than a
+	// page count: a page fault of frame 0 right after the header's read continues it too.
+	cont := off == h.next
+	h.next = -1
+	if len(p) > rowPage {
+		h.next = end
+	}
+	h.mu.Unlock()
+	if off >= hdr && !cont && len(p) <= rowPage && int64(len(p)) < rb && (off-hdr)/rb == (end-1-hdr)/rb {
 		row := int((off - hdr) / rb)
 		h.mu.Lock()
 		if h.handed != row+1 {
