@@ -43,7 +43,9 @@ func (h *storedFramesHandler) ReadRange(_ context.Context, kw map[string]any, ds
 	return nil
 }
 
-func (h *storedFramesHandler) Stored(context.Context, map[string]any, string, []int) bool { return true }
+func (h *storedFramesHandler) Stored(context.Context, map[string]any, string, []int) bool {
+	return true
+}
 
 // TestStoredFrames: a field whose frames are stored as read is served by byte ranges from the
 // handler, never decoded whole, with no sparse cache file and no fill ahead: read(2) in 1 MiB
