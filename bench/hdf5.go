@@ -33,7 +33,7 @@ func (b *bench) benchHDF5() error {
 	if out, err := exec.Command(b.python, "-c", "import numpy, h5py").CombinedOutput(); err != nil {
 		return fmt.Errorf("%s lacks numpy or h5py (scripts/setup.sh installs them): %v %s", b.python, err, out)
 	}
-	for _, comp := range []string{"raw", "gzip"} {
+	for _, comp := range b.hdf5Comps {
 		if err := b.benchHDF5Comp(comp); err != nil {
 			return fmt.Errorf("%s: %w", comp, err)
 		}

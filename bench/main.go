@@ -57,6 +57,7 @@ type bench struct {
 	bigPage          int // rows per event_page of the wide run
 	frames           int // frames of the AD_HDF5 runs
 	frameSide        int // frames are frameSide × frameSide uint16
+	hdf5Comps        []string
 	capBytes         int64
 	reps             int
 	listTTL          time.Duration
@@ -95,6 +96,7 @@ func main() {
 	flag.IntVar(&b.bigPage, "big-page", 100, "rows per event_page of the wide run")
 	flag.IntVar(&b.frames, "frames", 1000, "frames of the AD_HDF5 runs")
 	flag.IntVar(&b.frameSide, "frame-side", 512, "AD_HDF5 frames are N×N uint16")
+	hdf5Comp := flag.String("hdf5-comp", "raw,gzip", "AD_HDF5 storage to benchmark, comma-separated: raw, gzip")
 	flag.Int64Var(&b.capBytes, "cap", 64<<20, "--cache-max of the cap benchmark, in bytes (smaller than the wide field)")
 	flag.IntVar(&b.reps, "reps", 3, "repetitions of each measurement (median); cold ones need a fresh mount each")
 	flag.DurationVar(&b.listTTL, "list-ttl", 2*time.Second, "brokerfs --list-ttl")
@@ -112,6 +114,15 @@ func main() {
 	b.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		b.only[strings.TrimSpace(s)] = true
+	}
+	for _, c := range strings.Split(*hdf5Comp, ",") {
+		switch c = strings.TrimSpace(c); c {
+		case "raw", "gzip":
+			b.hdf5Comps = append(b.hdf5Comps, c)
+		default:
+			fmt.Fprintf(os.Stderr, "bench: -hdf5-comp %q: want raw or gzip\n", c)
+			os.Exit(2)
+		}
 	}
 
 	err := b.setup(*workParent, *cache)

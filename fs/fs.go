@@ -154,7 +154,11 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 		// READDIRPLUS_AUTO: the kernel asks for a directory's entries with their attributes
 		// (READDIRPLUS, a Lookup each) only while the reader also stats them (ls -l), not for
 		// every entry of a plain ls: 10,000 runs cost 10,000 Lookups and inodes otherwise.
-		ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP | fuse.CAP_READDIRPLUS_AUTO,
+		// ASYNC_DIO: a large read() of a FOPEN_DIRECT_IO file (a lazily filled or stored
+		// external field, a live run's file) goes to brokerfs as its 1 MiB requests all at
+		// once (up to MaxBackground), served in parallel, instead of one after the other: the
+		// source file's reads then overlap each other and the replies.
+		ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP | fuse.CAP_READDIRPLUS_AUTO | fuse.CAP_ASYNC_DIO,
 		Options:           append([]string{"ro", "default_permissions"}, o.Extra...),
 		Logger:            log.New(slogWriter{o.Logger}, "", 0),
 	}

@@ -55,6 +55,11 @@ const (
 	DefaultNegativeTTL = 5 * time.Second
 )
 
+// ErrChanged is what a handler's read wraps when the file it opened changed since (size,
+// mtime): what it knows of the file's layout may be stale. The Filler drops the handler; a
+// later read opens the file again.
+var ErrChanged = errors.New("file changed since it was opened")
+
 // ErrTimeout means a handler call did not finish within FillerOptions.CallTimeout.
 var ErrTimeout = errors.New("handler call timed out")
 
@@ -242,9 +247,10 @@ func (f *Filler) drop(uid string, oh *openHandler) {
 	go oh.h.Close()
 }
 
-// timedOut drops res's handler if err is a timeout, and returns err.
+// timedOut drops res's handler if err is a timeout, or says the handler's file changed under
+// it (the next read opens it again), and returns err.
 func (f *Filler) timedOut(res *catalog.Resource, oh *openHandler, err error) error {
-	if errors.Is(err, ErrTimeout) {
+	if errors.Is(err, ErrTimeout) || errors.Is(err, ErrChanged) {
 		f.drop(res.UID, oh)
 	}
 	return err
@@ -430,7 +436,7 @@ func (f *Filler) ReadInto(ctx context.Context, res *catalog.Resource, datumID st
 			if err != nil {
 				err = &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
 					Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, f.timedOut(res, oh, err))}
-				if !errors.Is(err, ErrShape) {
+				if !errors.Is(err, ErrShape) && !errors.Is(err, ErrChanged) { // reopened on the next read
 					f.remember(key, err)
 				}
 			}
@@ -445,6 +451,90 @@ func (f *Filler) ReadInto(ctx context.Context, res *catalog.Resource, datumID st
 		return &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
 			Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, err)}
 	}
+	return nil
+}
+
+// RangeReader is implemented by handlers whose datums can be stored in their files as the
+// very bytes ReadInto gives (an HDF5 dataset without filters, little-endian). ReadRange fills
+// dst with bytes [off, off+len(dst)) of what ReadInto would give for descr and shape, read
+// straight from the file, or returns an error wrapping ErrNotDirect when the datum is not
+// stored so (the Filler then decodes it whole). Stored reports whether a datum is, from
+// metadata only.
+type RangeReader interface {
+	ReadRange(ctx context.Context, datumKwargs map[string]any, dst []byte, off int64, descr string, shape []int) error
+	Stored(ctx context.Context, datumKwargs map[string]any, descr string, shape []int) bool
+}
+
+// Stored reports whether the datum of res with kwargs is kept in its file as the bytes
+// ReadInto gives for descr and shape, so that ReadRange reads them without decoding: a copy
+// of them elsewhere (a cache) would save nothing. Any failure is a no.
+func (f *Filler) Stored(ctx context.Context, res *catalog.Resource, kwargs map[string]any, descr string, shape []int) bool {
+	oh, err := f.handler(ctx, res)
+	if err != nil {
+		return false
+	}
+	rr, ok := oh.h.(RangeReader)
+	if !ok {
+		return false
+	}
+	var yes bool
+	err = f.call(ctx, "describe", func(ctx context.Context) error {
+		yes = rr.Stored(ctx, kwargs, descr, shape)
+		return nil
+	}, nil)
+	return err == nil && yes
+}
+
+// ReadRange fills dst with bytes [off, off+len(dst)) of the datum's array as ReadInto gives
+// it: read straight from the file where the handler keeps the datum as those bytes
+// (RangeReader), else decoded whole by ReadInto and copied. ReadInto's caveat after a timeout
+// holds for dst too.
+func (f *Filler) ReadRange(ctx context.Context, res *catalog.Resource, datumID string, kwargs map[string]any, dst []byte, off int64, descr string, shape []int) error {
+	dt, err := encode.ParseDtype(descr)
+	if err != nil {
+		return fmt.Errorf("read datum %s into %s: %w", datumID, descr, err)
+	}
+	n, err := ArrayBytes(shape, dt.Size)
+	if err != nil {
+		return fmt.Errorf("read datum %s into %s %v: %w", datumID, descr, shape, err)
+	}
+	if off < 0 || off > int64(n) || int64(len(dst)) > int64(n)-off {
+		return fmt.Errorf("read datum %s: bytes %d to %d of %d", datumID, off, off+int64(len(dst)), n)
+	}
+	key := res.UID + "\x00" + datumID
+	if err := f.recentFailure(key); err != nil {
+		return err
+	}
+	oh, err := f.handler(ctx, res)
+	if err != nil {
+		f.remember(key, err)
+		return err
+	}
+	if rr, ok := oh.h.(RangeReader); ok && len(dst) > 0 {
+		err = f.retry(ctx, func() error {
+			return f.call(ctx, "read", func(ctx context.Context) error {
+				return rr.ReadRange(ctx, kwargs, dst, off, dt.Descr, shape)
+			}, nil)
+		})
+		if !errors.Is(err, ErrNotDirect) {
+			if err != nil {
+				err = &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
+					Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, f.timedOut(res, oh, err))}
+				if !errors.Is(err, ErrShape) && !errors.Is(err, ErrChanged) { // reopened on the next read
+					f.remember(key, err)
+				}
+			}
+			return err
+		}
+	}
+	if off == 0 && len(dst) == n {
+		return f.ReadInto(ctx, res, datumID, kwargs, dst, descr, shape)
+	}
+	buf := make([]byte, n)
+	if err := f.ReadInto(ctx, res, datumID, kwargs, buf, descr, shape); err != nil {
+		return err
+	}
+	copy(dst, buf[off:])
 	return nil
 }
 

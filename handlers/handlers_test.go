@@ -211,3 +211,63 @@ func TestAllowedRoots(t *testing.T) {
 		}
 	}
 }
+
+// ranged is counting with datums stored as read (RangeReader): its stored datum is the 2-byte
+// array of 0x0102, except datum n = 9, which it says is not stored so.
+type ranged struct {
+	counting
+	ranges atomic.Int64
+}
+
+func (h *ranged) ReadRange(_ context.Context, kw map[string]any, dst []byte, off int64, descr string, shape []int) error {
+	if n, _ := IntKwarg(kw, "n", 0); n == 9 {
+		return fmt.Errorf("datum 9: %w", ErrNotDirect)
+	}
+	h.ranges.Add(1)
+	copy(dst, []byte{2, 1}[off:])
+	return nil
+}
+
+func (h *ranged) Stored(_ context.Context, kw map[string]any, descr string, shape []int) bool {
+	n, _ := IntKwarg(kw, "n", 0)
+	return n != 9 && descr == "<u2"
+}
+
+// TestFillerReadRange: ranges of datums come from the handler's ReadRange where it has one and
+// the datum is stored so, else from a whole read (ReadInto), the range copied out.
+func TestFillerReadRange(t *testing.T) {
+	ctx := context.Background()
+	plain := &counting{}
+	f := newTestFiller(plain, FillerOptions{})
+	defer f.Close()
+	if f.Stored(ctx, res, map[string]any{"n": int64(5)}, "<u2", []int{1}) {
+		t.Error("a handler without ReadRange: Stored says yes")
+	}
+	for off, want := range []byte{5, 0} {
+		b := make([]byte, 1)
+		if err := f.ReadRange(ctx, res, "r1/5", map[string]any{"n": int64(5)}, b, int64(off), "<u2", []int{1}); err != nil || b[0] != want {
+			t.Errorf("ReadRange of byte %d of a datum holding 5: %v %v, want %d", off, b, err, want)
+		}
+	}
+	if err := f.ReadRange(ctx, res, "r1/5", map[string]any{"n": int64(5)}, make([]byte, 2), 1, "<u2", []int{1}); err == nil {
+		t.Error("ReadRange past the datum's end: no error")
+	}
+
+	h := &ranged{}
+	fr := NewFiller(FillerOptions{Registry: func() *Registry {
+		reg := NewRegistry()
+		reg.Register("C", func(context.Context, string, map[string]any) (Handler, error) { return h, nil })
+		return reg
+	}()})
+	defer fr.Close()
+	if !fr.Stored(ctx, res, map[string]any{"n": int64(5)}, "<u2", []int{1}) || fr.Stored(ctx, res, map[string]any{"n": int64(9)}, "<u2", []int{1}) {
+		t.Error("Stored does not follow the handler's")
+	}
+	b := make([]byte, 1)
+	if err := fr.ReadRange(ctx, res, "r1/5", map[string]any{"n": int64(5)}, b, 1, "<u2", []int{1}); err != nil || b[0] != 1 || h.ranges.Load() != 1 || h.reads.Load() != 0 {
+		t.Errorf("ReadRange of a stored datum: %v %v, %d range reads, %d whole reads", b, err, h.ranges.Load(), h.reads.Load())
+	}
+	if err := fr.ReadRange(ctx, res, "r1/9", map[string]any{"n": int64(9)}, b, 0, "<u2", []int{1}); err != nil || b[0] != 9 || h.reads.Load() != 1 {
+		t.Errorf("ReadRange of a datum not stored as read: %v %v, %d whole reads; want 9 from a whole read", b, err, h.reads.Load())
+	}
+}

@@ -35,6 +35,7 @@ type externalRun struct {
 	MyspecRes     string   `json:"myspec_resource"`
 	TiffUID       string   `json:"tiff_uid"`
 	TiffResource  string   `json:"tiff_resource"`
+	StoredUID     string   `json:"stored_uid"`
 	expectedBytes []byte   // expected.npy's data (after its header)
 }
 
@@ -448,6 +449,53 @@ func TestExternalAllowedRoots(t *testing.T) {
 // returns point 3 and fills that row alone: the sparse cache file's allocated blocks are its
 // header page and one row's (two at most), not the field's five. Needs the mount's readahead
 // at a page (root, a kernel with passthrough); with more, the kernel reads around the frame.
+// TestExternalHDF5Stored: an AD_HDF5 field whose first file keeps its frames as stored bytes
+// (chunked, no filters) and whose second is gzip reads as h5py reads the files, through mmap
+// (rows of both files, first) and whole, twice; the stored frames are read from the source
+// file, so the field has no sparse cache file.
+func TestExternalHDF5Stored(t *testing.T) {
+	t.Parallel()
+	r := writeExternalRuns(t)
+	cacheDir := t.TempDir()
+	mnt, logs := mount(t, filepath.Join(r.dir, "cat_stored"), r.rootMap(), "--cache-dir", cacheDir)
+	det := filepath.Join(mnt, r.StoredUID, "primary", "det.npy")
+	expected := filepath.Join(r.dir, "stored_expected.npy")
+	checkNPY(t, expected, det, 1, 4, 0, 5)
+	checkNPY(t, expected, det)
+	b, err := os.ReadFile(det)
+	if err != nil {
+		t.Fatalf("read det.npy: %v\n%s", err, logs)
+	}
+	exp, err := os.ReadFile(expected)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := parseNPYHeader(b)
+	if err != nil {
+		t.Fatalf("det.npy: %v", err)
+	}
+	he, err := parseNPYHeader(exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b[h.dataOffset:], exp[he.dataOffset:]) {
+		t.Errorf("det.npy's data (%d bytes) differs from stored_expected.npy's (%d bytes)", len(b)-h.dataOffset, len(exp)-he.dataOffset)
+	}
+	var sparse []string
+	filepath.WalkDir(filepath.Join(cacheDir, "sparse"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			sparse = append(sparse, p)
+		}
+		return nil
+	})
+	if len(sparse) != 0 {
+		t.Errorf("sparse cache files %v: a field whose first file stores its frames as read needs none", sparse)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("errors logged:\n%s", logs)
+	}
+}
+
 func TestExternalMmapOneFrame(t *testing.T) {
 	t.Parallel()
 	r := writeExternalRuns(t)

@@ -219,6 +219,10 @@ type lazyColumn struct {
 
 	directOnce sync.Once
 	direct     *encode.NPY // see directNPY
+
+	storedMu   sync.Mutex
+	storedDone bool // guarded by storedMu
+	stored     bool // guarded by storedMu; rows are read as stored (stored.go)
 }
 
 // lazyAlign is where the data of a lazily filled .npy starts: a page, so that reading frame k
@@ -320,6 +324,9 @@ func (lc *lazyColumn) describeDatums(ctx context.Context) (string, []int, error)
 func (lc *lazyColumn) npy(ctx context.Context) (File, error) {
 	if err := lc.describe(ctx); err != nil {
 		return nil, err
+	}
+	if lc.storedProbe(ctx) {
+		return newStoredFile(lc), nil
 	}
 	sp, err := lc.sparse()
 	if err != nil {

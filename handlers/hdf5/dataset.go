@@ -39,7 +39,8 @@ type file struct {
 	path string
 	f    *h5.File
 	lg   *linkGuard
-	lapl C.hid_t // link access with lg's external-link callback
+	lapl C.hid_t  // link access with lg's external-link callback
+	raw  *rawFile // for stored reads (raw.go); nil when they do not apply
 }
 
 // openFile opens path read-only (SWMR-read when swmr) if g allows it (see guard.go). A
@@ -74,6 +75,10 @@ func openFile(g *handlers.Guard, path string, swmr bool) (*file, error) {
 		if C.bfs_guard_plist(out.lapl, C.uintptr_t(out.lg.handle), 0) < 0 {
 			return h5Err()
 		}
+		if !swmr {
+			// A SWMR writer may still be moving what a reader sees: libhdf5 reads it.
+			out.raw = openRaw(out)
+		}
 		return nil
 	})
 	if err != nil {
@@ -103,6 +108,10 @@ func (f *file) release() error {
 		f.lg.release()
 		f.lg = nil
 	}
+	if f.raw != nil {
+		f.raw.Close()
+		f.raw = nil
+	}
 	return err
 }
 
@@ -131,6 +140,7 @@ type dataset struct {
 	big   bool
 	dims  []int
 	chunk *chunking // set when chunks can be read raw and decoded in Go (chunk.go)
+	st    *stored   // set when whole frames can be read from the file as stored (raw.go)
 }
 
 // openDataset opens the dataset name (a path in the file) with a chunk cache of cacheBytes
@@ -182,6 +192,7 @@ func openDatasetDepth(f *file, name string, cacheBytes, depth int) (*dataset, er
 			return err
 		}
 		d.chunk = d.chunkLayout()
+		d.st = d.storedLayout(f.raw)
 		return nil
 	})
 	if err != nil {
@@ -244,6 +255,17 @@ func (d *dataset) refresh() error {
 func (d *dataset) read(offset, count []int, dst []byte) error {
 	if len(dst) == 0 {
 		return nil
+	}
+	if d.st != nil {
+		if pos, ok := d.wholeFrames(d.st, offset, count); ok {
+			err := d.readStored(d.st, pos, dst)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, errFallBack) {
+				return fmt.Errorf("read %s%s in %s: %w", d.name, slab(offset, count), d.file, err)
+			}
+		}
 	}
 	if d.chunk != nil && len(offset) == len(d.chunk.dims) {
 		err := d.readDirect(d.chunk, offset, count, dst)

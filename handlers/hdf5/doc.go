@@ -31,7 +31,13 @@
 // Handlers are safe for concurrent use; libhdf5 serialises its calls, so concurrent reads
 // of one process do not run in parallel inside libhdf5. Chunks filtered by deflate and
 // shuffle only are read raw (H5Dread_chunk) and decoded in Go outside libhdf5's lock, so
-// concurrent readers of gzip frames decompress in parallel (chunk.go).
+// concurrent readers of gzip frames decompress in parallel (chunk.go). Frames of datasets
+// stored without filters (chunks of whole frames, or contiguous), little-endian, are read by
+// pread at the addresses libhdf5 gives, on a descriptor of the file of this package's own,
+// outside libhdf5's lock and straight into the caller's buffer; every address is checked
+// against the file's size, and a file changed since it was opened fails the read (raw.go).
+// Such datums can also be read by byte range (handlers.RangeReader), which the table layer
+// uses to serve their .npy without a cache copy.
 //
 // Files: every file libhdf5 opens for a handler, the resource's own and those it opens by
 // itself (external links, external raw storage, virtual dataset sources), is checked

@@ -141,8 +141,12 @@ out:
 // its size. It returns 0, 1 when the chunk is not allocated or does not fit buf (the caller
 // falls back to H5Dread), -1 on error.
 int bfs_read_chunk(hid_t dset, const unsigned long long *offset, void *buf, size_t cap, size_t *n, unsigned *mask) {
+	// Not H5Dget_chunk_storage_size: for a dataset without filters it gives the nominal size of
+	// a chunk never written, which H5Dread_chunk then fails on.
 	hsize_t size = 0;
-	if (H5Dget_chunk_storage_size(dset, (const hsize_t *)offset, &size) < 0 || size == 0) {
+	haddr_t addr = HADDR_UNDEF;
+	unsigned fm = 0;
+	if (H5Dget_chunk_info_by_coord(dset, (const hsize_t *)offset, &fm, &addr, &size) < 0 || addr == HADDR_UNDEF || size == 0) {
 		H5Eclear2(H5E_DEFAULT);
 		return 1;
 	}
@@ -155,4 +159,79 @@ int bfs_read_chunk(hid_t dset, const unsigned long long *offset, void *buf, size
 	*mask = m;
 	*n = (size_t)size;
 	return 0;
+}
+
+// bfs_raw_layout reports how a dataset's bytes are stored when they can be read straight from
+// the file: 1 chunked without filters, 2 contiguous and allocated (*addr its address, *size its
+// storage size), 0 otherwise (compact, virtual, external storage, filters, not allocated), -1
+// on error.
+int bfs_raw_layout(hid_t dset, unsigned long long *addr, unsigned long long *size) {
+	hid_t dcpl = H5Dget_create_plist(dset);
+	if (dcpl < 0) return -1;
+	int r = 0;
+	H5D_layout_t l = H5Pget_layout(dcpl);
+	if (H5Pget_external_count(dcpl) != 0) goto out;
+	if (l == H5D_CHUNKED) {
+		if (H5Pget_nfilters(dcpl) == 0) r = 1;
+	} else if (l == H5D_CONTIGUOUS) {
+		haddr_t a = H5Dget_offset(dset);
+		if (a == HADDR_UNDEF) {
+			H5Eclear2(H5E_DEFAULT);
+			goto out;
+		}
+		*addr = (unsigned long long)a;
+		*size = (unsigned long long)H5Dget_storage_size(dset);
+		r = 2;
+	}
+out:
+	H5Pclose(dcpl);
+	return r;
+}
+
+// bfs_userblock gives the size of a file's user block: chunk and dataset addresses are
+// relative to its end.
+int bfs_userblock(hid_t f, unsigned long long *ub) {
+	hid_t fcpl = H5Fget_create_plist(f);
+	if (fcpl < 0) return -1;
+	hsize_t n = 0;
+	herr_t r = H5Pget_userblock(fcpl, &n);
+	H5Pclose(fcpl);
+	*ub = (unsigned long long)n;
+	return r < 0 ? -1 : 0;
+}
+
+// bfs_vfd_fd gives the descriptor libhdf5 reads the file through (sec2 driver), or -1.
+int bfs_vfd_fd(hid_t f) {
+	void *h = NULL;
+	hid_t fapl = H5Fget_access_plist(f);
+	if (fapl < 0) return -1;
+	hid_t drv = H5Pget_driver(fapl);
+	H5Pclose(fapl);
+	if (drv < 0 || drv != H5FD_SEC2) return -1;
+	if (H5Fget_vfd_handle(f, H5P_DEFAULT, &h) < 0 || h == NULL) return -1;
+	return *(int *)h;
+}
+
+// bfs_chunk_addr gives the file address, stored size and filter mask of the chunk at offset:
+// 0, or 1 when the chunk is not allocated (it reads as fill values), -1 on error.
+int bfs_chunk_addr(hid_t dset, const unsigned long long *offset, unsigned long long *addr, unsigned long long *size, unsigned *mask) {
+	haddr_t a = HADDR_UNDEF;
+	hsize_t s = 0;
+	unsigned m = 0;
+	if (H5Dget_chunk_info_by_coord(dset, (const hsize_t *)offset, &m, &a, &s) < 0) return -1;
+	if (a == HADDR_UNDEF || s == 0) return 1;
+	*addr = (unsigned long long)a;
+	*size = (unsigned long long)s;
+	*mask = m;
+	return 0;
+}
+
+// bfs_dset_file_ino gives the device and inode of the file a dataset is in (which an
+// external link makes another than the file it was opened from).
+int bfs_dset_file_ino(hid_t dset, unsigned long long *dev, unsigned long long *ino) {
+	hid_t f = H5Iget_file_id(dset);
+	if (f < 0) return -1;
+	int r = bfs_file_ino(f, dev, ino);
+	H5Fclose(f);
+	return r;
 }

@@ -15,4 +15,9 @@ int bfs_virtual_source(hid_t dset, size_t i, char *file, char *name, size_t cap)
 
 int bfs_chunk_layout(hid_t dset, int rank, unsigned long long *cdims, int *nfilt, int *ids, int maxf);
 int bfs_read_chunk(hid_t dset, const unsigned long long *offset, void *buf, size_t cap, size_t *n, unsigned *mask);
+int bfs_raw_layout(hid_t dset, unsigned long long *addr, unsigned long long *size);
+int bfs_userblock(hid_t f, unsigned long long *ub);
+int bfs_vfd_fd(hid_t f);
+int bfs_chunk_addr(hid_t dset, const unsigned long long *offset, unsigned long long *addr, unsigned long long *size, unsigned *mask);
+int bfs_dset_file_ino(hid_t dset, unsigned long long *dev, unsigned long long *ino);
 #endif

@@ -110,7 +110,7 @@ func (l *lazy) use(ctx context.Context, fn func(d *dataset, dims []int) error) e
 				return err
 			}
 			if l.noDirect {
-				d.chunk = nil
+				d.chunk, d.st = nil, nil
 			}
 			l.d.Store(d)
 		}
@@ -230,6 +230,63 @@ func (s *slice) ReadInto(ctx context.Context, kw map[string]any, dst []byte, des
 		off[0] = start
 		return d.read(off, shape, dst)
 	})
+}
+
+// ReadRange reads bytes [off, off+len(dst)) of the datum's frames straight from the file
+// when the dataset stores them as they are (raw.go), else returns an error wrapping
+// handlers.ErrNotDirect (see handlers.RangeReader).
+func (s *slice) ReadRange(ctx context.Context, kw map[string]any, dst []byte, off int64, descr string, want []int) error {
+	return s.use(ctx, func(d *dataset, dims []int) error {
+		start, stop, err := s.rows(kw, d, dims)
+		if err != nil {
+			return err
+		}
+		shape := append([]int{stop - start}, dims[1:]...)
+		n, err := handlers.ArrayBytes(shape, d.elem)
+		if err != nil {
+			return fmt.Errorf("dataset %s in %s: %w", d.name, d.file, err)
+		}
+		if err := intoCheck(d, shape, descr, want, n); err != nil {
+			return err
+		}
+		if off < 0 || off > int64(n) || int64(len(dst)) > int64(n)-off {
+			return fmt.Errorf("dataset %s in %s: bytes %d to %d of a datum of %d: %w", d.name, d.file, off, off+int64(len(dst)), n, ErrOutOfRange)
+		}
+		if d.st == nil {
+			return fmt.Errorf("dataset %s in %s is not stored as read: %w", d.name, d.file, handlers.ErrNotDirect)
+		}
+		err = d.readStored(d.st, int64(start)*d.st.frameBytes+off, dst)
+		if errors.Is(err, errFallBack) {
+			return fmt.Errorf("dataset %s in %s: frames %d to %d are not stored as read: %w", d.name, d.file, start, stop, handlers.ErrNotDirect)
+		}
+		if err != nil {
+			return fmt.Errorf("read %s frames %d to %d in %s: %w", d.name, start, stop, d.file, err)
+		}
+		return nil
+	})
+}
+
+// Stored reports whether the datum's frames are stored in the file as ReadInto gives them.
+func (s *slice) Stored(ctx context.Context, kw map[string]any, descr string, want []int) bool {
+	err := s.use(ctx, func(d *dataset, dims []int) error {
+		start, stop, err := s.rows(kw, d, dims)
+		if err != nil {
+			return err
+		}
+		shape := append([]int{stop - start}, dims[1:]...)
+		n, err := handlers.ArrayBytes(shape, d.elem)
+		if err != nil {
+			return err
+		}
+		if err := intoCheck(d, shape, descr, want, n); err != nil {
+			return err
+		}
+		if d.st == nil {
+			return handlers.ErrNotDirect
+		}
+		return nil
+	})
+	return err == nil
 }
 
 // intoCheck checks a ReadInto request against the datum's shape and dtype.

@@ -21,6 +21,9 @@ Writes into DIR:
   external_handler.py; myspec_expected.npy is what that handler returns, stacked.
 - tiff/scan1/img_00000J.tiff (PIL, uint16) and cat_tiff/tiff.jsonl: an AD_TIFF run of 3
   points with frame_per_point 1; tiff_expected.npy, shape (3, 1, TY, TX).
+- moved/c/det_3.h5 (chunked one frame a chunk, no filters, 6 frames) and cat_stored/stored.msgpack:
+  a run of 6 points with frame_per_point 2, points 0-2 in det_3.h5 (frames stored as read)
+  and 3-5 in det_1.h5 (gzip); stored_expected.npy, shape (6, 2, Y, X), as h5py reads them.
 - manifest.json: uids, resource uids, and the real files each run reads.
 """
 import json
@@ -158,6 +161,32 @@ def hdf5_run(out, manifest):
     manifest.update(nope_uid=uid, nope_resource=nope["uid"])
 
 
+def stored_run(out, manifest):
+    """A run whose first file keeps its frames as stored bytes (no filters), its second gzip."""
+    rng = np.random.default_rng(43)
+    moved = os.path.join(out, "moved")
+    path = os.path.join(moved, "c/det_3.h5")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("/entry/data/data", data=rng.integers(0, 65535, size=(3 * FPP, Y, X), dtype=np.uint16),
+                         chunks=(1, Y, X))
+    raw = resource("AD_HDF5", OLD_ROOT, "c/det_3.h5", frame_per_point=FPP)
+    gz = resource("AD_HDF5", OLD_ROOT, "a/det_1.h5", frame_per_point=FPP)
+    datums = [(raw, {"point_number": p}) for p in range(3)] + [(gz, {"point_number": p}) for p in range(3)]
+    rows = []
+    for res, kw in datums:
+        pn = kw["point_number"]
+        with h5py.File(os.path.join(moved, res["resource_path"]), "r") as f:
+            rows.append(f["/entry/data/data"][pn * FPP:(pn + 1) * FPP])
+    np.save(os.path.join(out, "stored_expected.npy"), np.stack(rows))
+    uid = str(uuid.uuid4())
+    key = {"dtype": "array", "shape": [FPP, Y, X], "source": "PV:det",
+           "external": "FILESTORE:", "dtype_numpy": "<u2"}
+    docs = documents(uid, 1_700_004_000.0, "det", key, [raw, gz], datums)
+    write_msgpack(os.path.join(out, "cat_stored", "stored.msgpack"), paged(docs))
+    manifest.update(stored_uid=uid)
+
+
 def myspec_run(out, manifest):
     root = os.path.join(out, "myspec")
     os.makedirs(root, exist_ok=True)
@@ -208,6 +237,7 @@ def main():
     out = os.path.abspath(sys.argv[1])
     manifest = {}
     hdf5_run(out, manifest)
+    stored_run(out, manifest)
     myspec_run(out, manifest)
     tiff_run(out, manifest)
     with open(os.path.join(out, "manifest.json"), "w") as f:

@@ -1,0 +1,324 @@
+package hdf5
+
+/*
+#cgo pkg-config: hdf5
+#include "guard.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/brokerfs/brokerfs/handlers"
+)
+
+// Stored reads: a dataset whose bytes are stored as they are (chunked without filters, or
+// contiguous), little-endian or of 1-byte elements, holds its frames in the file exactly as
+// numpy wants them. A read of whole frames then needs no libhdf5 call per frame beyond
+// looking up a chunk's address (H5Dget_chunk_info_by_coord, once per chunk): the bytes are
+// read by pread on a descriptor of the file of its own, outside libhdf5's global lock,
+// straight into the caller's buffer, at the address libhdf5 gives.
+//
+// The file is untrusted: every address and size is checked against the file's size as it was
+// when opened, a short read is an error, and a file changed since it was opened (size, mtime
+// or inode of the descriptor) fails the read (ErrChanged) rather than return bytes libhdf5's
+// cached metadata no longer describes. Anything else (filters, fill values of chunks never
+// written, big-endian data, partial frames, SWMR files, files with a user block, a driver
+// other than sec2) goes through H5Dread_chunk or H5Dread as before.
+
+// ErrChanged means a file changed after a handler opened it: its cached layout may no longer
+// describe it. It is handlers.ErrChanged, on which the Filler drops the handler.
+var ErrChanged = handlers.ErrChanged
+
+// ErrTruncated means a file's layout places data past the file's end.
+var ErrTruncated = errors.New("data past the end of the file")
+
+// rawFile is the handler's own descriptor of an HDF5 file and what the file was at the open.
+type rawFile struct {
+	f     *os.File
+	dev   uint64
+	ino   uint64
+	size  int64
+	mtime unix.Timespec
+}
+
+// openRaw dups libhdf5's descriptor of f (the very file the Guard checked and libhdf5
+// opened), or returns nil when stored reads cannot be used. Call it inside call.
+func openRaw(f *file) *rawFile {
+	var ub C.ulonglong
+	if C.bfs_userblock(C.hid_t(f.f.ID()), &ub) < 0 {
+		C.H5Eclear2(C.H5E_DEFAULT)
+		return nil
+	}
+	if ub != 0 {
+		return nil
+	}
+	fd := int(C.bfs_vfd_fd(C.hid_t(f.f.ID())))
+	if fd < 0 {
+		C.H5Eclear2(C.H5E_DEFAULT)
+		return nil
+	}
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	var st unix.Stat_t
+	if unix.Fstat(nfd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size < 0 {
+		unix.Close(nfd)
+		return nil
+	}
+	return &rawFile{f: os.NewFile(uintptr(nfd), f.path), dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim}
+}
+
+// changed reports whether the file differs from what it was at the open.
+func (r *rawFile) changed() bool {
+	var st unix.Stat_t
+	if unix.Fstat(int(r.f.Fd()), &st) != nil {
+		return true
+	}
+	return st.Dev != r.dev || st.Ino != r.ino || st.Size != r.size || st.Mtim != r.mtime
+}
+
+// pread fills dst from the file at off, which with len(dst) must lie within the file's size
+// at the open.
+func (r *rawFile) pread(dst []byte, off int64) error {
+	if off < 0 || off > r.size || int64(len(dst)) > r.size-off {
+		return fmt.Errorf("stored data at %d (%d bytes) ends past the end of the file (%d bytes): %w",
+			off, len(dst), r.size, ErrTruncated)
+	}
+	for len(dst) > 0 {
+		n, err := r.f.ReadAt(dst, off)
+		if n == 0 && err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil && n < len(dst) {
+			if r.changed() {
+				return ErrChanged
+			}
+			return fmt.Errorf("read stored data at %d: %w", off, err)
+		}
+		dst, off = dst[n:], off+int64(n)
+	}
+	return nil
+}
+
+func (r *rawFile) Close() error { return r.f.Close() }
+
+// stored is how a dataset's bytes lie in its file when stored reads apply to it.
+type stored struct {
+	rf         *rawFile
+	frameBytes int64 // bytes of one index along the first dimension
+	total      int64 // bytes of the dataset
+	contig     bool
+	addr       int64 // contiguous: the data's address
+	chunkRows  int64 // chunked: indexes along the first dimension per chunk
+	chunkBytes int64 // chunked: bytes of a chunk
+
+	mu   sync.Mutex
+	locs map[int64]int64 // chunk index -> address; guarded by mu
+	// Readahead of a sequential reader: the end of the furthest read so far and of what was
+	// asked ahead (dataset byte positions); guarded by mu.
+	readEnd, aheadEnd int64
+	prefetching       bool // guarded by mu
+}
+
+const (
+	// prefetchBytes is how far ahead of a sequential reader the file's pages are asked for
+	// (POSIX_FADV_WILLNEED): the disk reads them while the frames before are served. The
+	// kernel's own readahead of the descriptor (128 KiB here) does not cover one frame.
+	prefetchBytes = 4 << 20
+	// seqSlack is how far before or after the furthest read a read may start and count as
+	// sequential (the kernel serves a large read's requests in any order).
+	seqSlack = 2 << 20
+)
+
+// maxChunkLocs bounds the chunk addresses a dataset remembers.
+const maxChunkLocs = 1 << 16
+
+// storedLayout returns d's stored layout, or nil. Call it inside call, after header and
+// chunkLayout.
+func (d *dataset) storedLayout(rf *rawFile) *stored {
+	if rf == nil || len(d.dims) == 0 || (d.big && d.elem > 1) {
+		return nil
+	}
+	// The dataset must be in rf's file, not in one an external link led to.
+	var dev, ino C.ulonglong
+	if C.bfs_dset_file_ino(C.hid_t(d.ds.ID()), &dev, &ino) < 0 {
+		C.H5Eclear2(C.H5E_DEFAULT)
+		return nil
+	}
+	if uint64(dev) != rf.dev || uint64(ino) != rf.ino {
+		return nil
+	}
+	var addr, size C.ulonglong
+	kind := C.bfs_raw_layout(C.hid_t(d.ds.ID()), &addr, &size)
+	if kind < 0 {
+		C.H5Eclear2(C.H5E_DEFAULT)
+		return nil
+	}
+	fb, err := handlers.ArrayBytes(d.dims[1:], d.elem)
+	if err != nil || fb == 0 {
+		return nil
+	}
+	total, err := handlers.ArrayBytes(d.dims, d.elem)
+	if err != nil {
+		return nil
+	}
+	s := &stored{rf: rf, frameBytes: int64(fb), total: int64(total)}
+	switch kind {
+	case 1:
+		c := d.chunk
+		if c == nil || len(c.filters) != 0 || len(c.dims) != len(d.dims) {
+			return nil
+		}
+		// Stored reads of whole frames need chunks that hold whole frames.
+		for k := 1; k < len(d.dims); k++ {
+			if c.dims[k] != d.dims[k] {
+				return nil
+			}
+		}
+		s.chunkRows, s.chunkBytes = int64(c.dims[0]), int64(c.bytes)
+		if s.chunkBytes != s.chunkRows*s.frameBytes {
+			return nil
+		}
+		s.locs = map[int64]int64{}
+	case 2:
+		if uint64(addr) > math.MaxInt64 || uint64(size) < uint64(total) {
+			return nil
+		}
+		s.contig, s.addr = true, int64(addr)
+	default:
+		return nil
+	}
+	return s
+}
+
+// chunkAddr returns the address of chunk j (indexes [j*chunkRows, (j+1)*chunkRows)), checked
+// to lie within the file, or errFallBack when it is not allocated or stored otherwise.
+func (d *dataset) chunkAddr(s *stored, j int64) (int64, error) {
+	s.mu.Lock()
+	a, ok := s.locs[j]
+	s.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	origin := make([]C.ulonglong, len(d.dims))
+	origin[0] = C.ulonglong(j * s.chunkRows)
+	var addr, size C.ulonglong
+	var mask C.uint
+	var r C.int
+	err := call(func() error {
+		if r = C.bfs_chunk_addr(C.hid_t(d.ds.ID()), &origin[0], &addr, &size, &mask); r < 0 {
+			return h5Err()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if r == 1 || mask != 0 || int64(size) != s.chunkBytes {
+		return 0, errFallBack
+	}
+	if uint64(addr) > uint64(s.rf.size) || int64(size) > s.rf.size-int64(addr) {
+		return 0, fmt.Errorf("chunk %d at %d (%d bytes) ends past the end of the file (%d bytes): %w",
+			j, uint64(addr), uint64(size), s.rf.size, ErrTruncated)
+	}
+	s.mu.Lock()
+	if len(s.locs) >= maxChunkLocs {
+		clear(s.locs)
+	}
+	s.locs[int64(j)] = int64(addr)
+	s.mu.Unlock()
+	return int64(addr), nil
+}
+
+// readStored fills dst with the dataset's bytes (C order, as stored) from byte pos on, or
+// returns errFallBack (dst may then be partly written).
+func (d *dataset) readStored(s *stored, pos int64, dst []byte) error {
+	if pos < 0 || pos > s.total || int64(len(dst)) > s.total-pos {
+		return fmt.Errorf("bytes %d to %d of a dataset of %d: %w", pos, pos+int64(len(dst)), s.total, ErrOutOfRange)
+	}
+	start := pos
+	for len(dst) > 0 {
+		var off, avail int64
+		if s.contig {
+			off, avail = s.addr+pos, s.total-pos
+		} else {
+			j := pos / s.chunkBytes
+			a, err := d.chunkAddr(s, j)
+			if err != nil {
+				return err
+			}
+			in := pos - j*s.chunkBytes
+			off, avail = a+in, s.chunkBytes-in
+		}
+		n := int(min(avail, int64(len(dst))))
+		if err := s.rf.pread(dst[:n], off); err != nil {
+			return err
+		}
+		dst, pos = dst[n:], pos+int64(n)
+	}
+	// The bytes are those of the file libhdf5 described only if it did not change meanwhile.
+	if s.rf.changed() {
+		return ErrChanged
+	}
+	d.readAhead(s, start, pos)
+	return nil
+}
+
+// readAhead notes a read of [start, end) and, when it continues the furthest read so far (a
+// sequential reader: np.load, cp), asks the kernel for the file's pages of the next
+// prefetchBytes of the dataset (POSIX_FADV_WILLNEED starts the reads and returns). A read of
+// one frame (mmap) asks for nothing. Called within the handler's use of d, like the read.
+func (d *dataset) readAhead(s *stored, start, end int64) {
+	s.mu.Lock()
+	seq := s.readEnd > 0 && end > s.readEnd && start >= s.readEnd-seqSlack && start <= s.readEnd+seqSlack
+	s.readEnd = max(s.readEnd, end)
+	from, to := max(end, s.aheadEnd), min(end+prefetchBytes, s.total)
+	ask := seq && !s.prefetching && to-from >= prefetchBytes/4
+	if ask {
+		s.prefetching, s.aheadEnd = true, to
+	}
+	s.mu.Unlock()
+	if !ask {
+		return
+	}
+	defer func() {
+		s.mu.Lock()
+		s.prefetching = false
+		s.mu.Unlock()
+	}()
+	fd := int(s.rf.f.Fd())
+	if s.contig {
+		unix.Fadvise(fd, s.addr+from, to-from, unix.FADV_WILLNEED)
+		return
+	}
+	for j := from / s.chunkBytes; j*s.chunkBytes < to; j++ {
+		a, err := d.chunkAddr(s, j)
+		if err != nil {
+			return
+		}
+		unix.Fadvise(fd, a, s.chunkBytes, unix.FADV_WILLNEED)
+	}
+}
+
+// wholeFrames reports whether the slab at offset of the given count is whole frames
+// (indexes along the first dimension) of d, and then the byte position of its first.
+func (d *dataset) wholeFrames(s *stored, offset, count []int) (int64, bool) {
+	if len(offset) != len(d.dims) || len(count) != len(d.dims) {
+		return 0, false
+	}
+	for k := 1; k < len(d.dims); k++ {
+		if offset[k] != 0 || count[k] != d.dims[k] {
+			return 0, false
+		}
+	}
+	return int64(offset[0]) * s.frameBytes, true
+}

@@ -1,0 +1,276 @@
+package hdf5
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/handlers"
+	"github.com/brokerfs/brokerfs/handlers/npy"
+)
+
+type storedCase struct {
+	Stored   bool `json:"stored"`
+	FramesOK int  `json:"frames_ok"`
+}
+
+// genStored writes gen_stored.py's files into a new directory.
+func genStored(t *testing.T) (string, map[string]storedCase) {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command(python, filepath.Join("..", "testdata", "gen_stored.py"), dir).CombinedOutput(); err != nil {
+		t.Fatalf("gen_stored.py: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]storedCase{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m) < 12 {
+		t.Fatalf("manifest of %d files", len(m))
+	}
+	return dir, m
+}
+
+// TestStoredReads: frames of datasets stored as they are (chunked without filters,
+// contiguous; little-endian or one-byte) are read by pread, and every read (Read, ReadInto and
+// ReadRange of any byte range) gives h5py's bytes; big-endian, filtered, part-frame chunks and
+// files with a user block take the old path (ReadRange says ErrNotDirect) with the same bytes.
+func TestStoredReads(t *testing.T) {
+	dir, cases := genStored(t)
+	ctx := context.Background()
+	for name, c := range cases {
+		if name == "truncated" {
+			continue
+		}
+		want, err := npy.ReadFile(ctx, filepath.Join(dir, name+".npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame := len(want.Data) / want.Shape[0]
+		for _, fpp := range []int{1, 2} {
+			h, err := NewAD(Options{})(ctx, filepath.Join(dir, name+".h5"), map[string]any{"frame_per_point": int64(fpp)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rr := h.(handlers.RangeReader)
+			for p := 0; p*fpp < want.Shape[0]; p++ {
+				lo, hi := p*fpp*frame, min((p+1)*fpp*frame, len(want.Data))
+				exp := want.Data[lo:hi]
+				shape := append([]int{(hi - lo) / frame}, want.Shape[1:]...)
+				a, err := h.Read(ctx, pn(p))
+				if err != nil {
+					t.Fatalf("%s fpp %d point %d: %v", name, fpp, p, err)
+				}
+				if string(a.Data) != string(exp) || a.Dtype != want.Dtype {
+					t.Errorf("%s fpp %d point %d: Read: %s differs from h5py's %s", name, fpp, p, a.Dtype, want.Dtype)
+				}
+				dst := make([]byte, len(exp))
+				if err := h.(handlers.IntoReader).ReadInto(ctx, pn(p), dst, want.Dtype, shape); err != nil {
+					t.Fatalf("%s fpp %d point %d: ReadInto: %v", name, fpp, p, err)
+				}
+				if string(dst) != string(exp) {
+					t.Errorf("%s fpp %d point %d: ReadInto differs from h5py", name, fpp, p)
+				}
+				if got := rr.Stored(ctx, pn(p), want.Dtype, shape); got != c.Stored {
+					t.Errorf("%s fpp %d point %d: Stored %v, want %v", name, fpp, p, got, c.Stored)
+				}
+				// Byte ranges: whole, halves, odd pieces across frames and chunks.
+				for _, r := range [][2]int{{0, len(exp)}, {0, len(exp) / 2}, {len(exp) / 3, len(exp)}, {1, len(exp) - 1}, {frame - 3, frame + 5}} {
+					from, to := r[0], min(r[1], len(exp))
+					if from < 0 || from >= to {
+						continue
+					}
+					part := make([]byte, to-from)
+					err := rr.ReadRange(ctx, pn(p), part, int64(from), want.Dtype, shape)
+					if !c.Stored {
+						if !errors.Is(err, handlers.ErrNotDirect) {
+							t.Errorf("%s point %d: ReadRange of a dataset not stored as read: %v, want ErrNotDirect", name, p, err)
+						}
+						continue
+					}
+					if unwritten := [...]bool{2: true, 3: true, 5: true}; name == "unwritten" {
+						// Chunks never written hold fill values: H5Dread's, not a stored read.
+						any := false
+						for f := p * fpp; f < p*fpp+shape[0]; f++ {
+							if unwritten[f] && from < (f-p*fpp+1)*frame && to > (f-p*fpp)*frame {
+								any = true
+							}
+						}
+						if any != errors.Is(err, handlers.ErrNotDirect) {
+							t.Errorf("%s point %d: ReadRange [%d, %d): %v (range over unwritten chunks: %v)", name, p, from, to, err, any)
+						}
+						if any {
+							continue
+						}
+					}
+					if err != nil {
+						t.Fatalf("%s fpp %d point %d: ReadRange [%d, %d): %v", name, fpp, p, from, to, err)
+					}
+					if string(part) != string(exp[from:to]) {
+						t.Errorf("%s fpp %d point %d: ReadRange [%d, %d) differs from h5py", name, fpp, p, from, to)
+					}
+				}
+			}
+			if d := h.(*slice).d.Load(); (d.st != nil) != c.Stored {
+				t.Errorf("%s: stored layout %v, want %v", name, d.st != nil, c.Stored)
+			}
+			h.Close()
+		}
+	}
+}
+
+// TestStoredTruncated: a file whose last chunk lies past its end (cut, with a superblock
+// saying so, so libhdf5 opens it) reads its other frames and fails the last one, through every
+// read, never returning other bytes.
+func TestStoredTruncated(t *testing.T) {
+	dir, cases := genStored(t)
+	ctx := context.Background()
+	want, err := npy.ReadFile(ctx, filepath.Join(dir, "truncated.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := cases["truncated"].FramesOK
+	frame := len(want.Data) / want.Shape[0]
+	shape := append([]int{1}, want.Shape[1:]...)
+	h, err := NewAD(Options{})(ctx, filepath.Join(dir, "truncated.h5"), map[string]any{"frame_per_point": int64(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for p := 0; p < ok; p++ {
+		dst := make([]byte, frame)
+		if err := h.(handlers.IntoReader).ReadInto(ctx, pn(p), dst, want.Dtype, shape); err != nil {
+			t.Fatalf("frame %d: %v", p, err)
+		}
+		if string(dst) != string(want.Data[p*frame:(p+1)*frame]) {
+			t.Errorf("frame %d differs from h5py", p)
+		}
+	}
+	dst := make([]byte, frame)
+	if err := h.(handlers.IntoReader).ReadInto(ctx, pn(ok), dst, want.Dtype, shape); !errors.Is(err, ErrTruncated) {
+		t.Errorf("ReadInto of the frame past the end: %v, want ErrTruncated", err)
+	}
+	if err := h.(handlers.RangeReader).ReadRange(ctx, pn(ok), dst[:10], 0, want.Dtype, shape); !errors.Is(err, ErrTruncated) {
+		t.Errorf("ReadRange of the frame past the end: %v, want ErrTruncated", err)
+	}
+	if _, err := h.Read(ctx, pn(ok)); err == nil {
+		t.Errorf("Read of the frame past the end: no error")
+	}
+}
+
+// TestStoredChanged: a file rewritten or truncated after the handler opened it fails stored
+// reads with ErrChanged (libhdf5's view of it is stale), never returns its new bytes as frames.
+func TestStoredChanged(t *testing.T) {
+	dir, _ := genStored(t)
+	ctx := context.Background()
+	want, err := npy.ReadFile(ctx, filepath.Join(dir, "raw_frames.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := len(want.Data) / want.Shape[0]
+	shape := append([]int{1}, want.Shape[1:]...)
+	for _, change := range []string{"rewrite", "truncate"} {
+		t.Run(change, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "f.h5")
+			b, err := os.ReadFile(filepath.Join(dir, "raw_frames.h5"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			h, err := NewAD(Options{})(ctx, path, map[string]any{"frame_per_point": int64(1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			dst := make([]byte, frame)
+			if err := h.(handlers.IntoReader).ReadInto(ctx, pn(0), dst, want.Dtype, shape); err != nil || string(dst) != string(want.Data[:frame]) {
+				t.Fatalf("frame 0 before the change: %v", err)
+			}
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch change {
+			case "rewrite": // same size, other bytes, a later mtime
+				junk := make([]byte, len(b)/2)
+				for i := range junk {
+					junk[i] = 0xA5
+				}
+				_, err = f.WriteAt(junk, int64(len(b)/2))
+				if err == nil {
+					later := time.Now().Add(time.Hour)
+					err = os.Chtimes(path, later, later)
+				}
+			case "truncate":
+				err = f.Truncate(int64(len(b) / 2))
+			}
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := 0; p < want.Shape[0]; p++ {
+				err := h.(handlers.IntoReader).ReadInto(ctx, pn(p), dst, want.Dtype, shape)
+				if !errors.Is(err, ErrChanged) && !errors.Is(err, ErrTruncated) {
+					t.Errorf("frame %d after the file changed (%s): %v, want ErrChanged", p, change, err)
+				}
+				err = h.(handlers.RangeReader).ReadRange(ctx, pn(p), dst[:100], 7, want.Dtype, shape)
+				if !errors.Is(err, ErrChanged) && !errors.Is(err, ErrTruncated) {
+					t.Errorf("ReadRange of frame %d after the file changed (%s): %v, want ErrChanged", p, change, err)
+				}
+			}
+		})
+	}
+}
+
+// TestStoredChangedReopens: through the Filler, a read of a file changed since its handler
+// opened it fails (ErrChanged), is not remembered as a failure, and the next read opens the
+// file again and reads it.
+func TestStoredChangedReopens(t *testing.T) {
+	dir, _ := genStored(t)
+	ctx := context.Background()
+	want, err := npy.ReadFile(ctx, filepath.Join(dir, "raw_frames.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := len(want.Data) / want.Shape[0]
+	shape := append([]int{1}, want.Shape[1:]...)
+	reg := handlers.NewRegistry()
+	if err := reg.Register(SpecAD, NewAD(Options{})); err != nil {
+		t.Fatal(err)
+	}
+	f := handlers.NewFiller(handlers.FillerOptions{Registry: reg, NegativeTTL: time.Minute})
+	defer f.Close()
+	res := &catalog.Resource{UID: "r", Spec: SpecAD, ResourcePath: filepath.Join(dir, "raw_frames.h5"),
+		ResourceKwargs: map[string]any{"frame_per_point": int64(1)}}
+	read := func(p int) ([]byte, error) {
+		dst := make([]byte, frame)
+		err := f.ReadRange(ctx, res, fmt.Sprint("r/", p), pn(p), dst, 0, want.Dtype, shape)
+		return dst, err
+	}
+	if b, err := read(2); err != nil || string(b) != string(want.Data[2*frame:3*frame]) {
+		t.Fatalf("frame 2: %v", err)
+	}
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(res.ResourcePath, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := read(2); !errors.Is(err, ErrChanged) {
+		t.Fatalf("frame 2 after the file's mtime changed: %v, want ErrChanged", err)
+	}
+	if b, err := read(2); err != nil || string(b) != string(want.Data[2*frame:3*frame]) {
+		t.Errorf("frame 2 read again: %v (want the file opened again and read)", err)
+	}
+}
