@@ -1,10 +1,12 @@
 package filestore
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -79,14 +81,11 @@ func readHeadsRing(ctx context.Context, todo []*File) (done bool, err error) {
 	ringUsed.Store(true)
 
 	files := slices.Clone(todo)
-	slices.SortStableFunc(files, func(a, b *File) int {
-		switch ia, ib := a.inoHint(), b.inoHint(); {
-		case ia < ib:
-			return -1
-		case ia > ib:
-			return 1
+	slices.SortFunc(files, func(a, b *File) int {
+		if c := cmp.Compare(a.inoHint(), b.inoHint()); c != 0 {
+			return c
 		}
-		return 0
+		return strings.Compare(a.Path, b.Path) // inode unknown (0), or hard links
 	})
 
 	// Three slabs circulate: one batch opening, one reading, one parsing.
