@@ -1,5 +1,7 @@
 package filestore
 
+import "time"
+
 // WaitChecked waits for the background check of a listing made from the listing index.
 func (c *Catalog) WaitChecked() { c.bg.Wait() }
 
@@ -13,3 +15,11 @@ func ReadHeadsWithRing(on bool) (restore func()) {
 
 // RingUsed reports whether a listing read heads through io_uring since the last call.
 func RingUsed() bool { return ringUsed.Swap(false) }
+
+// SetWarmFresh sets how long a listing Warm made serves the first caller after it; it
+// returns a function restoring the setting.
+func SetWarmFresh(d time.Duration) (restore func()) {
+	old := warmFresh
+	warmFresh = d
+	return func() { warmFresh = old }
+}

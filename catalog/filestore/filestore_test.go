@@ -1104,3 +1104,50 @@ func TestFirstListingRing(t *testing.T) {
 		t.Errorf("files logged as unreadable: pread %q, io_uring %q, want %q", pLogged, rLogged, wantLogged)
 	}
 }
+
+// TestWarm: the listing Warm starts serves the first listing call (a file added after it was
+// made is not in that answer) and only that one (the next call lists the file); made longer
+// ago than the freshness bound, it serves none; Close during a Warm listing returns.
+func TestWarm(t *testing.T) {
+	for _, fresh := range []time.Duration{time.Hour, 0} {
+		t.Run(fmt.Sprint(fresh), func(t *testing.T) {
+			defer filestore.SetWarmFresh(fresh)()
+			dir := t.TempDir()
+			writeMany(t, dir, 100)
+			var reads atomic.Int64
+			c := openBoth(t, []string{dir}, "", slog.New(slog.DiscardHandler), &reads)
+			c.Warm()
+			c.Warm() // a second call does nothing
+			c.WaitChecked()
+			if reads.Load() != 100 {
+				t.Errorf("Warm read %d heads, want 100", reads.Load())
+			}
+			if err := msgpack.WriteRun(filepath.Join(dir, "late.msgpack"), run("late", 500, 1)); err != nil {
+				t.Fatal(err)
+			}
+			count := func() int {
+				sums, err := c.RunSummaries(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(sums)
+			}
+			first, second := count(), count()
+			wantFirst := 100
+			if fresh == 0 {
+				wantFirst = 101
+			}
+			if first != wantFirst || second != 101 {
+				t.Errorf("runs listed after Warm, then again: %d, %d; want %d, 101", first, second, wantFirst)
+			}
+			if reads.Load() != 101 {
+				t.Errorf("%d heads read in all, want 101 (each file once)", reads.Load())
+			}
+		})
+	}
+	dir := t.TempDir()
+	writeMany(t, dir, 300)
+	c := openBoth(t, []string{dir}, "", slog.New(slog.DiscardHandler), nil)
+	c.Warm()
+	c.Close()
+}

@@ -283,6 +283,11 @@ type Catalog struct {
 	closing   chan struct{}          // closed by Close
 	closeOnce sync.Once
 
+	warmMu  sync.Mutex
+	warm    chan struct{} // the listing Warm started; closed when it is done; guarded by warmMu
+	warmAt  time.Time     // when it was done; guarded by warmMu
+	warmErr error         // its result; read after warm is closed
+
 	mu    sync.RWMutex
 	byUID map[string]*File // guarded by mu
 	sums  []*catalog.Start // summaries of the runs of byUID, by uid; guarded by mu
@@ -337,6 +342,67 @@ func Open(patterns []string, formats []*Format, opts Options) (*Catalog, error) 
 		}()
 	}
 	return c, nil
+}
+
+// warmFresh is how long after it was made the listing that Warm started serves the first
+// caller that did not wait for it.
+var warmFresh = time.Second
+
+// Warm starts the first listing now, in the background, so that it overlaps what the caller
+// does before it needs the runs (brokerfs mount: mounting). The listing calls made while it
+// runs wait for it and use it, and so does the first one within warmFresh after it, instead of
+// listing again. Only the first call does anything.
+func (c *Catalog) Warm() {
+	c.warmMu.Lock()
+	defer c.warmMu.Unlock()
+	if c.warm != nil {
+		return
+	}
+	w := make(chan struct{})
+	c.warm = w
+	c.bg.Go(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-c.closing: // Close does not wait for a whole listing
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := c.refreshNow(ctx)
+		cancel()
+		c.warmMu.Lock()
+		c.warmErr, c.warmAt = err, time.Now()
+		c.warmMu.Unlock()
+		close(w)
+	})
+}
+
+// refresh lists the files again (refreshNow), unless the listing Warm started is running or
+// was just made: then it is the listing.
+func (c *Catalog) refresh(ctx context.Context) error {
+	c.warmMu.Lock()
+	w := c.warm
+	if w != nil {
+		select {
+		case <-w:
+			if time.Since(c.warmAt) > warmFresh {
+				w = nil
+			}
+			c.warmAt = time.Time{} // used once after it was done
+		default:
+		}
+	}
+	c.warmMu.Unlock()
+	if w == nil {
+		return c.refreshNow(ctx)
+	}
+	select {
+	case <-w:
+		return c.warmErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Runs implements catalog.Catalog. After a remount it reads every start document from the
@@ -611,16 +677,16 @@ func (c *Catalog) listIndexed() bool {
 		case <-c.closing:
 			return
 		}
-		if err := c.refresh(context.Background()); err != nil {
+		if err := c.refreshNow(context.Background()); err != nil {
 			c.log.Warn("list run files", "err", err)
 		}
 	})
 	return true
 }
 
-// refresh matches the patterns, stats every file and reads the start of the new and changed
+// refreshNow matches the patterns, stats every file and reads the start of the new and changed
 // ones (from the listing index where it knows the file as it is).
-func (c *Catalog) refresh(ctx context.Context) error {
+func (c *Catalog) refreshNow(ctx context.Context) error {
 	c.refreshMu.Lock()
 	defer c.refreshMu.Unlock()
 	if !c.listed {
