@@ -23,3 +23,10 @@ func SetWarmFresh(d time.Duration) (restore func()) {
 	warmFresh = d
 	return func() { warmFresh = old }
 }
+
+// FailRingAt makes the n-th batched read of the next listings fail as a broken io_uring would;
+// it returns a function restoring io_uring.
+func FailRingAt(n int) (restore func()) {
+	ringFailAt.Store(int64(n))
+	return func() { ringFailAt.Store(0); ringBroken.Store(false) }
+}

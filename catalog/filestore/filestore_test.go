@@ -1103,6 +1103,15 @@ func TestFirstListingRing(t *testing.T) {
 	if !slices.Equal(pLogged, wantLogged) || !slices.Equal(rLogged, wantLogged) {
 		t.Errorf("files logged as unreadable: pread %q, io_uring %q, want %q", pLogged, rLogged, wantLogged)
 	}
+
+	// io_uring breaks at the second batch: that batch and the rest are read with pread, and
+	// the listing is the same.
+	restore := filestore.FailRingAt(2)
+	defer restore()
+	fSums, fLogged := list(true)
+	if !slices.Equal(fSums, want) || !slices.Equal(fLogged, wantLogged) {
+		t.Errorf("listing with io_uring failing at the second batch: %d runs (want %d), logged %q", len(fSums), len(want), fLogged)
+	}
 }
 
 // TestWarm: the listing Warm starts serves the first listing call (a file added after it was

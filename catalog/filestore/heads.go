@@ -34,15 +34,16 @@ const (
 	headPrefetch = 4 << 10
 )
 
-// ringUsable is false once io_uring failed: the process reads heads with pread from then on.
-var ringUsable = struct {
-	sync.Mutex
-	broken bool
-}{}
+// ringBroken is set once io_uring failed: the process reads heads with pread from then on.
+var ringBroken atomic.Bool
 
 // ringOff turns the io_uring reads off (tests compare the two ways); ringUsed records that
 // a listing used them (tests check that they did).
 var ringOff, ringUsed atomic.Bool
+
+// ringFailAt, when positive, makes the batched read of that batch (1-based) fail as a broken
+// ring would (tests of the fallback).
+var ringFailAt atomic.Int64
 
 // headBatch is one batch of files going through the pipeline.
 type headBatch struct {
@@ -57,10 +58,7 @@ type headBatch struct {
 // readHeadsRing reads the heads of todo through io_uring. It reports done false, having read
 // nothing, when io_uring cannot be used; the caller reads them with pread instead.
 func readHeadsRing(ctx context.Context, todo []*File) (done bool, err error) {
-	ringUsable.Lock()
-	broken := ringUsable.broken
-	ringUsable.Unlock()
-	if broken || ringOff.Load() {
+	if ringBroken.Load() || ringOff.Load() {
 		return false, nil
 	}
 	batch := ringBatch
@@ -73,9 +71,7 @@ func readHeadsRing(ctx context.Context, todo []*File) (done bool, err error) {
 	}
 	r, rerr := newRing(batch)
 	if rerr != nil {
-		ringUsable.Lock()
-		ringUsable.broken = true
-		ringUsable.Unlock()
+		ringBroken.Store(true)
 		return false, nil
 	}
 	defer r.close()
@@ -116,13 +112,15 @@ func readHeadsRing(ctx context.Context, todo []*File) (done bool, err error) {
 	go func() {
 		defer close(read)
 		var failed error
+		nb := int64(0)
 		for b := range opened {
+			if nb++; nb == ringFailAt.Load() {
+				failed = errRingBroken
+			}
 			if failed == nil {
 				failed = r.readAll(b.fds, b.bufs, b.n)
 				if failed != nil {
-					ringUsable.Lock()
-					ringUsable.broken = true
-					ringUsable.Unlock()
+					ringBroken.Store(true)
 				}
 			}
 			b.rerr = failed

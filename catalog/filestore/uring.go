@@ -138,7 +138,7 @@ func (r *ring) close() {
 	if r.sqeMem != nil {
 		syscall.Munmap(r.sqeMem)
 	}
-	if r.cqMem != nil && len(r.cqMem) > 0 && &r.cqMem[0] != &r.sqMem[0] {
+	if len(r.cqMem) > 0 && &r.cqMem[0] != &r.sqMem[0] {
 		syscall.Munmap(r.cqMem)
 	}
 	if r.sqMem != nil {
