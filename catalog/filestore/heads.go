@@ -115,6 +115,14 @@ func readHeadsRing(ctx context.Context, todo []*File) (done bool, err error) {
 		nb := int64(0)
 		for b := range opened {
 			if nb++; nb == ringFailAt.Load() {
+				// As a ring that broke mid-batch leaves it: bytes of no use in the buffers,
+				// every read failed.
+				for i := range b.slab {
+					b.slab[i] = 0xc1
+				}
+				for i := range b.n {
+					b.n[i] = -int32(syscall.EIO)
+				}
 				failed = errRingBroken
 			}
 			if failed == nil {
