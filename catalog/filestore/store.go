@@ -937,7 +937,11 @@ func finishHead(f *File, fd int, r io.ReaderAt) {
 	} else {
 		f.Start, f.Head = s, head
 	}
-	f.sum = summary(s)
+	if s.Doc == nil && s.Raw == nil {
+		f.sum = s // a summary already, and nothing else holds it
+	} else {
+		f.sum = summary(s)
+	}
 }
 
 // setHeadErr records why f's start cannot be read (nothing for ErrIncomplete: the file is
