@@ -881,12 +881,17 @@ func readHead(f *File) {
 // openHead opens f for reading its head and, when f.statFD, takes its stat from the open
 // file. It returns the descriptor, or -1 when f is done with: gone, not a regular file, or
 // failed (f.err says why).
-func openHead(f *File) int {
+func openHead(f *File) int { return openHeadFlags(f, 0) }
+
+// openHeadFlags is openHead with extra open flags: O_DIRECT, which is dropped where the file
+// system refuses it.
+func openHeadFlags(f *File, extra int) int {
 	fd, err := func() (int, error) {
 		// O_NONBLOCK: a FIFO that took the place of a run file does not block the open.
-		fd, err := syscall.Open(f.Path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
-		for err == syscall.EINTR {
-			fd, err = syscall.Open(f.Path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+		flags := syscall.O_RDONLY | syscall.O_CLOEXEC | syscall.O_NONBLOCK | extra
+		fd, err := openEINTR(f.Path, flags)
+		if err == syscall.EINVAL && extra != 0 {
+			fd, err = openEINTR(f.Path, flags&^extra)
 		}
 		if err != nil {
 			if f.statFD {
@@ -922,6 +927,16 @@ func openHead(f *File) int {
 		setHeadErr(f, err)
 	}
 	return fd
+}
+
+// openEINTR is syscall.Open, retried on EINTR.
+func openEINTR(path string, flags int) (int, error) {
+	for {
+		fd, err := syscall.Open(path, flags, 0)
+		if err != syscall.EINTR {
+			return fd, err
+		}
+	}
 }
 
 // finishHead reads f's start document through r (reading the file open as fd) and closes fd.
