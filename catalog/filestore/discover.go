@@ -6,6 +6,8 @@ package filestore
 // path walk from /) by a worker per core, and the path strings are kept between calls.
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -26,17 +29,19 @@ type dirListing struct {
 	names   []string // base names
 	paths   []string // the same, joined to the directory
 	regular []bool   // the directory entry says a regular file (not a symlink, not unknown)
+	inos    []uint64 // the directory entries' inode numbers
 }
 
 // hasMeta reports whether a path has glob metacharacters.
 func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
 
 // found is a file the patterns matched, with its stat (nil when it vanished), or unstated: a
-// regular file, by its directory entry, not stat'ed.
+// regular file, by its directory entry, not stat'ed (ino is the entry's inode number).
 type found struct {
 	path     string
 	fi       os.FileInfo
 	unstated bool
+	ino      uint64
 }
 
 // find matches the patterns and stats what they match, in pattern order: a directory gives
@@ -87,20 +92,19 @@ func listDir(dir, pattern string, exts []string, mtime time.Time, old *dirListin
 	if old != nil && old.mtime.Equal(mtime) && time.Since(mtime) > racyWindow {
 		return old, nil
 	}
-	f, err := os.Open(dir)
+	ents, err := readDirents(dir) // the entries' types come with the names (no stat)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
-	ents, err := f.ReadDir(-1) // the entries' types come with the names (no stat)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
+	type entry struct {
+		regular bool
+		ino     uint64
 	}
-	regular := make(map[string]bool, len(ents))
+	byName := make(map[string]entry, len(ents))
 	names := make([]string, len(ents))
 	for i, e := range ents {
-		names[i] = e.Name()
-		regular[names[i]] = e.Type().IsRegular()
+		names[i] = e.name
+		byName[e.name] = entry{e.typ == syscall.DT_REG, e.ino}
 	}
 	l := &dirListing{mtime: mtime}
 	// "*.msgpack" and the like are a suffix test: much cheaper than filepath.Match on
@@ -131,11 +135,68 @@ func listDir(dir, pattern string, exts []string, mtime time.Time, old *dirListin
 	slices.Sort(l.names)
 	l.paths = make([]string, len(l.names))
 	l.regular = make([]bool, len(l.names))
+	l.inos = make([]uint64, len(l.names))
 	for i, n := range l.names {
 		l.paths[i] = filepath.Join(dir, n)
-		l.regular[i] = regular[n]
+		e := byName[n]
+		l.regular[i], l.inos[i] = e.regular, e.ino
 	}
 	return l, nil
+}
+
+// dirent is a directory entry as getdents64 gives it.
+type dirent struct {
+	name string
+	ino  uint64
+	typ  uint8 // DT_REG, DT_LNK, DT_UNKNOWN, ...
+}
+
+// readDirents reads a directory's entries but . and .., with their inode numbers and types
+// (os.File.ReadDir gives the type but not the inode number).
+func readDirents(dir string) ([]dirent, error) {
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	for err == syscall.EINTR {
+		fd, err = syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer syscall.Close(fd)
+	var out []dirent
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := syscall.Getdents(fd, buf)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err != nil:
+			return nil, err
+		case n <= 0:
+			return out, nil
+		}
+		out = parseDirents(buf[:n], out)
+	}
+}
+
+// parseDirents appends the entries of a getdents64 buffer (struct linux_dirent64: d_ino u64,
+// d_off s64, d_reclen u16, d_type u8, d_name NUL-terminated) to out.
+func parseDirents(b []byte, out []dirent) []dirent {
+	const nameOff = 19
+	for len(b) >= nameOff {
+		reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+		if reclen < nameOff || reclen > len(b) {
+			break // not a record: the kernel does not do this
+		}
+		name := b[nameOff:reclen]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		if s := string(name); s != "." && s != ".." && s != "" {
+			out = append(out, dirent{name: s, ino: binary.NativeEndian.Uint64(b[0:8]), typ: b[18]})
+		}
+		b = b[reclen:]
+	}
+	return out
 }
 
 // statDir stats a directory's files relative to it, in parallel, except regular files that
@@ -145,7 +206,7 @@ func statDir(dir string, l *dirListing, known func(string) bool) []found {
 	var stat []int
 	for i, p := range l.paths {
 		if l.regular[i] && known != nil && !known(p) {
-			out[i] = found{path: p, unstated: true}
+			out[i] = found{path: p, unstated: true, ino: l.inos[i]}
 		} else {
 			stat = append(stat, i)
 		}

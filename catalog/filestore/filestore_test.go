@@ -998,3 +998,165 @@ func BenchmarkFirstListing(b *testing.B) {
 		c.Close()
 	}
 }
+
+// TestFirstListingRing: a first listing large enough to read heads in batches (io_uring)
+// lists what the one-file-at-a-time reads list, with the same errors, whatever the files are:
+// heads longer than the batch reads them (msgpack and JSONL), empty and garbled files, a JSONL
+// file whose first line is not complete yet, a FIFO, a directory, a symlink. The expected
+// values are the ones the test wrote.
+func TestFirstListingRing(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	const n = 300
+	var want []string
+	for i := range n {
+		uid := fmt.Sprintf("r%03d", i)
+		docs := run(uid, int64(i), 1)
+		if i%7 == 0 {
+			// A start document of about 10 KB: more than the 4 KiB read in the batch.
+			docs[0].Doc["notes"] = strings.Repeat(fmt.Sprintf("note %d ", i), 1200)
+		}
+		var err error
+		if i%3 == 0 {
+			err = jsonl.WriteRun(filepath.Join(dir, uid+".jsonl"), docs)
+		} else {
+			err = msgpack.WriteRun(filepath.Join(dir, uid+".msgpack"), docs)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("%s %d count", uid, i))
+	}
+	for name, b := range map[string][]byte{
+		"empty.msgpack":   nil,
+		"garbled.msgpack": {0xc1, 1, 2, 3},
+		"half.jsonl":      []byte(`{"name": "start", "doc": {"uid": "half"`), // no newline yet: left out silently
+		"garbled.jsonl":   []byte("not json\n"),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.msgpack"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub.msgpack"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(other, "target.msgpack")
+	if err := msgpack.WriteRun(target, run("linked", 999, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "link.msgpack")); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "linked 999 count")
+	slices.Sort(want)
+
+	list := func(ring bool) (sums, logged []string) {
+		defer filestore.ReadHeadsWithRing(ring)()
+		filestore.RingUsed()
+		log, lb := testLogger()
+		c := openBoth(t, []string{dir}, "", log, nil)
+		defer c.Close()
+		ctx := context.Background()
+		ss, err := c.RunSummaries(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if used := filestore.RingUsed(); ring && !used {
+			t.Skip("io_uring is not available here: the listing read heads with pread")
+		} else if !ring && used {
+			t.Error("the listing used io_uring when told not to")
+		}
+		for _, s := range ss {
+			sums = append(sums, fmt.Sprintf("%s %d %s", s.UID, s.ScanID, s.PlanName))
+		}
+		// The long starts are read whole: their documents are intact.
+		for _, i := range []int{0, 7, 14} {
+			f, err := c.Lookup(ctx, fmt.Sprintf("r%03d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, wantNotes := f.Start.Doc["notes"], strings.Repeat(fmt.Sprintf("note %d ", i), 1200); got != wantNotes {
+				t.Errorf("ring %v: r%03d: notes of %d bytes, want %d", ring, i, len(fmt.Sprint(got)), len(wantNotes))
+			}
+		}
+		for _, l := range lb.lines() {
+			for _, name := range []string{"empty.msgpack", "garbled.msgpack", "garbled.jsonl", "half.jsonl", "fifo.msgpack", "sub.msgpack"} {
+				if strings.Contains(l, name) {
+					logged = append(logged, name)
+				}
+			}
+		}
+		slices.Sort(logged)
+		return sums, logged
+	}
+	pSums, pLogged := list(false)
+	rSums, rLogged := list(true)
+	if !slices.Equal(pSums, want) {
+		t.Errorf("pread listing: %d runs, want %d; first %q", len(pSums), len(want), pSums[:min(3, len(pSums))])
+	}
+	if !slices.Equal(rSums, want) {
+		t.Errorf("io_uring listing: %d runs, want %d; first %q", len(rSums), len(want), rSums[:min(3, len(rSums))])
+	}
+	wantLogged := []string{"empty.msgpack", "garbled.jsonl", "garbled.msgpack"}
+	if !slices.Equal(pLogged, wantLogged) || !slices.Equal(rLogged, wantLogged) {
+		t.Errorf("files logged as unreadable: pread %q, io_uring %q, want %q", pLogged, rLogged, wantLogged)
+	}
+
+	// io_uring breaks at the second batch: that batch and the rest are read with pread, and
+	// the listing is the same.
+	restore := filestore.FailRingAt(2)
+	defer restore()
+	fSums, fLogged := list(true)
+	if !slices.Equal(fSums, want) || !slices.Equal(fLogged, wantLogged) {
+		t.Errorf("listing with io_uring failing at the second batch: %d runs (want %d), logged %q", len(fSums), len(want), fLogged)
+	}
+}
+
+// TestWarm: the listing Warm starts serves the first listing call (a file added after it was
+// made is not in that answer) and only that one (the next call lists the file); made longer
+// ago than the freshness bound, it serves none; Close during a Warm listing returns.
+func TestWarm(t *testing.T) {
+	for _, fresh := range []time.Duration{time.Hour, 0} {
+		t.Run(fmt.Sprint(fresh), func(t *testing.T) {
+			defer filestore.SetWarmFresh(fresh)()
+			dir := t.TempDir()
+			writeMany(t, dir, 100)
+			var reads atomic.Int64
+			c := openBoth(t, []string{dir}, "", slog.New(slog.DiscardHandler), &reads)
+			c.Warm()
+			c.Warm() // a second call does nothing
+			c.WaitChecked()
+			if reads.Load() != 100 {
+				t.Errorf("Warm read %d heads, want 100", reads.Load())
+			}
+			if err := msgpack.WriteRun(filepath.Join(dir, "late.msgpack"), run("late", 500, 1)); err != nil {
+				t.Fatal(err)
+			}
+			count := func() int {
+				sums, err := c.RunSummaries(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(sums)
+			}
+			first, second := count(), count()
+			wantFirst := 100
+			if fresh == 0 {
+				wantFirst = 101
+			}
+			if first != wantFirst || second != 101 {
+				t.Errorf("runs listed after Warm, then again: %d, %d; want %d, 101", first, second, wantFirst)
+			}
+			if reads.Load() != 101 {
+				t.Errorf("%d heads read in all, want 101 (each file once)", reads.Load())
+			}
+		})
+	}
+	dir := t.TempDir()
+	writeMany(t, dir, 300)
+	c := openBoth(t, []string{dir}, "", slog.New(slog.DiscardHandler), nil)
+	c.Warm()
+	c.Close()
+}

@@ -370,7 +370,10 @@ func (l *listing) starts(want map[string]*File) map[string]doc {
 }
 
 // put records files read from disk, forgets files that went away and records directories'
-// mtimes, in one transaction.
+// mtimes, in one transaction. The rows are made by the writer, not the caller: a first
+// listing is served without waiting for them. files must not change after the call (the
+// fields put reads of a File do not: a file read from disk is never loaded lazily from the
+// index).
 func (l *listing) put(files []*File, gone []string, dirs map[string]int64) {
 	type rec struct {
 		f        *File
@@ -380,31 +383,31 @@ func (l *listing) put(files []*File, gone []string, dirs map[string]int64) {
 		uid      any
 		err      any
 	}
-	recs := make([]rec, 0, len(files))
-	for _, f := range files {
-		if f.fromIx {
-			continue
-		}
-		r := rec{f: f}
-		if s := f.sum; s != nil {
-			r.uid, r.time = s.UID, s.Time
-			if s.HasScan {
-				r.scan = s.ScanID
-			}
-			if s.PlanName != "" {
-				r.plan = s.PlanName
-			}
-			if !f.fromHead {
-				r.js = string(f.Start.Raw)
-			}
-		}
-		if f.err != "" {
-			r.err = f.err
-		}
-		recs = append(recs, r)
-	}
 	gone = append([]string(nil), gone...)
 	l.send(func(db *sql.DB) error {
+		recs := make([]rec, 0, len(files))
+		for _, f := range files {
+			if f.fromIx {
+				continue
+			}
+			r := rec{f: f}
+			if s := f.sum; s != nil {
+				r.uid, r.time = s.UID, s.Time
+				if s.HasScan {
+					r.scan = s.ScanID
+				}
+				if s.PlanName != "" {
+					r.plan = s.PlanName
+				}
+				if !f.fromHead {
+					r.js = string(f.Start.Raw)
+				}
+			}
+			if f.err != "" {
+				r.err = f.err
+			}
+			recs = append(recs, r)
+		}
 		if len(recs) >= bigPut {
 			// A first listing of a large catalog: its files and documents (about 50 µs of
 			// CPU a file) are written after the listing was served, not while it is.

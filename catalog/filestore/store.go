@@ -97,6 +97,7 @@ type File struct {
 	fromHead bool           // lazy, and load parses Head, read from the file with the summary
 	statFD   bool           // not stat'ed yet: readHead takes the stat from the open file
 	gone     bool           // readHead found no regular file at Path
+	dino     uint64         // the inode number of its directory entry, when not stat'ed: the order of head reads
 	loadMu   sync.Mutex     // serializes load
 	loaded   atomic.Bool    // load set Start and Head
 	stopped  atomic.Bool
@@ -282,6 +283,11 @@ type Catalog struct {
 	closing   chan struct{}          // closed by Close
 	closeOnce sync.Once
 
+	warmMu  sync.Mutex
+	warm    chan struct{} // the listing Warm started; closed when it is done; guarded by warmMu
+	warmAt  time.Time     // when it was done; guarded by warmMu
+	warmErr error         // its result; read after warm is closed
+
 	mu    sync.RWMutex
 	byUID map[string]*File // guarded by mu
 	sums  []*catalog.Start // summaries of the runs of byUID, by uid; guarded by mu
@@ -336,6 +342,67 @@ func Open(patterns []string, formats []*Format, opts Options) (*Catalog, error) 
 		}()
 	}
 	return c, nil
+}
+
+// warmFresh is how long after it was made the listing that Warm started serves the first
+// caller that did not wait for it.
+var warmFresh = time.Second
+
+// Warm starts the first listing now, in the background, so that it overlaps what the caller
+// does before it needs the runs (brokerfs mount: mounting). The listing calls made while it
+// runs wait for it and use it, and so does the first one within warmFresh after it, instead of
+// listing again. Only the first call does anything.
+func (c *Catalog) Warm() {
+	c.warmMu.Lock()
+	defer c.warmMu.Unlock()
+	if c.warm != nil {
+		return
+	}
+	w := make(chan struct{})
+	c.warm = w
+	c.bg.Go(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-c.closing: // Close does not wait for a whole listing
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := c.refreshNow(ctx)
+		cancel()
+		c.warmMu.Lock()
+		c.warmErr, c.warmAt = err, time.Now()
+		c.warmMu.Unlock()
+		close(w)
+	})
+}
+
+// refresh lists the files again (refreshNow), unless the listing Warm started is running or
+// was just made: then it is the listing.
+func (c *Catalog) refresh(ctx context.Context) error {
+	c.warmMu.Lock()
+	w := c.warm
+	if w != nil {
+		select {
+		case <-w:
+			if time.Since(c.warmAt) > warmFresh {
+				w = nil
+			}
+			c.warmAt = time.Time{} // used once after it was done
+		default:
+		}
+	}
+	c.warmMu.Unlock()
+	if w == nil {
+		return c.refreshNow(ctx)
+	}
+	select {
+	case <-w:
+		return c.warmErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Runs implements catalog.Catalog. After a remount it reads every start document from the
@@ -610,16 +677,16 @@ func (c *Catalog) listIndexed() bool {
 		case <-c.closing:
 			return
 		}
-		if err := c.refresh(context.Background()); err != nil {
+		if err := c.refreshNow(context.Background()); err != nil {
 			c.log.Warn("list run files", "err", err)
 		}
 	})
 	return true
 }
 
-// refresh matches the patterns, stats every file and reads the start of the new and changed
+// refreshNow matches the patterns, stats every file and reads the start of the new and changed
 // ones (from the listing index where it knows the file as it is).
-func (c *Catalog) refresh(ctx context.Context) error {
+func (c *Catalog) refreshNow(ctx context.Context) error {
 	c.refreshMu.Lock()
 	defer c.refreshMu.Unlock()
 	if !c.listed {
@@ -647,7 +714,7 @@ func (c *Catalog) refresh(ctx context.Context) error {
 				continue
 			}
 			if ft := c.format(fd.path); ft != nil {
-				f := &File{Path: fd.path, Format: ft, statFD: true}
+				f := &File{Path: fd.path, Format: ft, statFD: true, dino: fd.ino}
 				files[fd.path] = f
 				todo = append(todo, f)
 			}
@@ -762,12 +829,23 @@ func (c *Catalog) parseRows(files map[string]*File) {
 	}
 }
 
-// readHeads reads the start documents of files with a bounded pool of workers (a file not
-// read because ctx ended has neither sum nor err).
+// readHeads reads the start documents of files (a file not read because ctx ended has
+// neither sum nor err): in batches through io_uring where the kernel offers it and there are
+// enough files for it to pay, else with a bounded pool of workers calling pread.
 func readHeads(ctx context.Context, todo []*File) error {
 	if len(todo) == 0 {
 		return nil
 	}
+	if len(todo) >= ringMin {
+		if done, err := readHeadsRing(ctx, todo); done {
+			return err
+		}
+	}
+	return readHeadsPread(ctx, todo)
+}
+
+// readHeadsPread reads the heads of files with headWorkers goroutines calling pread.
+func readHeadsPread(ctx context.Context, todo []*File) error {
 	work := make(chan *File)
 	var wg sync.WaitGroup
 	for range min(max(headWorkers, runtime.GOMAXPROCS(0)), len(todo)) {
@@ -793,11 +871,27 @@ func readHeads(ctx context.Context, todo []*File) error {
 // stat is taken from the open file), a pread of the head (more only for a large start) and a
 // close. A file that is gone or not a regular file sets f.gone when f.statFD.
 func readHead(f *File) {
-	err := func() error {
+	fd := openHead(f)
+	if fd < 0 {
+		return
+	}
+	finishHead(f, fd, fdReader(fd))
+}
+
+// openHead opens f for reading its head and, when f.statFD, takes its stat from the open
+// file. It returns the descriptor, or -1 when f is done with: gone, not a regular file, or
+// failed (f.err says why).
+func openHead(f *File) int { return openHeadFlags(f, 0) }
+
+// openHeadFlags is openHead with extra open flags: O_DIRECT, which is dropped where the file
+// system refuses it.
+func openHeadFlags(f *File, extra int) int {
+	fd, err := func() (int, error) {
 		// O_NONBLOCK: a FIFO that took the place of a run file does not block the open.
-		fd, err := syscall.Open(f.Path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
-		for err == syscall.EINTR {
-			fd, err = syscall.Open(f.Path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+		flags := syscall.O_RDONLY | syscall.O_CLOEXEC | syscall.O_NONBLOCK | extra
+		fd, err := openEINTR(f.Path, flags)
+		if err == syscall.EINVAL && extra != 0 {
+			fd, err = openEINTR(f.Path, flags&^extra)
 		}
 		if err != nil {
 			if f.statFD {
@@ -805,45 +899,72 @@ func readHead(f *File) {
 				fi, serr := os.Stat(f.Path)
 				if serr != nil || !fi.Mode().IsRegular() {
 					f.gone = true
-					return nil
+					return -1, nil
 				}
 				f.Size, f.ModTime = fi.Size(), fi.ModTime()
 				f.Ino, f.Dev = StatIDs(fi)
 			}
-			return &fs.PathError{Op: "open", Path: f.Path, Err: err}
+			return -1, &fs.PathError{Op: "open", Path: f.Path, Err: err}
 		}
-		defer syscall.Close(fd)
 		if f.statFD {
 			var st syscall.Stat_t
 			if err := fstat(fd, &st); err != nil {
-				return &fs.PathError{Op: "stat", Path: f.Path, Err: err}
+				syscall.Close(fd)
+				return -1, &fs.PathError{Op: "stat", Path: f.Path, Err: err}
 			}
 			if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+				syscall.Close(fd)
 				f.gone = true
-				return nil
+				return -1, nil
 			}
 			f.Size = st.Size
 			f.ModTime = time.Unix(int64(st.Mtim.Sec), int64(st.Mtim.Nsec)) //nolint:unconvert // widths differ by platform
 			f.Ino, f.Dev = uint64(st.Ino), uint64(st.Dev)                  //nolint:unconvert // widths differ by platform
 		}
-		s, head, err := f.Format.ReadHead(fdReader(fd), f.Path, f.Size)
-		switch {
-		case err != nil:
-			return err
-		case s.Doc == nil:
-			f.Start, f.Head, f.lazy, f.fromHead = nil, head, true, true
-		default:
-			f.Start, f.Head = s, head
-		}
-		f.sum = summary(s)
-		return nil
+		return fd, nil
 	}()
-	switch {
-	case err == nil:
-	case errors.Is(err, ErrIncomplete):
-		f.Start, f.Head, f.sum = nil, nil, nil
-	default:
-		f.Start, f.Head, f.sum, f.err = nil, nil, nil, err.Error()
+	if err != nil {
+		setHeadErr(f, err)
+	}
+	return fd
+}
+
+// openEINTR is syscall.Open, retried on EINTR.
+func openEINTR(path string, flags int) (int, error) {
+	for {
+		fd, err := syscall.Open(path, flags, 0)
+		if err != syscall.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// finishHead reads f's start document through r (reading the file open as fd) and closes fd.
+func finishHead(f *File, fd int, r io.ReaderAt) {
+	defer syscall.Close(fd)
+	s, head, err := f.Format.ReadHead(r, f.Path, f.Size)
+	if err != nil {
+		setHeadErr(f, err)
+		return
+	}
+	if s.Doc == nil {
+		f.Start, f.Head, f.lazy, f.fromHead = nil, head, true, true
+	} else {
+		f.Start, f.Head = s, head
+	}
+	if s.Doc == nil && s.Raw == nil {
+		f.sum = s // a summary already, and nothing else holds it
+	} else {
+		f.sum = summary(s)
+	}
+}
+
+// setHeadErr records why f's start cannot be read (nothing for ErrIncomplete: the file is
+// left out silently).
+func setHeadErr(f *File, err error) {
+	f.Start, f.Head, f.sum = nil, nil, nil
+	if !errors.Is(err, ErrIncomplete) {
+		f.err = err.Error()
 	}
 }
 

@@ -339,6 +339,11 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if w, ok := src.cat.(interface{ Warm() }); ok {
+		// A file catalog lists its runs while the mount is set up: the first ls of a large
+		// catalog does not wait for the mount and then for the listing.
+		w.Warm()
+	}
 	if err := tf.apply(context.Background(), src, log); err != nil {
 		src.cat.Close()
 		return err
