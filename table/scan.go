@@ -56,7 +56,7 @@ func (sc *scanState) newBuilder(name string, dk catalog.DataKey) *builder {
 			return nil, fmt.Errorf("%w: %w", errSpill, err)
 		}
 		hdr := encode.NPYHeader(bl.dt, append([]int{0}, bl.rowShape...))
-		return &fileSink{st: sc.b, f: f, hdr: int64(len(hdr))}, nil
+		return &fileSink{st: sc.b, f: f, hdr: int64(len(hdr)), writing: -1}, nil
 	}
 	return bl
 }
@@ -400,10 +400,10 @@ func (sc *scanState) table(ctx context.Context) (*Table, error) {
 
 // finishFile writes the .npy header into the room left for it and closes the file.
 func finishFile(out *fileSink, bl *builder, rows int) error {
-	if err := out.flush(); err != nil {
+	if err := out.sync(); err != nil {
 		return err
 	}
-	out.buf = nil
+	out.buf, out.spares = nil, [2][]byte{}
 	hdr := encode.NPYHeader(bl.dt, append([]int{rows}, bl.rowShape...))
 	if int64(len(hdr)) != out.hdr {
 		return fmt.Errorf("npy header of %d bytes where %d were left", len(hdr), out.hdr)
