@@ -86,6 +86,11 @@ func (sc *scanState) run(ctx context.Context) error {
 		sc.ts[f] = sc.newBuilder("timestamps of "+f, keyNumber)
 	}
 	var nan []float64
+	readCtx := ctx
+	if sc.b != nil {
+		// What the scan reads goes into the cache entry: the catalog need not keep its copy.
+		readCtx = catalog.WithKeptReads(ctx)
+	}
 	for _, d := range s.Descs {
 		dr := descRange{uid: d.UID, first: sc.rows}
 		var want []string
@@ -98,7 +103,7 @@ func (sc *scanState) run(ctx context.Context) error {
 		if want == nil {
 			want = []string{}
 		}
-		err := s.run.EventPages(ctx, d.UID, 0, -1, want, func(p *catalog.EventPage) error {
+		err := s.run.EventPages(readCtx, d.UID, 0, -1, want, func(p *catalog.EventPage) error {
 			if base := dr.first + p.FirstRow; base != sc.rows {
 				return fmt.Errorf("descriptor %s: page at row %d, expected %d", d.UID, p.FirstRow, sc.rows-dr.first)
 			}

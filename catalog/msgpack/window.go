@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/brokerfs/brokerfs/catalog/filestore"
 )
@@ -294,4 +297,56 @@ func skipStream(r io.ReaderAt, pos, limit int64) (int64, error) {
 		return pos, errTruncated
 	}
 	return pos, nil
+}
+
+// Drop-behind: documents of more than bigDocument bytes hold array data (a page of spectra,
+// images). When the caller keeps what it reads (catalog.WithKeptReads: a scan writing a cache
+// entry), keeping the catalog's copy in the page cache as well would hold the bytes twice:
+// EventPages drops the pages of such documents of its descriptor from the page cache once
+// decoded (posix_fadvise DONTNEED, whole pages only, in batches of dropBatch bytes). Besides
+// the memory, the freed pages are the ones the cache file is then written into: in a VM whose
+// host reclaims the guest's free memory (virtio-balloon free page reporting, as here), a write
+// into never-used pages costs a host fault per page, and the copy into the cache file took
+// about twice as long (BENCHMARKS.md, h/wide). Small documents, other descriptors' documents
+// and reads that keep nothing (no cache: they read the catalog again) are left alone.
+const (
+	bigDocument = scanWindow
+	dropBatch   = 8 << 20
+)
+
+// dropBehind gathers the ranges of big documents read and drops their pages in batches.
+type dropBehind struct {
+	fd         int // -1: nothing is dropped
+	start, end int64
+}
+
+func newDropBehind(r any, kept bool) *dropBehind {
+	db := &dropBehind{fd: -1}
+	if f, ok := r.(*os.File); ok && kept {
+		db.fd = int(f.Fd())
+	}
+	return db
+}
+
+// read notes the document [pos, pos+n) as decoded.
+func (db *dropBehind) read(pos int64, n int) {
+	if db.fd < 0 || n <= bigDocument {
+		return
+	}
+	if db.end != pos {
+		db.flush()
+		db.start = pos
+	}
+	db.end = pos + int64(n)
+	if db.end-db.start >= dropBatch {
+		db.flush()
+	}
+}
+
+// flush drops the gathered range. Advice only: errors are ignored.
+func (db *dropBehind) flush() {
+	if db.fd >= 0 && db.end > db.start {
+		_ = unix.Fadvise(db.fd, db.start, db.end-db.start, unix.FADV_DONTNEED)
+	}
+	db.start, db.end = 0, 0
 }
