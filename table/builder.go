@@ -90,9 +90,8 @@ func (b *builder) appendColumn(col *catalog.Column, n int) error {
 	fs, _ := b.out.(*fileSink)
 	for i := 0; i < n; i += per {
 		k := min(per, n-i)
-		if fs != nil && k*b.rb >= sinkBuffer {
+		if buf := fs.spare(k * b.rb); buf != nil {
 			// Big pieces are written by another goroutine while the next page decodes.
-			buf := fs.spare(k * b.rb)
 			if err := b.encode(buf, col, i, k); err != nil {
 				b.fail(err)
 				return nil
@@ -347,11 +346,12 @@ type fileSink struct {
 	reserved int64
 	buf      []byte // appended, not yet written; they start at data offset n-len(buf)
 
-	spares  [2][]byte  // encode buffers of appendAsync
-	writing int        // index in spares of the buffer being written, -1 when none
-	next    int        // index in spares of the buffer spare returned last
-	done    chan error // the write in flight, nil when none
-	err     error      // a failed write: the sink is unusable
+	spares      [2][]byte  // encode buffers of appendAsync
+	spareBudget *int64     // shared by the scan's sinks; nil: no spares
+	writing     int        // index in spares of the buffer being written, -1 when none
+	next        int        // index in spares of the buffer spare returned last
+	done        chan error // the write in flight, nil when none
+	err         error      // a failed write: the sink is unusable
 }
 
 // sinkBuffer is how much a fileSink gathers before it writes.
@@ -389,18 +389,40 @@ func (s *fileSink) append(p []byte) error {
 	return nil
 }
 
-// spare returns a buffer of n bytes that is not being written, for appendAsync.
+// spare returns a buffer of n bytes that is not being written, for appendAsync; nil when the
+// piece is small, or when the spares of the scan's sinks would exceed their budget (the piece
+// is then written the plain way, from the builder's buffer). A nil sink has no spare.
 func (s *fileSink) spare(n int) []byte {
+	if s == nil || n < sinkBuffer {
+		return nil
+	}
 	i := 0
 	if s.done != nil && s.writing == 0 {
 		i = 1
 	}
-	if cap(s.spares[i]) < n {
+	if c := cap(s.spares[i]); c < n {
+		if s.spareBudget == nil || *s.spareBudget < int64(n-c) {
+			return nil
+		}
+		*s.spareBudget -= int64(n - c)
 		s.spares[i] = make([]byte, n)
 	}
 	s.next = i
 	return s.spares[i][:n]
 }
+
+// releaseSpares returns the spares' bytes to the budget.
+func (s *fileSink) releaseSpares() {
+	if s.spareBudget != nil {
+		*s.spareBudget += int64(cap(s.spares[0]) + cap(s.spares[1]))
+	}
+	s.spares = [2][]byte{}
+}
+
+// spareBudget is the most bytes the spare buffers of one scan's sinks hold together: a stream
+// of many wide fields must not double the scan's memory (each field's builder has an encode
+// buffer of up to encodeChunk bytes already).
+const spareBudget = 32 << 20
 
 // appendAsync appends p, a buffer from spare, writing it in the background: it waits for the
 // previous background write first, so that one is in flight at most and the other spare is
@@ -490,5 +512,6 @@ func (s *fileSink) size() int64 { return s.n }
 
 func (s *fileSink) discard() {
 	s.wait()
+	s.releaseSpares()
 	s.st.Discard(filepath.Base(s.f.Name()))
 }

@@ -28,9 +28,10 @@ type scanState struct {
 	remote    map[string]bool     // fields the run serves by row range
 	files     int                 // files created, for unique names
 
-	rows  int
-	descs []descRange
-	order []int32 // merged row -> stored row; nil when stored order is time order
+	rows   int
+	spares int64 // what the file sinks' spare buffers may still take (spareBudget)
+	descs  []descRange
+	order  []int32 // merged row -> stored row; nil when stored order is time order
 }
 
 type descRange struct {
@@ -56,7 +57,7 @@ func (sc *scanState) newBuilder(name string, dk catalog.DataKey) *builder {
 			return nil, fmt.Errorf("%w: %w", errSpill, err)
 		}
 		hdr := encode.NPYHeader(bl.dt, append([]int{0}, bl.rowShape...))
-		return &fileSink{st: sc.b, f: f, hdr: int64(len(hdr)), writing: -1}, nil
+		return &fileSink{st: sc.b, f: f, hdr: int64(len(hdr)), writing: -1, spareBudget: &sc.spares}, nil
 	}
 	return bl
 }
@@ -408,7 +409,8 @@ func finishFile(out *fileSink, bl *builder, rows int) error {
 	if err := out.sync(); err != nil {
 		return err
 	}
-	out.buf, out.spares = nil, [2][]byte{}
+	out.buf = nil
+	out.releaseSpares()
 	hdr := encode.NPYHeader(bl.dt, append([]int{rows}, bl.rowShape...))
 	if int64(len(hdr)) != out.hdr {
 		return fmt.Errorf("npy header of %d bytes where %d were left", len(hdr), out.hdr)

@@ -122,3 +122,34 @@ func firstDiff(a, b []byte) int {
 	}
 	return min(len(a), len(b))
 }
+
+// TestSpareBudget: the spare buffers of a scan's file sinks share one budget; a sink that
+// cannot have one writes the plain way (spare returns nil), and released spares go back.
+func TestSpareBudget(t *testing.T) {
+	budget := int64(5 << 20)
+	a := &fileSink{writing: -1, spareBudget: &budget}
+	b := &fileSink{writing: -1, spareBudget: &budget}
+	if a.spare(sinkBuffer-1) != nil {
+		t.Errorf("a spare for a small piece")
+	}
+	if buf := a.spare(3 << 20); len(buf) != 3<<20 {
+		t.Fatalf("first spare: %d bytes", len(buf))
+	}
+	if b.spare(3<<20) != nil {
+		t.Errorf("a spare beyond the budget")
+	}
+	if budget != 2<<20 {
+		t.Errorf("budget %d after one spare", budget)
+	}
+	a.releaseSpares()
+	if budget != 5<<20 {
+		t.Errorf("budget %d after the release", budget)
+	}
+	if buf := b.spare(3 << 20); len(buf) != 3<<20 {
+		t.Errorf("no spare after the release")
+	}
+	var none *fileSink
+	if none.spare(4<<20) != nil {
+		t.Errorf("a nil sink has a spare")
+	}
+}
