@@ -2,8 +2,13 @@ package msgpack
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -154,4 +159,68 @@ func indexOf(b, sub []byte) int {
 		}
 	}
 	return -1
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.ReaderAt
+	n atomic.Int64
+}
+
+func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *countingReader) Close() error { return nil }
+
+// TestReadOnce: the index and EventPages read a file of pages bigger than the window's first
+// MiB (pages of 2.1 MB, not a power of two) once, not the head of each next page twice.
+func TestReadOnce(t *testing.T) {
+	const width, rows = 4096, 65
+	docs := []catalog.Document{
+		{Name: "start", Doc: m{"uid": "u", "time": 1.0}},
+		{Name: "descriptor", Doc: m{"uid": "d", "run_start": "u", "time": 1.0, "name": "primary",
+			"data_keys": m{"spec": m{"dtype": "array", "shape": []any{int64(width)}, "source": "s"}}}},
+	}
+	for p := range 10 {
+		col, times, seqs, uids := make([]any, rows), make([]any, rows), make([]any, rows), make([]any, rows)
+		for i := range rows {
+			col[i] = &catalog.NDArray{Dtype: "<f8", Shape: []int{width}, Data: make([]byte, 8*width)}
+			times[i], seqs[i], uids[i] = float64(p*rows+i), int64(p*rows+i+1), "e"
+		}
+		docs = append(docs, catalog.Document{Name: "event_page", Doc: m{"descriptor": "d", "time": times, "seq_num": seqs,
+			"uid": uids, "data": m{"spec": col}, "timestamps": m{"spec": times}}})
+	}
+	path := filepath.Join(t.TempDir(), "u.msgpack")
+	if err := WriteRun(path, docs); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	cr := &countingReader{r: f}
+	ix, err := newIndexer(path, cr, fi.Size(), time.Time{}, nil, slog.New(slog.DiscardHandler)).build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cr.n.Load(); n > fi.Size()+fi.Size()/20 {
+		t.Errorf("the index read %d bytes of a file of %d", n, fi.Size())
+	}
+	cr = &countingReader{r: f}
+	r := &run{path: path, ix: ix, open: func() (readerAt, error) { return cr, nil }}
+	got := 0
+	if err := r.EventPages(context.Background(), "d", 0, -1, nil, func(p *catalog.EventPage) error { got += p.Len(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got != 10*rows {
+		t.Errorf("%d rows", got)
+	}
+	if n := cr.n.Load(); n > fi.Size()+fi.Size()/20 {
+		t.Errorf("EventPages read %d bytes of a file of %d", n, fi.Size())
+	}
 }

@@ -143,6 +143,14 @@ func (w *window) more(pos int64, had, need int) ([]byte, error) {
 	if need > maxDocument {
 		return nil, fmt.Errorf("document of more than %d bytes", maxDocument)
 	}
+	// The bytes from pos that are buffered already move to the front of the buffer instead of
+	// being read again: a file of 3.2 MB pages read through a 4 MiB buffer was otherwise read
+	// 1.3 times (each page read from its start, the head of the next one with it).
+	keep := 0
+	if pos >= w.off && pos < w.off+int64(len(w.data)) {
+		keep = min(had, len(w.data)-int(pos-w.off))
+	}
+	kept := w.data[max(pos-w.off, 0):][:keep]
 	size := len(w.buf)
 	if had >= size || need > size {
 		// The document is bigger than the buffer: double it (at least to need), so that a
@@ -151,14 +159,40 @@ func (w *window) more(pos int64, had, need int) ([]byte, error) {
 		if int64(size) > w.limit-pos {
 			size = int(w.limit - pos)
 		}
-		w.release()
+		var nb []byte
 		if size > scanWindow {
-			w.buf = bigBuf(size)
+			nb = bigBuf(size)
 		} else {
-			w.buf = make([]byte, size)
+			nb = make([]byte, size)
 		}
+		copy(nb, kept) // before the old buffer goes back to the pool
+		w.release()
+		w.buf = nb
+	} else {
+		copy(w.buf, kept)
 	}
-	return w.fill(pos, need)
+	return w.fillFrom(pos, keep, need)
+}
+
+// fillFrom is fill when the first keep bytes at pos are at the start of the buffer already.
+func (w *window) fillFrom(pos int64, keep, need int) ([]byte, error) {
+	if keep == 0 {
+		return w.fill(pos, need)
+	}
+	size := min(max(w.read, need), len(w.buf))
+	w.read = min(2*w.read, len(w.buf))
+	n := min(int64(size), w.limit-pos)
+	w.data = w.buf[:n]
+	w.off = pos
+	got, err := w.r.ReadAt(w.data[keep:], pos+int64(keep))
+	if int64(keep+got) < n {
+		w.data = w.data[:keep+got]
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("file shorter than %d bytes: %w", w.limit, errTruncated)
+		}
+		return nil, err
+	}
+	return w.data, nil
 }
 
 // fill reads at least need bytes at pos into the buffer (the ramping read size when more),
