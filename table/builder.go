@@ -87,8 +87,20 @@ func (b *builder) appendColumn(col *catalog.Column, n int) error {
 	// Encode in pieces of at most encodeChunk bytes: a page of a hundred large rows must not
 	// cost a buffer of its whole size.
 	per := max(1, encodeChunk/max(b.rb, 1))
+	fs, _ := b.out.(*fileSink)
 	for i := 0; i < n; i += per {
 		k := min(per, n-i)
+		if buf := fs.spare(k * b.rb); buf != nil {
+			// Big pieces are written by another goroutine while the next page decodes.
+			if err := b.encode(buf, col, i, k); err != nil {
+				b.fail(err)
+				return nil
+			}
+			if err := fs.appendAsync(buf); err != nil {
+				return err
+			}
+			continue
+		}
 		buf := b.buffer(k * b.rb)
 		if err := b.encode(buf, col, i, k); err != nil {
 			b.fail(err)
@@ -320,6 +332,12 @@ type Storage interface {
 
 // fileSink writes the bytes into a file of a cache entry, after room for the .npy header,
 // through a buffer: a stream of a million one-row pages must not cost a write per row.
+//
+// Pieces of sinkBuffer bytes or more that the builder encodes into one of the sink's two spare
+// buffers are written by a goroutine of their own (one at a time), while the scan decodes the
+// next page: the copy into the page cache of fresh cache-file pages is the largest cost of
+// decoding a wide field, and it then runs on another core. A write's error is returned by the
+// next call that waits for it (appendAsync, readAt, finish).
 type fileSink struct {
 	st       Storage
 	f        *os.File
@@ -327,6 +345,13 @@ type fileSink struct {
 	n        int64 // data bytes appended, buffered ones included
 	reserved int64
 	buf      []byte // appended, not yet written; they start at data offset n-len(buf)
+
+	spares      [2][]byte  // encode buffers of appendAsync
+	spareBudget *int64     // shared by the scan's sinks; nil: no spares
+	writing     int        // index in spares of the buffer being written, -1 when none
+	next        int        // index in spares of the buffer spare returned last
+	done        chan error // the write in flight, nil when none
+	err         error      // a failed write: the sink is unusable
 }
 
 // sinkBuffer is how much a fileSink gathers before it writes.
@@ -364,6 +389,94 @@ func (s *fileSink) append(p []byte) error {
 	return nil
 }
 
+// spare returns a buffer of n bytes that is not being written, for appendAsync; nil when the
+// piece is small, or when the spares of the scan's sinks would exceed their budget (the piece
+// is then written the plain way, from the builder's buffer). A nil sink has no spare.
+func (s *fileSink) spare(n int) []byte {
+	if s == nil || n < sinkBuffer {
+		return nil
+	}
+	i := 0
+	if s.done != nil && s.writing == 0 {
+		i = 1
+	}
+	if c := cap(s.spares[i]); c < n {
+		if s.spareBudget == nil || *s.spareBudget < int64(n-c) {
+			return nil
+		}
+		*s.spareBudget -= int64(n - c)
+		s.spares[i] = make([]byte, n)
+	}
+	s.next = i
+	return s.spares[i][:n]
+}
+
+// releaseSpares returns the spares' bytes to the budget.
+func (s *fileSink) releaseSpares() {
+	if s.spareBudget != nil {
+		*s.spareBudget += int64(cap(s.spares[0]) + cap(s.spares[1]))
+	}
+	s.spares = [2][]byte{}
+}
+
+// spareBudget is the most bytes the spare buffers of one scan's sinks hold together: a stream
+// of many wide fields must not double the scan's memory (each field's builder has an encode
+// buffer of up to encodeChunk bytes already).
+const spareBudget = 32 << 20
+
+// appendAsync appends p, a buffer from spare, writing it in the background: it waits for the
+// previous background write first, so that one is in flight at most and the other spare is
+// free for the next piece.
+func (s *fileSink) appendAsync(p []byte) error {
+	if err := s.wait(); err != nil {
+		return err
+	}
+	if s.n+int64(len(p)) > s.reserved {
+		need := s.n + int64(len(p)) - s.reserved
+		ask := max(need, min(reserveChunk, s.reserved+int64(len(p))))
+		if err := s.st.Reserve(ask); err != nil {
+			return fmt.Errorf("%w: %w", errSpill, err)
+		}
+		s.reserved += ask
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	s.writing = s.next
+	done := make(chan error, 1)
+	go func(f *os.File, p []byte, off int64) {
+		_, err := f.WriteAt(p, off)
+		if err == nil {
+			startWriteback(f, off, int64(len(p)))
+		}
+		done <- err
+	}(s.f, p, s.hdr+s.n)
+	s.done = done
+	s.n += int64(len(p))
+	return nil
+}
+
+// wait waits for the background write in flight, if any, and returns the first write error.
+func (s *fileSink) wait() error {
+	if s.done != nil {
+		err := <-s.done
+		s.done, s.writing = nil, -1
+		if err != nil && s.err == nil {
+			s.err = fmt.Errorf("%w: %w", errSpill, err)
+		}
+	}
+	return s.err
+}
+
+// sync writes the buffered bytes and waits for the background write: every byte appended is
+// then in the file.
+func (s *fileSink) sync() error {
+	if err := s.flush(); err != nil {
+		return err
+	}
+	return s.wait()
+}
+
 // flush writes the buffered bytes.
 func (s *fileSink) flush() error {
 	if len(s.buf) == 0 {
@@ -388,7 +501,7 @@ func startWriteback(f *os.File, off, n int64) {
 }
 
 func (s *fileSink) readAt(p []byte, off int64) error {
-	if err := s.flush(); err != nil {
+	if err := s.sync(); err != nil {
 		return err
 	}
 	_, err := s.f.ReadAt(p, s.hdr+off)
@@ -398,5 +511,7 @@ func (s *fileSink) readAt(p []byte, off int64) error {
 func (s *fileSink) size() int64 { return s.n }
 
 func (s *fileSink) discard() {
+	s.wait()
+	s.releaseSpares()
 	s.st.Discard(filepath.Base(s.f.Name()))
 }

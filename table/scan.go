@@ -28,9 +28,10 @@ type scanState struct {
 	remote    map[string]bool     // fields the run serves by row range
 	files     int                 // files created, for unique names
 
-	rows  int
-	descs []descRange
-	order []int32 // merged row -> stored row; nil when stored order is time order
+	rows   int
+	spares int64 // what the file sinks' spare buffers may still take (spareBudget)
+	descs  []descRange
+	order  []int32 // merged row -> stored row; nil when stored order is time order
 }
 
 type descRange struct {
@@ -56,7 +57,7 @@ func (sc *scanState) newBuilder(name string, dk catalog.DataKey) *builder {
 			return nil, fmt.Errorf("%w: %w", errSpill, err)
 		}
 		hdr := encode.NPYHeader(bl.dt, append([]int{0}, bl.rowShape...))
-		return &fileSink{st: sc.b, f: f, hdr: int64(len(hdr))}, nil
+		return &fileSink{st: sc.b, f: f, hdr: int64(len(hdr)), writing: -1, spareBudget: &sc.spares}, nil
 	}
 	return bl
 }
@@ -86,6 +87,11 @@ func (sc *scanState) run(ctx context.Context) error {
 		sc.ts[f] = sc.newBuilder("timestamps of "+f, keyNumber)
 	}
 	var nan []float64
+	readCtx := ctx
+	if sc.b != nil {
+		// What the scan reads goes into the cache entry: the catalog need not keep its copy.
+		readCtx = catalog.WithKeptReads(ctx)
+	}
 	for _, d := range s.Descs {
 		dr := descRange{uid: d.UID, first: sc.rows}
 		var want []string
@@ -98,7 +104,7 @@ func (sc *scanState) run(ctx context.Context) error {
 		if want == nil {
 			want = []string{}
 		}
-		err := s.run.EventPages(ctx, d.UID, 0, -1, want, func(p *catalog.EventPage) error {
+		err := s.run.EventPages(readCtx, d.UID, 0, -1, want, func(p *catalog.EventPage) error {
 			if base := dr.first + p.FirstRow; base != sc.rows {
 				return fmt.Errorf("descriptor %s: page at row %d, expected %d", d.UID, p.FirstRow, sc.rows-dr.first)
 			}
@@ -400,10 +406,11 @@ func (sc *scanState) table(ctx context.Context) (*Table, error) {
 
 // finishFile writes the .npy header into the room left for it and closes the file.
 func finishFile(out *fileSink, bl *builder, rows int) error {
-	if err := out.flush(); err != nil {
+	if err := out.sync(); err != nil {
 		return err
 	}
 	out.buf = nil
+	out.releaseSpares()
 	hdr := encode.NPYHeader(bl.dt, append([]int{rows}, bl.rowShape...))
 	if int64(len(hdr)) != out.hdr {
 		return fmt.Errorf("npy header of %d bytes where %d were left", len(hdr), out.hdr)

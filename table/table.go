@@ -283,7 +283,7 @@ const metaVersion = 1
 func (s *Stream) scan(ctx context.Context, b *cache.Builder) (*Table, error) {
 	s.cfg.stats().Scans.Add(1)
 	budget := s.cfg.budget()
-	sc := &scanState{s: s, b: b, budget: &budget}
+	sc := &scanState{s: s, b: b, budget: &budget, spares: spareBudget}
 	if err := sc.run(ctx); err != nil {
 		return nil, err
 	}

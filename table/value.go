@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/encode"
@@ -53,7 +54,7 @@ func putValue(dst []byte, dt encode.Dtype, rowShape []int, v any) error {
 		return err
 	}
 	if n != 1 || len(rowShape) != 0 {
-		return fmt.Errorf("scalar value %v in a field of shape %v", v, rowShape)
+		return fmt.Errorf("scalar value %s in a field of shape %v", brief(v), rowShape)
 	}
 	return putScalar(dst, dt, v)
 }
@@ -161,4 +162,15 @@ func littleEndian(d string) string {
 		return "<" + d[1:]
 	}
 	return d
+}
+
+// brief formats a value for an error message: quoted and cut at 80 bytes. A map that looks
+// like a msgpack-numpy array but is not one (its data does not match its shape and dtype)
+// holds the raw bytes of its data, which must not go whole into a log line.
+func brief(v any) string {
+	s := fmt.Sprint(v)
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return strconv.Quote(s)
 }

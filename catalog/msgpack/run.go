@@ -102,6 +102,8 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 	d := newPageDecoder(desc, fields)
 	d.noLayouts = r.noLayouts
 	defer func() { r.fastDocs.Add(int64(d.fasts)) }()
+	db := newDropBehind(f, catalog.KeptReads(ctx))
+	defer db.flush()
 	var h evHeader
 	docs, last := 0, 0 // last: the length of the last document
 	for i := s.find(int64(from)); i < len(s.cps); i++ {
@@ -154,6 +156,9 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 				return r.docError(pos, "", r.why(err))
 			}
 			d.learnFrom(b, n, &h, status)
+			if status == docEvent {
+				db.read(pos, n)
+			}
 			last = n
 			if status == docEvent && h.rows > 0 {
 				if h.bodyErr != nil {

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/brokerfs/brokerfs/catalog/filestore"
 )
@@ -140,6 +143,14 @@ func (w *window) more(pos int64, had, need int) ([]byte, error) {
 	if need > maxDocument {
 		return nil, fmt.Errorf("document of more than %d bytes", maxDocument)
 	}
+	// The bytes from pos that are buffered already move to the front of the buffer instead of
+	// being read again: a file of 3.2 MB pages read through a 4 MiB buffer was otherwise read
+	// 1.3 times (each page read from its start, the head of the next one with it).
+	keep := 0
+	if pos >= w.off && pos < w.off+int64(len(w.data)) {
+		keep = min(had, len(w.data)-int(pos-w.off))
+	}
+	kept := w.data[max(pos-w.off, 0):][:keep]
 	size := len(w.buf)
 	if had >= size || need > size {
 		// The document is bigger than the buffer: double it (at least to need), so that a
@@ -148,14 +159,40 @@ func (w *window) more(pos int64, had, need int) ([]byte, error) {
 		if int64(size) > w.limit-pos {
 			size = int(w.limit - pos)
 		}
-		w.release()
+		var nb []byte
 		if size > scanWindow {
-			w.buf = bigBuf(size)
+			nb = bigBuf(size)
 		} else {
-			w.buf = make([]byte, size)
+			nb = make([]byte, size)
 		}
+		copy(nb, kept) // before the old buffer goes back to the pool
+		w.release()
+		w.buf = nb
+	} else {
+		copy(w.buf, kept)
 	}
-	return w.fill(pos, need)
+	return w.fillFrom(pos, keep, need)
+}
+
+// fillFrom is fill when the first keep bytes at pos are at the start of the buffer already.
+func (w *window) fillFrom(pos int64, keep, need int) ([]byte, error) {
+	if keep == 0 {
+		return w.fill(pos, need)
+	}
+	size := min(max(w.read, need), len(w.buf))
+	w.read = min(2*w.read, len(w.buf))
+	n := min(int64(size), w.limit-pos)
+	w.data = w.buf[:n]
+	w.off = pos
+	got, err := w.r.ReadAt(w.data[keep:], pos+int64(keep))
+	if int64(keep+got) < n {
+		w.data = w.data[:keep+got]
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("file shorter than %d bytes: %w", w.limit, errTruncated)
+		}
+		return nil, err
+	}
+	return w.data, nil
 }
 
 // fill reads at least need bytes at pos into the buffer (the ramping read size when more),
@@ -294,4 +331,56 @@ func skipStream(r io.ReaderAt, pos, limit int64) (int64, error) {
 		return pos, errTruncated
 	}
 	return pos, nil
+}
+
+// Drop-behind: documents of more than bigDocument bytes hold array data (a page of spectra,
+// images). When the caller keeps what it reads (catalog.WithKeptReads: a scan writing a cache
+// entry), keeping the catalog's copy in the page cache as well would hold the bytes twice:
+// EventPages drops the pages of such documents of its descriptor from the page cache once
+// decoded (posix_fadvise DONTNEED, whole pages only, in batches of dropBatch bytes). Besides
+// the memory, the freed pages are the ones the cache file is then written into: in a VM whose
+// host reclaims the guest's free memory (virtio-balloon free page reporting, as here), a write
+// into never-used pages costs a host fault per page, and the copy into the cache file took
+// about twice as long (BENCHMARKS.md, h/wide). Small documents, other descriptors' documents
+// and reads that keep nothing (no cache: they read the catalog again) are left alone.
+const (
+	bigDocument = scanWindow
+	dropBatch   = 8 << 20
+)
+
+// dropBehind gathers the ranges of big documents read and drops their pages in batches.
+type dropBehind struct {
+	fd         int // -1: nothing is dropped
+	start, end int64
+}
+
+func newDropBehind(r any, kept bool) *dropBehind {
+	db := &dropBehind{fd: -1}
+	if f, ok := r.(*os.File); ok && kept {
+		db.fd = int(f.Fd())
+	}
+	return db
+}
+
+// read notes the document [pos, pos+n) as decoded.
+func (db *dropBehind) read(pos int64, n int) {
+	if db.fd < 0 || n <= bigDocument {
+		return
+	}
+	if db.end != pos {
+		db.flush()
+		db.start = pos
+	}
+	db.end = pos + int64(n)
+	if db.end-db.start >= dropBatch {
+		db.flush()
+	}
+}
+
+// flush drops the gathered range. Advice only: errors are ignored.
+func (db *dropBehind) flush() {
+	if db.fd >= 0 && db.end > db.start {
+		_ = unix.Fadvise(db.fd, db.start, db.end-db.start, unix.FADV_DONTNEED)
+	}
+	db.start, db.end = 0, 0
 }
