@@ -23,18 +23,26 @@
 // Keys are untrusted strings: directories are named by the SHA-256 of the key (of "sparse\0"+key for
 // sparse files); the key itself is kept in the manifest and the index and compared on Lookup.
 //
-// MANIFEST is "BRKFSCM\n", the format version (uint32 LE), the body length, a JSON body (key,
-// generation, commit time, meta, and per file: name, size, ctime, inode, CRC32C of the first and of
-// the last 4 KiB) and a CRC32C of everything before it.
+// MANIFEST is "BRKFSCM\n", the format version (uint32 LE), a boot id (16 bytes; zero once the
+// entry is durable), the body length, a JSON body (key, generation, commit time, meta, and per
+// file: name, size, ctime, inode, CRC32C of the first and of the last 4 KiB) and a CRC32C of
+// everything before it.
 //
 // # Why a crash or a second process never yields a served torn entry
 //
-// A builder writes only in its private tmp/ directory. Commit fsyncs every file, records it, writes
-// and fsyncs the manifest, fsyncs the directory, and only then renames the directory into entries/
-// (and fsyncs the parent). So an entry directory under entries/ has a complete manifest, and a
-// manifest describes files that were on disk before it: a crash leaves either no entry or a whole
-// one. Lookup serves an entry only when its manifest parses, has this format version, carries its
-// CRC, names this key, is within the TTL, and every file it lists has the recorded size, ctime and
+// A builder writes only in its private tmp/ directory. Commit records every file (closed, so
+// complete), writes the manifest, and only then renames the directory into entries/. So an entry
+// directory under entries/ has a complete manifest describing files complete before it. Commit
+// does not wait for the disk: the manifest carries the running kernel's boot id, and the entry is
+// made durable in the background (fsync of its files and of entries/xx, then the same manifest
+// with a zero boot id written under a temporary name, fsynced, renamed over MANIFEST, and the
+// directory fsynced; see durable.go). Until then the page cache holds it whole, whatever happens
+// to the process; a crash of the machine, which may lose any of it, changes the boot id, and an
+// entry naming another boot is a miss. Where the boot id cannot be read, Commit syncs every file,
+// the manifest and the directories before and around the rename, as before. So a crash leaves
+// either no entry, a whole one, or one that is never served. Lookup serves an entry only when its
+// manifest parses, has this format version, carries its CRC, names this key and, if not yet
+// durable, this boot, is within the TTL, and every file it lists has the recorded size, ctime and
 // inode; Entry.Open re-checks that and the CRCs of the file's first and last 4 KiB, which catches
 // truncation, rewriting and most corruption by other hands (a change in the middle of a file
 // that keeps size, ctime and inode cannot be seen without reading it all). Anything else is

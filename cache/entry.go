@@ -145,6 +145,11 @@ func (s *Store) check(h, key string) (*Entry, string, error) {
 	if string(m.Key) != key {
 		return nil, m.Gen, errors.New("key differs")
 	}
+	if m.Boot != ([bootLen]byte{}) && m.Boot != s.boot {
+		// Committed before its files were synced, by a kernel that has since stopped: the
+		// files may have lost any part of what was written.
+		return nil, m.Gen, errors.New("not synced before the machine restarted")
+	}
 	committed := time.Unix(0, m.Committed)
 	if s.opts.TTL > 0 && s.now().Sub(committed) > s.opts.TTL {
 		return nil, m.Gen, errors.New("expired")
@@ -159,6 +164,9 @@ func (s *Store) check(h, key string) (*Entry, string, error) {
 			return nil, m.Gen, fmt.Errorf("%s: %s changed", m.Files[i].Name, why)
 		}
 		size += m.Files[i].Size
+	}
+	if m.Boot != ([bootLen]byte{}) && s.lazySync() {
+		s.queueSync(h, m.Gen) // left unsynced by a Store that closed or died first
 	}
 	return &Entry{Key: key, Meta: bytes.Clone(m.Meta), s: s, hash: h, gen: m.Gen, dir: dir, files: m.Files,
 		size: size, committed: committed}, m.Gen, nil
@@ -402,8 +410,10 @@ func (b *Builder) reserveLocked(n, extra int64) error {
 	return err
 }
 
-// Commit seals the entry: it syncs and closes its files, records each file's size, ctime, inode
-// and head/tail CRC32C, writes the manifest last, and renames the directory into place. When
+// Commit seals the entry: it closes its files, records each file's size, ctime, inode and
+// head/tail CRC32C, writes the manifest last, and renames the directory into place. The syncs
+// that make it durable come after, in the background (durable.go), unless the boot id is
+// unknown: then they come first. When
 // another Store committed the same key first and its entry is valid, that entry is returned and
 // this one discarded. On any error the entry is aborted. Bytes beyond those reserved are
 // reserved here (ErrFull when they cannot be).
@@ -426,7 +436,10 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 		f.Close()
 	}
 	b.files = nil
-	recs, err := sealAll(b.dir, b.names, s.durable)
+	// syncNow: sync before the rename, as without a boot id nothing else could tell an entry
+	// torn by a crash of the machine.
+	syncNow := s.durable && !s.lazySync()
+	recs, err := sealAll(b.dir, b.names, syncNow)
 	if err != nil {
 		return nil, err
 	}
@@ -436,6 +449,9 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 	}
 	now := s.now()
 	m := &manifest{Key: []byte(b.key), Gen: newGen(), Committed: now.UnixNano(), Meta: meta, Files: recs}
+	if s.lazySync() {
+		m.Boot = s.boot
+	}
 	data, err := encodeManifest(m)
 	if err != nil {
 		return nil, err
@@ -446,11 +462,13 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 			return nil, err
 		}
 	}
-	if err := writeSync(filepath.Join(b.dir, manifestName), data, s.durable); err != nil {
+	if err := writeSync(filepath.Join(b.dir, manifestName), data, syncNow); err != nil {
 		return nil, err
 	}
-	if err := s.syncDir(b.dir); err != nil {
-		return nil, err
+	if syncNow {
+		if err := s.syncDir(b.dir); err != nil {
+			return nil, err
+		}
 	}
 	final := s.entryPath(b.hash)
 	var e *Entry
@@ -482,8 +500,10 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 			return wrapErr("commit cache entry", err)
 		}
 		renamed = true
-		if err := s.syncDir(filepath.Dir(final)); err != nil {
-			return err
+		if syncNow {
+			if err := s.syncDir(filepath.Dir(final)); err != nil {
+				return err
+			}
 		}
 		if _, err := c.ExecContext(ctx, `INSERT INTO entries(hash, key, kind, bytes, committed, access, gen)
 			VALUES(?, ?, ?, ?, ?, ?, ?)`, b.hash, []byte(b.key), kindEntry, total, m.Committed,
@@ -514,6 +534,9 @@ func (b *Builder) commitLocked(meta []byte) (*Entry, error) {
 		s.mu.Lock()
 		s.touched[b.hash] = touch{gen: m.Gen, at: now.UnixNano()}
 		s.mu.Unlock()
+		if m.Boot != ([bootLen]byte{}) {
+			s.queueSync(b.hash, m.Gen)
+		}
 	}
 	return e, nil
 }

@@ -17,13 +17,15 @@ import (
 
 // FormatVersion is the version of the manifest format and of the entry layout. A manifest of any
 // other version is a miss, and the entry is removed.
-const FormatVersion = 1
+// Version 2 added the boot id (bootLen bytes after the version).
+const FormatVersion = 2
 
 const (
 	manifestName   = "MANIFEST"
 	manifestMagic  = "BRKFSCM\n"
-	manifestFixed  = len(manifestMagic) + 4 + 4 + 4 // magic, version, body length, crc
-	maxManifest    = 64 << 20                       // a manifest is read whole; bound what garbage can cost
+	bootLen        = 16                                       // a boot id, a UUID: see manifest.Boot
+	manifestFixed  = len(manifestMagic) + 4 + bootLen + 4 + 4 // magic, version, boot, body length, crc
+	maxManifest    = 64 << 20                                 // a manifest is read whole; bound what garbage can cost
 	maxFiles       = 1 << 16
 	maxNameLen     = 255
 	checkBytes     = 4096 // the head and tail that Commit checksums and Entry.Open re-checks
@@ -65,9 +67,17 @@ type manifest struct {
 	Committed int64     `json:"committed"` // Unix nanoseconds
 	Meta      []byte    `json:"meta"`
 	Files     []fileRec `json:"files"`
+	// Boot, when not zero, says that the entry's files and manifest were not yet synced when
+	// it was committed, during the boot of this id (/proc/sys/kernel/random/boot_id): the
+	// page cache holds them whole, but only until the kernel stops. Such an entry is served
+	// only during that boot; the Store that committed it syncs it soon after and rewrites the
+	// manifest with a zero Boot, which has the same length, so the accounting stays exact.
+	// Zero: durable. Kept outside the JSON body, at a fixed offset.
+	Boot [bootLen]byte `json:"-"`
 }
 
-// encodeManifest lays out magic, version, body length, the JSON body and a CRC32C of all before it.
+// encodeManifest lays out magic, version, boot id, body length, the JSON body and a CRC32C of all
+// before it.
 func encodeManifest(m *manifest) ([]byte, error) {
 	body, err := json.Marshal(m)
 	if err != nil {
@@ -76,6 +86,7 @@ func encodeManifest(m *manifest) ([]byte, error) {
 	buf := make([]byte, 0, manifestFixed+len(body))
 	buf = append(buf, manifestMagic...)
 	buf = binary.LittleEndian.AppendUint32(buf, FormatVersion)
+	buf = append(buf, m.Boot[:]...)
 	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(body)))
 	buf = append(buf, body...)
 	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
@@ -93,6 +104,8 @@ func parseManifest(data []byte) (*manifest, error) {
 		return nil, fmt.Errorf("%w %d", errVersion, v)
 	}
 	p += manifestIntLen
+	var boot [bootLen]byte
+	p += copy(boot[:], data[p:])
 	n := binary.LittleEndian.Uint32(data[p:])
 	p += manifestIntLen
 	if uint64(n) != uint64(len(data)-manifestFixed) {
@@ -106,6 +119,7 @@ func parseManifest(data []byte) (*manifest, error) {
 	if err := json.Unmarshal(data[p:end], &m); err != nil {
 		return nil, errCorrupt
 	}
+	m.Boot = boot
 	if len(m.Gen) != genHexLen || len(m.Files) > maxFiles {
 		return nil, errCorrupt
 	}
@@ -143,6 +157,11 @@ func readManifest(path string) (*manifest, manifestStat, error) {
 		return nil, manifestStat{}, err
 	}
 	defer f.Close()
+	return readManifestFile(f)
+}
+
+// readManifestFile reads and parses the manifest open as f (see readManifest).
+func readManifestFile(f *os.File) (*manifest, manifestStat, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, manifestStat{}, err

@@ -52,6 +52,11 @@ type Options struct {
 	Temporary bool          // Dir is private to this process and removed by Close (--no-cache)
 	Logger    *slog.Logger
 	Now       func() time.Time // nil: time.Now
+
+	// bootID overrides readBootID (tests: a restart of the machine is a new boot id).
+	bootID func() ([bootLen]byte, bool)
+	// holdSync: entries are never synced after their commit (tests: a Store that died first).
+	holdSync bool
 }
 
 // Store is a cache directory shared by any number of Stores in any number of processes. Its methods
@@ -64,8 +69,12 @@ type Store struct {
 	owner string // "<pid>-<random>": names this Store's temp dirs, trash and reservations
 	// durable: fsync what is committed. A Temporary Store skips it: its directory dies with it.
 	durable bool
-	lock    *os.File // tmp/<owner>.lock, flock'd LOCK_EX for the Store's life: how others know it lives
-	db      *sql.DB
+	// boot is the running kernel's boot id; zero when unknown, and then Commit syncs before
+	// it renames (see durable.go).
+	boot [bootLen]byte
+	sync syncer   // entries committed but not yet synced
+	lock *os.File // tmp/<owner>.lock, flock'd LOCK_EX for the Store's life: how others know it lives
+	db   *sql.DB
 	// wlock is index.lock, flock'd LOCK_EX around every write transaction. SQLite's own busy
 	// wait polls with sleeps up to 100 ms and is not fair: under many short transactions
 	// from several processes a waiter starved for seconds (a mount waited > 10 s to open
@@ -161,6 +170,15 @@ func Open(o Options) (*Store, error) {
 		dir: dir, opts: o, log: o.Logger, now: o.Now, durable: !o.Temporary,
 		pins: map[string]int{}, builders: map[*Builder]struct{}{}, sparses: map[*Sparse]struct{}{},
 		touched: map[string]touch{}, pending: map[string]touch{}, manifests: map[string]cachedManifest{},
+	}
+	s.sync.queued, s.sync.closing = map[string]string{}, make(chan struct{})
+	if s.durable {
+		if o.bootID == nil {
+			o.bootID = readBootID
+		}
+		if id, ok := o.bootID(); ok {
+			s.boot = id
+		}
 	}
 	if err := s.open(); err != nil {
 		s.release()
@@ -411,6 +429,7 @@ func (s *Store) Close() error {
 		sparses = append(sparses, sp)
 	}
 	s.mu.Unlock()
+	s.closeSync()
 	var errs []error
 	for _, b := range builders {
 		b.Abort()

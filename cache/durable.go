@@ -1,0 +1,273 @@
+package cache
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Commit does not wait for the disk. It writes the manifest with the boot id of the running
+// kernel (manifest.Boot) and renames the entry into place without one fsync; the entry is served
+// at once. A background worker then makes it durable: it fsyncs the entry's files and the
+// directory it was renamed into, writes the same manifest with a zero boot id under a temporary
+// name, fsyncs it, renames it over MANIFEST and fsyncs the entry's directory.
+//
+// Why this never serves a torn entry:
+//   - A manifest is written only after every file of the entry is complete (closed by its
+//     builder), so while the kernel runs, the page cache holds the files whole, whatever
+//     happens to the process: a kill -9 loses nothing the page cache holds.
+//   - A kernel crash or power loss may lose any unsynced data, but it also changes the boot id:
+//     an entry whose manifest names another boot is a miss, and is removed, whatever its state.
+//   - A manifest with a zero boot id is written only after the files and the directory holding
+//     them were synced, so it is never on disk without them.
+//   - A sync that fails (EIO from writeback) removes the entry: its pages may be gone.
+//
+// An entry left not durable by a Store that closed or died before syncing it is synced by the
+// next Store that looks it up during the same boot.
+
+// bootIDFile holds the running kernel's boot id, a random UUID drawn at boot.
+const bootIDFile = "/proc/sys/kernel/random/boot_id"
+
+// syncDelay is how long a committed entry waits before it is synced: its fsyncs then do not
+// compete with the reads that usually follow a commit (the first reply of a mount).
+const syncDelay = 200 * time.Millisecond
+
+// closeSyncWait bounds how long Close goes on syncing entries still queued: past it, they
+// stay not durable (served during this boot, rebuilt after a restart).
+const closeSyncWait = 5 * time.Second
+
+// readBootID returns the boot id of the running kernel, or false when it cannot be read: the
+// Store then syncs every entry before committing it.
+func readBootID() ([bootLen]byte, bool) {
+	var id [bootLen]byte
+	raw, err := os.ReadFile(bootIDFile)
+	if err != nil {
+		return id, false
+	}
+	h := strings.ReplaceAll(strings.TrimSpace(string(raw)), "-", "")
+	if len(h) != 2*bootLen {
+		return id, false
+	}
+	if _, err := hex.Decode(id[:], []byte(h)); err != nil || id == ([bootLen]byte{}) {
+		return id, false
+	}
+	return id, true
+}
+
+// syncJob is an entry to make durable.
+type syncJob struct {
+	hash, gen string
+	due       time.Time
+}
+
+// syncer is a Store's queue of entries to make durable, run by one goroutine at a time.
+type syncer struct {
+	mu      sync.Mutex
+	queued  map[string]string // hash → gen queued or done (or failed) by this Store
+	jobs    []syncJob
+	running bool
+	closing chan struct{} // closed by Close: no more waiting for due times
+	stopAt  time.Time     // set by Close: jobs not started by then are dropped
+	wg      sync.WaitGroup
+}
+
+// lazySync reports whether commits leave syncing to the background (see manifest.Boot).
+func (s *Store) lazySync() bool { return s.durable && s.boot != ([bootLen]byte{}) }
+
+// queueSync queues entry h of generation gen to be made durable, once per Store.
+func (s *Store) queueSync(h, gen string) {
+	q := &s.sync
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.queued[h] == gen || !q.stopAt.IsZero() {
+		return
+	}
+	if len(q.queued) >= maxCachedManifests && len(q.jobs) == 0 {
+		clear(q.queued)
+	}
+	q.queued[h] = gen
+	if s.opts.holdSync {
+		return
+	}
+	q.jobs = append(q.jobs, syncJob{hash: h, gen: gen, due: time.Now().Add(syncDelay)})
+	if !q.running {
+		q.running = true
+		q.wg.Add(1)
+		go s.syncWorker()
+	}
+}
+
+func (s *Store) syncWorker() {
+	q := &s.sync
+	defer q.wg.Done()
+	for {
+		q.mu.Lock()
+		if len(q.jobs) == 0 || (!q.stopAt.IsZero() && time.Now().After(q.stopAt)) {
+			if n := len(q.jobs); n > 0 {
+				s.log.Info("cache: closed with entries not yet synced; they are rebuilt after a restart", "entries", n)
+			}
+			q.jobs, q.running = nil, false
+			q.mu.Unlock()
+			return
+		}
+		j := q.jobs[0]
+		q.jobs = q.jobs[1:]
+		q.mu.Unlock()
+		if wait := time.Until(j.due); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-q.closing:
+				t.Stop()
+			}
+		}
+		if err := s.makeDurable(j.hash, j.gen); err != nil {
+			s.log.Warn("cache: cannot sync an entry; removed", "err", err)
+			s.removeInvalid(j.hash, j.gen)
+		}
+	}
+}
+
+// closeSync lets the queued syncs run without their delay for up to closeSyncWait, and waits.
+func (s *Store) closeSync() {
+	q := &s.sync
+	q.mu.Lock()
+	if q.stopAt.IsZero() {
+		q.stopAt = time.Now().Add(closeSyncWait)
+		close(q.closing)
+	}
+	q.mu.Unlock()
+	q.wg.Wait()
+}
+
+// errSyncGone is a makeDurable that found nothing to do: the entry went away or was replaced.
+var errSyncGone = errors.New("entry gone")
+
+// makeDurable syncs entry h if it is still generation gen and not yet durable. It works through a
+// descriptor of the entry's directory: if the entry is removed or replaced meanwhile (its
+// directory renamed to trash/), what it writes goes with the old directory, never into another
+// entry. A failed fsync is returned: the entry's pages may be lost.
+func (s *Store) makeDurable(h, gen string) error {
+	dir := s.entryPath(h)
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil // gone: nothing to sync
+	}
+	d := os.NewFile(uintptr(dfd), dir)
+	defer d.Close()
+	m, err := readManifestAt(dfd, dir)
+	if err != nil || m.Gen != gen || m.Boot == ([bootLen]byte{}) {
+		return nil // replaced, damaged (Lookup removes it) or already durable
+	}
+	if m.Boot != s.boot {
+		return nil // another boot's: a miss, removed by Lookup
+	}
+	if err := syncFilesAt(dfd, m.Files); err != nil {
+		if errors.Is(err, errSyncGone) {
+			return nil
+		}
+		return fmt.Errorf("sync cache entry %s: %w", dir, err)
+	}
+	// The entry's name in entries/: renamed there from tmp/ unsynced.
+	if p, err := os.Open(filepath.Dir(dir)); err == nil {
+		err = p.Sync()
+		p.Close()
+		if err != nil {
+			return fmt.Errorf("sync cache dir: %w", err)
+		}
+	}
+	m.Boot = [bootLen]byte{}
+	data, err := encodeManifest(m)
+	if err != nil {
+		return err
+	}
+	tmp := manifestName + "~" + s.owner // "~" is never in a file name of an entry
+	unix.Unlinkat(dfd, tmp, 0)
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o400)
+	if err != nil {
+		return nil // the directory went to trash and is being removed, most likely
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		// Still this generation? A rename over a newer manifest would be a miss, not a torn
+		// entry (its files differ), but is not done.
+		if cur, rerr := readManifestAt(dfd, dir); rerr != nil || cur.Gen != gen {
+			unix.Unlinkat(dfd, tmp, 0)
+			return nil
+		}
+		err = unix.Renameat(dfd, tmp, dfd, manifestName)
+	}
+	if err != nil {
+		unix.Unlinkat(dfd, tmp, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("write durable manifest of %s: %w", dir, err)
+	}
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync cache entry dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// readManifestAt reads the manifest of the entry directory open as dfd.
+func readManifestAt(dfd int, dir string) (*manifest, error) {
+	fd, err := unix.Openat(dfd, manifestName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(dir, manifestName))
+	defer f.Close()
+	m, _, err := readManifestFile(f)
+	return m, err
+}
+
+// syncFilesAt fsyncs the files recs of the directory dfd, sealParallel at a time; a file whose
+// inode differs from its record is errSyncGone.
+func syncFilesAt(dfd int, recs []fileRec) error {
+	errs := make([]error, len(recs))
+	sem := make(chan struct{}, sealParallel)
+	var wg sync.WaitGroup
+	for i := range recs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fd, err := unix.Openat(dfd, recs[i].Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				errs[i] = errSyncGone
+				return
+			}
+			defer unix.Close(fd)
+			var st unix.Stat_t
+			if unix.Fstat(fd, &st) != nil || st.Ino != recs[i].Ino {
+				errs[i] = errSyncGone
+				return
+			}
+			errs[i] = unix.Fsync(fd)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if errors.Is(err, errSyncGone) {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}

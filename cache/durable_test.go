@@ -1,0 +1,212 @@
+package cache
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// bootOf returns a bootID option of a fixed id: a new id is a restart of the machine.
+func bootOf(b byte) func() ([bootLen]byte, bool) {
+	return func() ([bootLen]byte, bool) {
+		var id [bootLen]byte
+		for i := range id {
+			id[i] = b
+		}
+		return id, true
+	}
+}
+
+// manifestBoot returns the boot id recorded in key's manifest (zero: durable).
+func manifestBoot(t *testing.T, s *Store, key string) [bootLen]byte {
+	t.Helper()
+	m, _, err := readManifest(filepath.Join(s.entryPath(hashKey(key)), manifestName))
+	if err != nil {
+		t.Fatalf("manifest of %q: %v", key, err)
+	}
+	return m.Boot
+}
+
+func TestReadBootID(t *testing.T) {
+	raw, err := os.ReadFile(bootIDFile)
+	if err != nil {
+		t.Skipf("no %s: %v", bootIDFile, err)
+	}
+	id, ok := readBootID()
+	if !ok {
+		t.Fatalf("boot id %q not read", raw)
+	}
+	// Independently: the UUID's 32 hex digits, in order.
+	want := strings.ReplaceAll(strings.TrimSpace(string(raw)), "-", "")
+	got := ""
+	for _, b := range id {
+		got += string("0123456789abcdef"[b>>4]) + string("0123456789abcdef"[b&15])
+	}
+	if got != want {
+		t.Fatalf("boot id %s, file says %s", got, want)
+	}
+}
+
+// An entry is served as soon as it is committed, and synced in the background: after Close its
+// manifest says durable, has the length it had (the accounting is exact), and it is served after a
+// restart of the machine.
+func TestCommitThenSyncInBackground(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]int{"a.npy": 9000, "b.npy": 5}
+	s := openStore(t, Options{Dir: dir, bootID: bootOf(1)})
+	e := mustBuild(t, s, "k", files)
+	checkEntry(t, e, files)
+	mpath := filepath.Join(s.entryPath(hashKey("k")), manifestName)
+	before, err := os.Stat(mpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b := manifestBoot(t, s, "k"); b != ([bootLen]byte{}) {
+		t.Fatalf("after Close the manifest still names boot %x", b)
+	}
+	after, err := os.Stat(mpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size() != before.Size() {
+		t.Fatalf("manifest of %d bytes, %d before the sync", after.Size(), before.Size())
+	}
+	if left, _ := filepath.Glob(mpath + "~*"); len(left) != 0 {
+		t.Fatalf("temporary manifests left: %v", left)
+	}
+
+	s2 := openStore(t, Options{Dir: dir, bootID: bootOf(2)}) // the machine restarted
+	e2, err := s2.Lookup("k")
+	if err != nil {
+		t.Fatalf("a durable entry after a restart: %v", err)
+	}
+	checkEntry(t, e2, files)
+	if st := s2.Stats(); diskUsage(dir) != st.Bytes {
+		t.Fatalf("disk %d, index %+v", diskUsage(dir), st)
+	}
+}
+
+// An entry committed but never synced (its Store died first) is served during the same boot, and
+// synced by the Store that finds it; after a restart of the machine it is a miss, removed and
+// rebuilt, never served.
+func TestUnsyncedEntryAcrossRestart(t *testing.T) {
+	files := map[string]int{"data.npy": 20000, "small": 10}
+	for _, sameBoot := range []bool{true, false} {
+		dir := t.TempDir()
+		s := openStore(t, Options{Dir: dir, bootID: bootOf(1), holdSync: true})
+		mustBuild(t, s, "k", files)
+		if b := manifestBoot(t, s, "k"); b == ([bootLen]byte{}) {
+			t.Fatal("committed entry already durable: the test proves nothing")
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if b := manifestBoot(t, s, "k"); b == ([bootLen]byte{}) {
+			t.Fatal("a Store holding its syncs synced")
+		}
+		// After a restart the files are intact here (this kernel kept them), and yet the entry
+		// must be a miss: the boot id alone cannot know what a real crash kept.
+		boot := bootOf(1)
+		if !sameBoot {
+			boot = bootOf(2)
+		}
+		s2 := openStore(t, Options{Dir: dir, bootID: boot})
+		e, err := s2.Lookup("k")
+		if sameBoot {
+			if err != nil {
+				t.Fatalf("same boot: %v", err)
+			}
+			checkEntry(t, e, files)
+			if err := s2.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if b := manifestBoot(t, s2, "k"); b != ([bootLen]byte{}) {
+				t.Fatalf("the Store that found the entry did not sync it (boot %x)", b)
+			}
+			continue
+		}
+		if !isMiss(err) {
+			t.Fatalf("after a restart: %v, want ErrMiss", err)
+		}
+		if _, err := os.Lstat(s2.entryPath(hashKey("k"))); !os.IsNotExist(err) {
+			t.Fatalf("the unsynced entry was not removed: %v", err)
+		}
+		if st := s2.Stats(); st.Entries != 0 || st.Bytes != 0 || diskUsage(dir) != 0 {
+			t.Fatalf("after removal: %+v, disk %d", st, diskUsage(dir))
+		}
+		e = mustBuild(t, s2, "k", files)
+		checkEntry(t, e, files)
+		if err := s2.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if b := manifestBoot(t, s2, "k"); b != ([bootLen]byte{}) {
+			t.Fatalf("rebuilt entry not synced at Close (boot %x)", b)
+		}
+	}
+}
+
+// An entry removed or replaced before its sync comes: the sync touches neither the new entry nor
+// anything else.
+func TestSyncAfterRemoveOrReplace(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir, bootID: bootOf(1), holdSync: true})
+	mustBuild(t, s, "gone", map[string]int{"a": 100})
+	old := mustBuild(t, s, "replaced", map[string]int{"a": 100})
+	oldGen := old.gen
+	goneGen := func() string {
+		m, _, err := readManifest(filepath.Join(s.entryPath(hashKey("gone")), manifestName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Gen
+	}()
+	if err := s.Remove("gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove("replaced"); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]int{"a": 300, "b": 7}
+	mustBuild(t, s, "replaced", files) // also held: not durable
+	if err := s.makeDurable(hashKey("gone"), goneGen); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.makeDurable(hashKey("replaced"), oldGen); err != nil {
+		t.Fatal(err)
+	}
+	if b := manifestBoot(t, s, "replaced"); b == ([bootLen]byte{}) {
+		t.Fatal("a sync of the old generation made the new one durable")
+	}
+	if _, err := os.Lstat(s.entryPath(hashKey("gone"))); !os.IsNotExist(err) {
+		t.Fatalf("the removed entry is back: %v", err)
+	}
+	e, err := s.Lookup("replaced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEntry(t, e, files)
+	if err := s.makeDurable(hashKey("replaced"), e.gen); err != nil {
+		t.Fatal(err)
+	}
+	if b := manifestBoot(t, s, "replaced"); b != ([bootLen]byte{}) {
+		t.Fatal("the sync of the current generation did not make it durable")
+	}
+	if st := s.Stats(); diskUsage(dir) != st.Bytes || st.Entries != 1 {
+		t.Fatalf("disk %d, index %+v", diskUsage(dir), st)
+	}
+}
+
+// Without a boot id the Store cannot tell a restart: it syncs before committing.
+func TestNoBootIDSyncsFirst(t *testing.T) {
+	dir := t.TempDir()
+	none := func() ([bootLen]byte, bool) { return [bootLen]byte{}, false }
+	s := openStore(t, Options{Dir: dir, bootID: none, holdSync: true})
+	mustBuild(t, s, "k", map[string]int{"a": 10})
+	if b := manifestBoot(t, s, "k"); b != ([bootLen]byte{}) {
+		t.Fatalf("manifest names boot %x", b)
+	}
+}
