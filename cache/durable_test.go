@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,5 +209,34 @@ func TestNoBootIDSyncsFirst(t *testing.T) {
 	mustBuild(t, s, "k", map[string]int{"a": 10})
 	if b := manifestBoot(t, s, "k"); b != ([bootLen]byte{}) {
 		t.Fatalf("manifest names boot %x", b)
+	}
+}
+
+// PutLater stores its entry in the background; Close waits for it; after Close it does nothing.
+func TestPutLater(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir, bootID: bootOf(1)})
+	for i := range 20 {
+		s.PutLater(fmt.Sprintf("k%d", i), []byte(fmt.Sprintf("meta %d", i)))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.PutLater("after", []byte("x")) // nothing, and no panic
+	s2 := openStore(t, Options{Dir: dir, bootID: bootOf(2)})
+	for i := range 20 {
+		e, err := s2.Lookup(fmt.Sprintf("k%d", i))
+		if err != nil {
+			t.Fatalf("k%d: %v", i, err)
+		}
+		if want := fmt.Sprintf("meta %d", i); string(e.Meta) != want || len(e.Files()) != 0 {
+			t.Fatalf("k%d: meta %q, files %v", i, e.Meta, e.Files())
+		}
+	}
+	if _, err := s2.Lookup("after"); !isMiss(err) {
+		t.Fatalf("a put after Close: %v", err)
+	}
+	if st := s2.Stats(); st.Entries != 20 || diskUsage(dir) != st.Bytes {
+		t.Fatalf("disk %d, index %+v", diskUsage(dir), st)
 	}
 }

@@ -72,8 +72,9 @@ type Store struct {
 	// boot is the running kernel's boot id; zero when unknown, and then Commit syncs before
 	// it renames (see durable.go).
 	boot [bootLen]byte
-	sync syncer   // entries committed but not yet synced
-	lock *os.File // tmp/<owner>.lock, flock'd LOCK_EX for the Store's life: how others know it lives
+	sync syncer         // entries committed but not yet synced
+	puts sync.WaitGroup // PutLater calls running; Close waits for them
+	lock *os.File       // tmp/<owner>.lock, flock'd LOCK_EX for the Store's life: how others know it lives
 	db   *sql.DB
 	// wlock is index.lock, flock'd LOCK_EX around every write transaction. SQLite's own busy
 	// wait polls with sleeps up to 100 ms and is not fair: under many short transactions
@@ -91,6 +92,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	closed   bool                  // guarded by mu
+	noPuts   bool                  // Close began: no more PutLater; guarded by mu
 	pins     map[string]int        // sparse hash → open Sparse count; guarded by mu
 	builders map[*Builder]struct{} // uncommitted builders; guarded by mu
 	sparses  map[*Sparse]struct{}  // open Sparse handles; guarded by mu
@@ -410,6 +412,10 @@ func (s *Store) Dir() string { return s.dir }
 // Close aborts this Store's uncommitted builders, closes its Sparse handles and releases the
 // directory; with Temporary it removes the directory.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	s.noPuts = true
+	s.mu.Unlock()
+	s.puts.Wait()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
