@@ -26,7 +26,7 @@ const skeletonVersion = 2
 
 func skeletonKey(version string) string { return "run\x00" + version }
 
-// saveSkeleton stores a finished run's documents. Documents whose stored form is not plain
+// saveSkeleton stores a finished run's documents, in the background. Documents whose stored form is not plain
 // JSON (NaN, Infinity) are not stored: the run is then opened from the catalog each time.
 func (st *state) saveSkeleton(version string, r *runState) {
 	store := st.tables.Store
@@ -48,15 +48,8 @@ func (st *state) saveSkeleton(version string, r *runState) {
 	if err != nil {
 		return
 	}
-	b, err := store.Build(skeletonKey(version))
-	if err != nil {
-		return
-	}
-	defer b.Abort()
-	if err := b.Reserve(int64(len(raw))); err != nil {
-		return
-	}
-	b.Commit(raw)
+	// In the background: the first reply of a run does not wait for the index.
+	store.PutLater(skeletonKey(version), raw)
 }
 
 // loadSkeleton returns the stored documents of the run at version, or nil.
