@@ -31,6 +31,7 @@ import (
 	"github.com/brokerfs/brokerfs/catalog"
 	bfs "github.com/brokerfs/brokerfs/fs"
 	"github.com/brokerfs/brokerfs/handlers"
+	"github.com/brokerfs/brokerfs/handlers/builtin"
 	"github.com/brokerfs/brokerfs/nodes"
 	"github.com/brokerfs/brokerfs/table"
 )
@@ -372,6 +373,7 @@ func cmdMount(args []string, stdout, stderr io.Writer) error {
 		LiveTTL:      liveTTL,
 		ListTTL:      listTTL,
 		TableStats:   &table.Stats{},
+		WarmHandlers: builtin.Warm,
 	}
 	if met != nil {
 		ncfg.Observe = met.observe

@@ -65,3 +65,8 @@ func Register(r *handlers.Registry, o Options) error {
 	}
 	return nil
 }
+
+// Warm does ahead what the built-in handlers do on their first open and that costs time from
+// a cold disk: libhdf5 looks for a bitshuffle filter on its plugin path, which loads every
+// plugin there (LZ4, BZ2, ...). Safe to call from any goroutine, any number of times.
+func Warm() { hdf5.BitshuffleSource() }
