@@ -354,8 +354,16 @@ type fileSink struct {
 	err         error      // a failed write: the sink is unusable
 }
 
-// sinkBuffer is how much a fileSink gathers before it writes.
-const sinkBuffer = 1 << 20
+// sinkBuffer is how much a fileSink gathers before it writes; sinkStart the buffer it starts
+// with.
+const (
+	sinkBuffer = 1 << 20
+	sinkStart  = 16 << 10
+)
+
+// writebackMin is the least a write must be to start its writeback at once: a column's small
+// tail waits for the entry's sync (in the background, after the commit) like the rest.
+const writebackMin = 256 << 10
 
 // reserveChunk is how much cache space a column asks for at a time.
 const reserveChunk = 8 << 20
@@ -381,7 +389,9 @@ func (s *fileSink) append(p []byte) error {
 		startWriteback(s.f, s.hdr+s.n, int64(len(p)))
 	} else {
 		if s.buf == nil {
-			s.buf = make([]byte, 0, sinkBuffer)
+			// Grown by append up to about sinkBuffer: most columns of a stream are a few
+			// KiB, and a MiB each to allocate and zero costs a stream of many fields.
+			s.buf = make([]byte, 0, max(len(p), sinkStart))
 		}
 		s.buf = append(s.buf, p...)
 	}
@@ -486,14 +496,17 @@ func (s *fileSink) flush() error {
 	if _, err := s.f.WriteAt(s.buf, off); err != nil {
 		return fmt.Errorf("%w: %w", errSpill, err)
 	}
-	startWriteback(s.f, off, int64(len(s.buf)))
+	if len(s.buf) >= writebackMin {
+		startWriteback(s.f, off, int64(len(s.buf)))
+	}
 	s.buf = s.buf[:0]
 	return nil
 }
 
 // startWriteback asks the kernel to start writing [off, off+n) of f to the disk now, without
-// waiting for it (sync_file_range SYNC_FILE_RANGE_WRITE): the entry's commit fsyncs every
-// file, and what was written back while the scan went on does not wait there. Advice only.
+// waiting for it (sync_file_range SYNC_FILE_RANGE_WRITE): the entry's sync after its commit
+// fsyncs every file, and what was written back while the scan went on does not wait there, nor
+// fills memory with dirty pages. Advice only.
 func startWriteback(f *os.File, off, n int64) {
 	if c, err := f.SyscallConn(); err == nil {
 		_ = c.Control(func(fd uintptr) { _ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE) })
