@@ -65,7 +65,9 @@
 // data is not on disk. The file name carries a generation recorded in the row: a reset makes a new
 // file, so an old bitmap can never describe a new file. Two processes may fill one sparse file;
 // bitmaps are merged (OR) when persisted. A sparse file is checked for its size and header
-// only: the bytes of a unit carry no checksum.
+// only: the bytes of a unit carry no checksum. Its creation is not synced: a file that a crash
+// left without its name, size or header is reset when next opened, and its row has no marks
+// that the last fdatasync did not cover.
 //
 // A Temporary Store (--no-cache) skips every fsync: its directory is private and removed by Close,
 // so no entry of it outlives a crash; what it serves is checked all the same.

@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/bits"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -126,12 +125,10 @@ func (s *Store) OpenSparse(key string, header []byte, units int, unitBytes int64
 		if err := f.Truncate(sp.total); err != nil {
 			return wrapErr("write sparse cache file", err)
 		}
-		if err := s.datasync(f); err != nil {
-			return err
-		}
-		if err := s.syncDir(filepath.Dir(path)); err != nil {
-			return err
-		}
+		// Not synced: its row has no marks yet, and a mark is persisted only after an
+		// fdatasync of the file (Sync), which makes its size and header durable with the
+		// unit. A file that a crash left without its name, size or header is reset by
+		// reuse's check.
 		sp.filled = make([]byte, (units+7)/8)
 		sp.reserved = make([]byte, (units+7)/8)
 		_, err = c.ExecContext(ctx, `INSERT INTO entries(hash, key, kind, bytes, committed, access, gen,

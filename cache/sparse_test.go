@@ -138,6 +138,8 @@ func TestSparseDamageResets(t *testing.T) {
 		{"truncated", func(t *testing.T, p string) { truncate(t, p, 100) }},
 		{"header changed", func(t *testing.T, p string) { flipByte(t, p, 2) }},
 		{"deleted", func(t *testing.T, p string) { remove(t, p) }},
+		// What a crash may leave of a file whose creation was not synced.
+		{"empty", func(t *testing.T, p string) { truncate(t, p, 0) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := openStore(t, Options{Dir: t.TempDir()})
