@@ -56,7 +56,7 @@
 // discards its own and returns the winner's. A crash between a rename and the index commit leaves
 // a directory without a row: a complete entry, but not accounted, which Open removes (Lookup may
 // serve it until its access reaches the index, which removes it); a row without its files is
-// deleted by Open and by Lookup. A Store that dies leaves its tmp/ directories, trash and reservations;
+// deleted by Open, and by the next write of accesses after a Lookup found no directory. A Store that dies leaves its tmp/ directories, trash and reservations;
 // they are removed by any Store that finds its lock file unlocked (Open, and Reserve before it
 // gives up), never those of a live Store, whatever its pid namespace.
 //

@@ -1,10 +1,11 @@
 package cache
 
 import (
+	"context"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,8 +18,9 @@ import (
 // Commit does not wait for the disk. It writes the manifest with the boot id of the running
 // kernel (manifest.Boot) and renames the entry into place without one fsync; the entry is served
 // at once. A background worker then makes it durable: it fsyncs the entry's files and the
-// directory it was renamed into, writes the same manifest with a zero boot id under a temporary
-// name, fsyncs it, renames it over MANIFEST and fsyncs the entry's directory.
+// directory it was renamed into, writes the same manifest with a zero boot id in tmp/, fsyncs
+// it, renames it over MANIFEST (in a write transaction of the index, as every change under
+// entries/) and fsyncs the entry's directory.
 //
 // Why this never serves a torn entry:
 //   - A manifest is written only after every file of the entry is complete (closed by its
@@ -62,17 +64,27 @@ func readBootID() ([bootLen]byte, bool) {
 	return id, true
 }
 
-// syncJob is an entry to make durable.
+// syncJob is an entry to make durable, or (put != nil) one to store (PutLater).
 type syncJob struct {
 	hash, gen string
+	put       *putJob
 	due       time.Time
 }
+
+type putJob struct {
+	key  string
+	meta []byte
+}
+
+// maxQueuedPuts bounds the PutLater calls waiting: past it, PutLater stores at once.
+const maxQueuedPuts = 256
 
 // syncer is a Store's queue of entries to make durable, run by one goroutine at a time.
 type syncer struct {
 	mu      sync.Mutex
 	queued  map[string]string // hash → gen queued or done (or failed) by this Store
 	jobs    []syncJob
+	puts    int // put jobs in jobs
 	running bool
 	closing chan struct{} // closed by Close: no more waiting for due times
 	stopAt  time.Time     // set by Close: jobs not started by then are dropped
@@ -87,7 +99,9 @@ func (s *Store) queueSync(h, gen string) {
 	q := &s.sync
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.queued[h] == gen || !q.stopAt.IsZero() {
+	// While Close waits (stopAt set), the worker goes on queueing the syncs of what it puts;
+	// past stopAt, the worker drops what is queued.
+	if q.queued[h] == gen {
 		return
 	}
 	if len(q.queued) >= maxCachedManifests && len(q.jobs) == 0 {
@@ -98,6 +112,26 @@ func (s *Store) queueSync(h, gen string) {
 		return
 	}
 	q.jobs = append(q.jobs, syncJob{hash: h, gen: gen, due: time.Now().Add(syncDelay)})
+	s.startWorkerLocked()
+}
+
+// queuePut queues a PutLater; false when the queue is full or closing.
+func (s *Store) queuePut(key string, meta []byte) bool {
+	q := &s.sync
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.stopAt.IsZero() || q.puts >= maxQueuedPuts {
+		return false
+	}
+	q.puts++
+	q.jobs = append(q.jobs, syncJob{put: &putJob{key: key, meta: meta}, due: time.Now().Add(syncDelay)})
+	s.startWorkerLocked()
+	return true
+}
+
+// startWorkerLocked starts the worker unless it runs. Called with sync.mu held.
+func (s *Store) startWorkerLocked() {
+	q := &s.sync
 	if !q.running {
 		q.running = true
 		q.wg.Add(1)
@@ -112,14 +146,17 @@ func (s *Store) syncWorker() {
 		q.mu.Lock()
 		if len(q.jobs) == 0 || (!q.stopAt.IsZero() && time.Now().After(q.stopAt)) {
 			if n := len(q.jobs); n > 0 {
-				s.log.Info("cache: closed with entries not yet synced; they are rebuilt after a restart", "entries", n)
+				s.log.Info("cache: closed with entries not yet synced or stored", "entries", n)
 			}
-			q.jobs, q.running = nil, false
+			q.jobs, q.puts, q.running = nil, 0, false
 			q.mu.Unlock()
 			return
 		}
 		j := q.jobs[0]
 		q.jobs = q.jobs[1:]
+		if j.put != nil {
+			q.puts--
+		}
 		q.mu.Unlock()
 		if wait := time.Until(j.due); wait > 0 {
 			t := time.NewTimer(wait)
@@ -129,6 +166,12 @@ func (s *Store) syncWorker() {
 				t.Stop()
 			}
 		}
+		if j.put != nil {
+			if err := s.put(j.put.key, j.put.meta); err != nil && !errors.Is(err, ErrClosed) {
+				s.log.Debug("cache: store entry", "err", err)
+			}
+			continue
+		}
 		if err := s.makeDurable(j.hash, j.gen); err != nil {
 			s.log.Warn("cache: cannot sync an entry; removed", "err", err)
 			s.removeInvalid(j.hash, j.gen)
@@ -136,7 +179,8 @@ func (s *Store) syncWorker() {
 	}
 }
 
-// closeSync lets the queued syncs run without their delay for up to closeSyncWait, and waits.
+// closeSync lets the queued puts and syncs run without their delay for up to closeSyncWait,
+// and waits. Called by Close before it closes anything.
 func (s *Store) closeSync() {
 	q := &s.sync
 	q.mu.Lock()
@@ -151,10 +195,13 @@ func (s *Store) closeSync() {
 // errSyncGone is a makeDurable that found nothing to do: the entry went away or was replaced.
 var errSyncGone = errors.New("entry gone")
 
-// makeDurable syncs entry h if it is still generation gen and not yet durable. It works through a
-// descriptor of the entry's directory: if the entry is removed or replaced meanwhile (its
-// directory renamed to trash/), what it writes goes with the old directory, never into another
-// entry. A failed fsync is returned: the entry's pages may be lost.
+// makeDurable syncs entry h if it is still generation gen and not yet durable. The files are
+// synced through a descriptor of the entry's directory, without the index's lock. The durable
+// manifest is written and synced in tmp/, then renamed over the entry's MANIFEST inside a write
+// transaction of the index, where its row is checked to be this generation: entries are
+// removed and replaced only inside one, so the rename never lands in another entry, nor in a
+// directory being removed (whose removal it would make fail). A failed fsync is returned: the
+// entry's pages may be lost.
 func (s *Store) makeDurable(h, gen string) error {
 	dir := s.entryPath(h)
 	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -164,11 +211,9 @@ func (s *Store) makeDurable(h, gen string) error {
 	d := os.NewFile(uintptr(dfd), dir)
 	defer d.Close()
 	m, err := readManifestAt(dfd, dir)
-	if err != nil || m.Gen != gen || m.Boot == ([bootLen]byte{}) {
-		return nil // replaced, damaged (Lookup removes it) or already durable
-	}
-	if m.Boot != s.boot {
-		return nil // another boot's: a miss, removed by Lookup
+	if err != nil || m.Gen != gen || m.Boot == ([bootLen]byte{}) || m.Boot != s.boot {
+		// Replaced, damaged or another boot's (Lookup removes those), or already durable.
+		return nil
 	}
 	if err := syncFilesAt(dfd, m.Files); err != nil {
 		if errors.Is(err, errSyncGone) {
@@ -176,7 +221,7 @@ func (s *Store) makeDurable(h, gen string) error {
 		}
 		return fmt.Errorf("sync cache entry %s: %w", dir, err)
 	}
-	// The entry's name in entries/: renamed there from tmp/ unsynced.
+	// The entry's name in entries/xx: renamed there from tmp/ unsynced.
 	if p, err := os.Open(filepath.Dir(dir)); err == nil {
 		err = p.Sync()
 		p.Close()
@@ -189,35 +234,34 @@ func (s *Store) makeDurable(h, gen string) error {
 	if err != nil {
 		return err
 	}
-	tmp := manifestName + "~" + s.owner // "~" is never in a file name of an entry
-	unix.Unlinkat(dfd, tmp, 0)
-	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o400)
-	if err != nil {
-		return nil // the directory went to trash and is being removed, most likely
+	tmp := filepath.Join(s.dir, tmpDir, fmt.Sprintf("%s.m%d", s.owner, s.nextID.Add(1)))
+	if err := writeSync(tmp, data, true); err != nil {
+		os.Remove(tmp)
+		return err
 	}
-	f := os.NewFile(uintptr(fd), tmp)
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		// Still this generation? A rename over a newer manifest would be a miss, not a torn
-		// entry (its files differ), but is not done.
-		if cur, rerr := readManifestAt(dfd, dir); rerr != nil || cur.Gen != gen {
-			unix.Unlinkat(dfd, tmp, 0)
+	renamed := false
+	err = s.writeTx(func(c *sql.Conn) error {
+		var cur string
+		err := c.QueryRowContext(context.Background(), "SELECT gen FROM entries WHERE hash = ? AND kind = ?",
+			h, kindEntry).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && cur != gen) {
+			return nil // removed or replaced
+		}
+		if err != nil {
+			return wrapErr("read cache index", err)
+		}
+		if on, _, err := readManifest(filepath.Join(dir, manifestName)); err != nil || on.Gen != gen {
 			return nil
 		}
-		err = unix.Renameat(dfd, tmp, dfd, manifestName)
-	}
-	if err != nil {
-		unix.Unlinkat(dfd, tmp, 0)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
+		if err := os.Rename(tmp, filepath.Join(dir, manifestName)); err != nil {
+			return wrapErr("write durable manifest", err)
 		}
-		return fmt.Errorf("write durable manifest of %s: %w", dir, err)
+		renamed = true
+		return nil
+	})
+	if !renamed {
+		os.Remove(tmp)
+		return err
 	}
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("sync cache entry dir %s: %w", dir, err)

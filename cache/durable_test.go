@@ -76,8 +76,8 @@ func TestCommitThenSyncInBackground(t *testing.T) {
 	if after.Size() != before.Size() {
 		t.Fatalf("manifest of %d bytes, %d before the sync", after.Size(), before.Size())
 	}
-	if left, _ := filepath.Glob(mpath + "~*"); len(left) != 0 {
-		t.Fatalf("temporary manifests left: %v", left)
+	if left := listDir(t, dir, tmpDir); len(left) != 0 {
+		t.Fatalf("tmp/ left: %v", left)
 	}
 
 	s2 := openStore(t, Options{Dir: dir, bootID: bootOf(2)}) // the machine restarted

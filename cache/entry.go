@@ -185,11 +185,9 @@ func (s *Store) Lookup(key string) (*Entry, error) {
 		s.misses.Add(1)
 		if errors.Is(err, fs.ErrNotExist) {
 			if _, err := os.Lstat(s.entryPath(h)); errors.Is(err, fs.ErrNotExist) {
-				// A row without files (the entry deleted under the Store) would hold its bytes.
-				var n int
-				if s.db.QueryRow("SELECT COUNT(*) FROM entries WHERE hash = ?", h).Scan(&n) == nil && n > 0 {
-					s.removeInvalid(h, "")
-				}
+				// A row without files (the entry deleted under the Store) would hold its
+				// bytes: looked for in the background, as accesses are recorded.
+				s.noteMiss(h)
 				return nil, fmt.Errorf("lookup: %w", ErrMiss)
 			}
 			err = errors.New("no manifest") // deleted under the Store: the rest goes too
@@ -223,6 +221,42 @@ func (s *Store) noteAccess(h, gen string) {
 	}
 }
 
+// missCheck is a pending touch's time for a Lookup that found no entry directory.
+const missCheck = -1
+
+// noteMiss has the next write of accesses delete the row of entry h if it has no directory.
+func (s *Store) noteMiss(h string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.pending) >= maxCachedManifests {
+		return // the rows left are found by the next Open that reconciles, or Commit
+	}
+	delete(s.touched, h)
+	s.pending[h] = touch{at: missCheck}
+	if s.touchTimer == nil && !s.closed {
+		s.touchTimer = time.AfterFunc(touchEvery, s.flushAccesses)
+	}
+}
+
+// applyMisses writes the pending accesses now if a Lookup missed since they were last written,
+// so that what the index reports does not count rows without files.
+func (s *Store) applyMisses() {
+	s.mu.Lock()
+	missed := false
+	for _, t := range s.pending {
+		if t.at == missCheck {
+			missed = true
+			break
+		}
+	}
+	s.mu.Unlock()
+	if missed {
+		if err := s.writeTx(s.applyAccesses); err != nil {
+			s.log.Warn("cache: record accesses", "err", err)
+		}
+	}
+}
+
 // flushAccesses writes the pending accesses; errors are logged (they cost LRU order only).
 func (s *Store) flushAccesses() {
 	s.bgMu.RLock() // Close waits for this to end before it closes the index
@@ -249,6 +283,17 @@ func (s *Store) applyAccesses(c *sql.Conn) error {
 	s.mu.Unlock()
 	ctx := context.Background()
 	for h, t := range p {
+		if t.at == missCheck {
+			// A Lookup found no directory: a row without files would hold its bytes. The
+			// directory is looked at again under the lock, as a commit renames under it.
+			if _, err := os.Lstat(s.entryPath(h)); !errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if _, err := c.ExecContext(ctx, "DELETE FROM entries WHERE hash = ? AND kind = ?", h, kindEntry); err != nil {
+				return wrapErr("remove cache entry", err)
+			}
+			continue
+		}
 		res, err := c.ExecContext(ctx,
 			"UPDATE entries SET access = max(access, ?) WHERE hash = ? AND gen = ? AND kind = ?",
 			t.at, h, t.gen, kindEntry)

@@ -2,24 +2,19 @@ package cache
 
 import "errors"
 
-// PutLater stores an entry of no files holding meta under key, in the background, so that the
-// caller does not wait for the index (a run's documents, kept so that the next mount opens the
-// run without reading its file). A failure (cache full, directory unavailable) is logged at
-// debug level: such an entry is an optimisation. Close waits for the puts begun before it.
+// PutLater stores an entry of no files holding meta under key, soon, in the background (after
+// the same delay as an entry's sync), so that the caller does not wait for the index: a run's
+// documents, kept so that the next mount opens the run without reading its file. A failure
+// (cache full, directory unavailable) is logged at debug level: such an entry is an
+// optimisation. Close stores those queued before it; when many are queued, PutLater stores
+// at once.
 func (s *Store) PutLater(key string, meta []byte) {
-	s.mu.Lock()
-	if s.closed || s.noPuts {
-		s.mu.Unlock()
+	if s.isClosed() || s.queuePut(key, meta) {
 		return
 	}
-	s.puts.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.puts.Done()
-		if err := s.put(key, meta); err != nil && !errors.Is(err, ErrClosed) {
-			s.log.Debug("cache: store entry", "err", err)
-		}
-	}()
+	if err := s.put(key, meta); err != nil && !errors.Is(err, ErrClosed) {
+		s.log.Debug("cache: store entry", "err", err)
+	}
 }
 
 func (s *Store) put(key string, meta []byte) error {

@@ -72,9 +72,8 @@ type Store struct {
 	// boot is the running kernel's boot id; zero when unknown, and then Commit syncs before
 	// it renames (see durable.go).
 	boot [bootLen]byte
-	sync syncer         // entries committed but not yet synced
-	puts sync.WaitGroup // PutLater calls running; Close waits for them
-	lock *os.File       // tmp/<owner>.lock, flock'd LOCK_EX for the Store's life: how others know it lives
+	sync syncer   // entries committed but not yet synced
+	lock *os.File // tmp/<owner>.lock, flock'd LOCK_EX for the Store's life: how others know it lives
 	db   *sql.DB
 	// wlock is index.lock, flock'd LOCK_EX around every write transaction. SQLite's own busy
 	// wait polls with sleeps up to 100 ms and is not fair: under many short transactions
@@ -92,7 +91,6 @@ type Store struct {
 
 	mu       sync.Mutex
 	closed   bool                  // guarded by mu
-	noPuts   bool                  // Close began: no more PutLater; guarded by mu
 	pins     map[string]int        // sparse hash → open Sparse count; guarded by mu
 	builders map[*Builder]struct{} // uncommitted builders; guarded by mu
 	sparses  map[*Sparse]struct{}  // open Sparse handles; guarded by mu
@@ -412,10 +410,10 @@ func (s *Store) Dir() string { return s.dir }
 // Close aborts this Store's uncommitted builders, closes its Sparse handles and releases the
 // directory; with Temporary it removes the directory.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	s.noPuts = true
-	s.mu.Unlock()
-	s.puts.Wait()
+	if s.isClosed() {
+		return nil
+	}
+	s.closeSync()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -435,7 +433,6 @@ func (s *Store) Close() error {
 		sparses = append(sparses, sp)
 	}
 	s.mu.Unlock()
-	s.closeSync()
 	var errs []error
 	for _, b := range builders {
 		b.Abort()
@@ -834,6 +831,7 @@ func (s *Store) Stats() Stats {
 	if s.isClosed() {
 		return st
 	}
+	s.applyMisses()
 	ctx := context.Background()
 	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(bytes), 0),
 		(SELECT COALESCE(SUM(bytes), 0) FROM reservations) FROM entries`).
@@ -849,6 +847,7 @@ func (s *Store) Entries() ([]EntryInfo, error) {
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
+	s.applyMisses()
 	rows, err := s.db.QueryContext(context.Background(),
 		"SELECT key, kind, bytes, access, committed FROM entries ORDER BY access DESC, hash")
 	if err != nil {
