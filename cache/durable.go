@@ -84,7 +84,7 @@ type syncer struct {
 	mu      sync.Mutex
 	queued  map[string]string // hash → gen queued or done (or failed) by this Store
 	jobs    []syncJob
-	puts    int // put jobs in jobs
+	puts    map[string]*putJob // the put jobs queued or running, by key
 	running bool
 	closing chan struct{} // closed by Close: no more waiting for due times
 	stopAt  time.Time     // set by Close: jobs not started by then are dropped
@@ -120,13 +120,41 @@ func (s *Store) queuePut(key string, meta []byte) bool {
 	q := &s.sync
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !q.stopAt.IsZero() || q.puts >= maxQueuedPuts {
+	if !q.stopAt.IsZero() || len(q.puts) >= maxQueuedPuts {
 		return false
 	}
-	q.puts++
-	q.jobs = append(q.jobs, syncJob{put: &putJob{key: key, meta: meta}, due: time.Now().Add(syncDelay)})
+	if q.puts == nil {
+		q.puts = map[string]*putJob{}
+	}
+	p := &putJob{key: key, meta: meta}
+	q.puts[key] = p
+	q.jobs = append(q.jobs, syncJob{put: p, due: time.Now().Add(syncDelay)})
 	s.startWorkerLocked()
 	return true
+}
+
+// dropPuts forgets the queued put of key, or every queued put when key is "".
+func (s *Store) dropPuts(key string) {
+	q := &s.sync
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if key == "" {
+		clear(q.puts)
+	} else {
+		delete(q.puts, key)
+	}
+}
+
+// queuedPut returns the meta of a put of key still queued.
+func (s *Store) queuedPut(key string) ([]byte, bool) {
+	q := &s.sync
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p, ok := q.puts[key]
+	if !ok {
+		return nil, false
+	}
+	return p.meta, true
 }
 
 // startWorkerLocked starts the worker unless it runs. Called with sync.mu held.
@@ -148,15 +176,12 @@ func (s *Store) syncWorker() {
 			if n := len(q.jobs); n > 0 {
 				s.log.Info("cache: closed with entries not yet synced or stored", "entries", n)
 			}
-			q.jobs, q.puts, q.running = nil, 0, false
+			q.jobs, q.puts, q.running = nil, nil, false
 			q.mu.Unlock()
 			return
 		}
 		j := q.jobs[0]
 		q.jobs = q.jobs[1:]
-		if j.put != nil {
-			q.puts--
-		}
 		q.mu.Unlock()
 		if wait := time.Until(j.due); wait > 0 {
 			t := time.NewTimer(wait)
@@ -167,9 +192,20 @@ func (s *Store) syncWorker() {
 			}
 		}
 		if j.put != nil {
+			q.mu.Lock()
+			current := q.puts[j.put.key] == j.put
+			q.mu.Unlock()
+			if !current {
+				continue // removed, or put again since: the later job stores it
+			}
 			if err := s.put(j.put.key, j.put.meta); err != nil && !errors.Is(err, ErrClosed) {
 				s.log.Debug("cache: store entry", "err", err)
 			}
+			q.mu.Lock()
+			if q.puts[j.put.key] == j.put {
+				delete(q.puts, j.put.key) // committed (or failed): Lookup finds it on disk now
+			}
+			q.mu.Unlock()
 			continue
 		}
 		if err := s.makeDurable(j.hash, j.gen); err != nil {

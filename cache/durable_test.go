@@ -219,6 +219,13 @@ func TestPutLater(t *testing.T) {
 	for i := range 20 {
 		s.PutLater(fmt.Sprintf("k%d", i), []byte(fmt.Sprintf("meta %d", i)))
 	}
+	// This Store sees them at once, before they are stored.
+	for i := range 20 {
+		e, err := s.Lookup(fmt.Sprintf("k%d", i))
+		if err != nil || string(e.Meta) != fmt.Sprintf("meta %d", i) || len(e.Files()) != 0 {
+			t.Fatalf("k%d before it is stored: %v", i, err)
+		}
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -238,5 +245,36 @@ func TestPutLater(t *testing.T) {
 	}
 	if st := s2.Stats(); st.Entries != 20 || diskUsage(dir) != st.Bytes {
 		t.Fatalf("disk %d, index %+v", diskUsage(dir), st)
+	}
+}
+
+// A queued put that is removed (Remove, Clear) is never stored.
+func TestPutLaterRemoved(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Options{Dir: dir, bootID: bootOf(1)})
+	s.PutLater("a", []byte("1"))
+	s.PutLater("b", []byte("2"))
+	s.PutLater("c", []byte("3"))
+	if err := s.Remove("a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup("a"); !isMiss(err) {
+		t.Fatalf("a removed: %v", err)
+	}
+	if err := s.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	s.PutLater("c", []byte("4"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, Options{Dir: dir, bootID: bootOf(1)})
+	for _, k := range []string{"a", "b"} {
+		if _, err := s2.Lookup(k); !isMiss(err) {
+			t.Fatalf("%s stored after its removal: %v", k, err)
+		}
+	}
+	if e, err := s2.Lookup("c"); err != nil || string(e.Meta) != "4" {
+		t.Fatalf("c put after Clear: %v", err)
 	}
 }

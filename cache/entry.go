@@ -180,6 +180,11 @@ func (s *Store) Lookup(key string) (*Entry, error) {
 		return nil, ErrClosed
 	}
 	h := hashKey(key)
+	if meta, ok := s.queuedPut(key); ok {
+		// Queued by PutLater and not yet committed: this Store sees it at once.
+		s.hits.Add(1)
+		return &Entry{Key: key, Meta: bytes.Clone(meta), s: s, hash: h, committed: s.now()}, nil
+	}
 	e, gen, err := s.check(h, key)
 	if err != nil {
 		s.misses.Add(1)

@@ -6,8 +6,9 @@ import "errors"
 // the same delay as an entry's sync), so that the caller does not wait for the index: a run's
 // documents, kept so that the next mount opens the run without reading its file. A failure
 // (cache full, directory unavailable) is logged at debug level: such an entry is an
-// optimisation. Close stores those queued before it; when many are queued, PutLater stores
-// at once.
+// optimisation. Lookup by this Store finds the entry at once (its Meta; no files); other
+// processes once it is stored. Close stores those queued before it; when many are queued,
+// PutLater stores at once.
 func (s *Store) PutLater(key string, meta []byte) {
 	if s.isClosed() || s.queuePut(key, meta) {
 		return

@@ -877,6 +877,7 @@ func (s *Store) Clear() error {
 	if s.isClosed() {
 		return ErrClosed
 	}
+	s.dropPuts("")
 	return s.writeTx(func(c *sql.Conn) error {
 		if _, err := s.sweepDead(c); err != nil {
 			return err
@@ -902,6 +903,7 @@ func (s *Store) Remove(key string) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
+	s.dropPuts(key)
 	return s.writeTx(func(c *sql.Conn) error {
 		// Both kinds are checked before anything is removed: a busy sparse file removes nothing.
 		var vs []*victim
