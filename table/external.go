@@ -29,6 +29,20 @@ type Externals struct {
 	datums    map[string]datumRef         // datum id -> ref; guarded by mu
 	byRes     map[string][]map[string]any // resource uid -> datum kwargs; guarded by mu
 	warming   bool                        // guarded by mu; warm was called
+
+	// first is the run's first datum, described by warm while the rest load; nil before warm.
+	first *firstDatum
+}
+
+// firstDatum is the first datum of the run's first resource that has any, and what its
+// handler says of it: an external field's .npy is sized from its first datum, which is this
+// one in the usual run, without waiting for every datum to load.
+type firstDatum struct {
+	done  chan struct{} // closed once the fields below are set
+	id    string        // "" when there is none
+	descr string
+	shape []int
+	err   error
 }
 
 type datumRef struct {
@@ -63,7 +77,10 @@ func (x *Externals) load(ctx context.Context) error {
 					}
 				}
 				id = strings.Clone(id)
-				datums[id] = datumRef{res: r, kwargs: kw}
+				if _, dup := datums[id]; !dup {
+					// The first document with an id names it (as firstDatum does).
+					datums[id] = datumRef{res: r, kwargs: kw}
+				}
 				byRes[r.UID] = append(byRes[r.UID], kw)
 			}
 			return nil
@@ -92,26 +109,79 @@ func (x *Externals) warm() {
 	if started {
 		return
 	}
+	fd := &firstDatum{done: make(chan struct{})}
+	x.mu.Lock()
+	x.first = fd
+	x.mu.Unlock()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if x.load(ctx) != nil {
-			return
+		res, id, kw := x.firstDatum(ctx)
+		if res == nil {
+			close(fd.done)
+		} else {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				fd.descr, fd.shape, fd.err = x.filler.Describe(ctx, res, kw)
+				fd.id = id
+				close(fd.done)
+			}()
 		}
-		x.mu.Lock()
-		var res *catalog.Resource
-		var kw map[string]any
-		for _, r := range x.resources {
-			if k := x.byRes[r.UID]; len(k) > 0 {
-				res, kw = r, k[0]
-				break
-			}
-		}
-		x.mu.Unlock()
-		if res != nil {
-			x.filler.Describe(ctx, res, kw)
-		}
+		x.load(ctx)
 	}()
+}
+
+// firstDatum reads the first datum of the first resource that has one, and only that.
+func (x *Externals) firstDatum(ctx context.Context) (*catalog.Resource, string, map[string]any) {
+	res, err := x.run.Resources(ctx)
+	if err != nil {
+		return nil, "", nil
+	}
+	errFound := errors.New("found")
+	for _, r := range res {
+		var id string
+		var kw map[string]any
+		err := x.run.Datums(ctx, r.UID, func(p *catalog.DatumPage) error {
+			if len(p.DatumID) == 0 {
+				return nil
+			}
+			id, kw = strings.Clone(p.DatumID[0]), make(map[string]any, len(p.DatumKwargs))
+			for k, col := range p.DatumKwargs {
+				if len(col) > 0 {
+					kw[strings.Clone(k)] = keepValue(col[0])
+				}
+			}
+			return errFound
+		})
+		if kw != nil && (err == nil || errors.Is(err, errFound)) {
+			return r, id, kw
+		}
+		if err != nil {
+			return nil, "", nil
+		}
+	}
+	return nil, "", nil
+}
+
+// describedFirst returns what warm's handler said of datum id, when id is the run's first
+// datum; it waits for that description (warm started it when the stream's scan began).
+func (x *Externals) describedFirst(ctx context.Context, id string) (string, []int, bool) {
+	x.mu.Lock()
+	fd := x.first
+	x.mu.Unlock()
+	if fd == nil {
+		return "", nil, false
+	}
+	select {
+	case <-fd.done:
+	case <-ctx.Done():
+		return "", nil, false
+	}
+	if fd.id == "" || fd.id != id || fd.err != nil {
+		return "", nil, false
+	}
+	return fd.descr, append([]int{}, fd.shape...), true
 }
 
 // keepValue copies a value out of a backend's reused buffers.
@@ -289,6 +359,11 @@ func (lc *lazyColumn) describeDatums(ctx context.Context) (string, []int, error)
 	tries := []int{0, lc.rows - 1}
 	for i := 1; i < 8; i++ {
 		tries = append(tries, i*lc.rows/8)
+	}
+	if len(lc.ids) > 0 {
+		if descr, shape, ok := lc.s.ext.describedFirst(ctx, lc.ids[0]); ok {
+			return descr, shape, nil
+		}
 	}
 	seen := map[int]bool{}
 	for _, r := range tries {
