@@ -54,10 +54,6 @@ type Config struct {
 	Cache *cache.Store
 	// TableStats, if set, counts the table layer's work (scans, cache hits, frames filled).
 	TableStats *table.Stats
-	// WarmHandlers, if set, is called once, in the background, when the first run with
-	// external data is opened: it loads what the handlers will need before the first frame
-	// is read (libhdf5's filter plugins, some milliseconds from a cold disk).
-	WarmHandlers func()
 	// Observe, if set, is told of every FUSE operation served: its name ("lookup",
 	// "readdir", "open", "read", "getattr"), how long it took and its errno.
 	Observe func(op string, took time.Duration, errno syscall.Errno)
@@ -110,8 +106,6 @@ type state struct {
 	runs     map[string]*runState // guarded by mu
 	logged   map[string]time.Time // failures logged recently, by path and error; guarded by mu
 	outage   bool                 // listing is failing; guarded by mu
-
-	warmOnce sync.Once // Config.WarmHandlers
 }
 
 // listing is the set of runs at one moment, indexed for the root directory's lookups.
@@ -359,9 +353,6 @@ func (st *state) buildStreams(r *runState, run catalog.Run, version string) {
 		for _, dk := range d.DataKeys {
 			r.hasResources = r.hasResources || dk.External
 		}
-	}
-	if r.hasResources && st.cfg.WarmHandlers != nil {
-		st.warmOnce.Do(func() { go st.cfg.WarmHandlers() })
 	}
 	byName := map[string][]*catalog.Descriptor{}
 	for _, d := range r.descs {
