@@ -278,3 +278,63 @@ func TestPutLaterRemoved(t *testing.T) {
 		t.Fatalf("c put after Clear: %v", err)
 	}
 }
+
+// A process killed after committing entries it had not yet synced: during the same boot they are
+// served (the page cache holds them whole) and synced by the Store that finds them; after a
+// restart of the machine they are misses, removed, never served.
+func TestKilledBeforeSync(t *testing.T) {
+	for _, sameBoot := range []bool{true, false} {
+		dir := t.TempDir()
+		h := startHelper(t, "unsynced", dir, 0, "CACHE_HOLD_SYNC=1")
+		h.await(t, "committed")
+		h.kill9(t)
+		boot := readBootID
+		if !sameBoot {
+			boot = bootOf(7)
+		}
+		s, err := Open(Options{Dir: dir, Logger: testLogger(t), bootID: boot})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range 6 {
+			key := fmt.Sprintf("u-%d", k)
+			if b := manifestBoot(t, s, key); b == ([bootLen]byte{}) {
+				t.Fatalf("%s durable although its process never synced it", key)
+			}
+			e, err := s.Lookup(key)
+			if !sameBoot {
+				if !isMiss(err) {
+					t.Fatalf("%s after a restart: %v, want ErrMiss", key, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s, same boot: %v", key, err)
+			}
+			checkEntry(t, e, churnFiles(k))
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s2 := openStore(t, Options{Dir: dir, bootID: bootOf(8)}) // and then the machine restarts
+		hits := 0
+		for k := range 6 {
+			e, err := s2.Lookup(fmt.Sprintf("u-%d", k))
+			if err == nil {
+				checkEntry(t, e, churnFiles(k))
+				hits++
+			} else if !isMiss(err) {
+				t.Fatal(err)
+			}
+		}
+		if want := map[bool]int{true: 6, false: 0}[sameBoot]; hits != want {
+			t.Fatalf("same boot %v: %d entries served after the restart, want %d", sameBoot, hits, want)
+		}
+		if st := s2.Stats(); diskUsage(dir) != st.Bytes || st.Reserved != 0 {
+			t.Fatalf("disk %d, index %+v", diskUsage(dir), st)
+		}
+		if d := builderDirs(t, dir); len(d) != 0 {
+			t.Fatalf("builder dirs of the dead process left: %v", d)
+		}
+	}
+}

@@ -34,7 +34,7 @@ func TestHelperProcess(t *testing.T) {
 	dir := os.Getenv("CACHE_DIR")
 	ready := os.Getenv("CACHE_READY")
 	max, _ := strconv.ParseInt(os.Getenv("CACHE_MAX"), 10, 64)
-	s, err := Open(Options{Dir: dir, MaxBytes: max})
+	s, err := Open(Options{Dir: dir, MaxBytes: max, holdSync: os.Getenv("CACHE_HOLD_SYNC") != ""})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		os.Exit(2)
@@ -54,6 +54,15 @@ func TestHelperProcess(t *testing.T) {
 			fail(err)
 		}
 		os.Exit(0)
+	case "unsynced":
+		// Entries committed and never synced, then killed: a crash before the background sync.
+		for k := range 6 {
+			if _, err := build(s, fmt.Sprintf("u-%d", k), churnFiles(k)); err != nil {
+				fail(err)
+			}
+		}
+		signal("committed")
+		select {}
 	case "hang":
 		b, err := s.Build("hung")
 		if err != nil {
