@@ -239,6 +239,18 @@ var errSyncGone = errors.New("entry gone")
 // directory being removed (whose removal it would make fail). A failed fsync is returned: the
 // entry's pages may be lost.
 func (s *Store) makeDurable(h, gen string) error {
+	var held int64 // a reservation to release on return
+	release := func(c *sql.Conn) error {
+		_, err := c.ExecContext(context.Background(), "DELETE FROM reservations WHERE owner = ? AND id = ?", s.owner, held)
+		return wrapErr("release cache reservation", err)
+	}
+	defer func() {
+		if held != 0 {
+			if err := s.writeTx(release); err != nil {
+				s.log.Warn("cache: release reservation", "err", err)
+			}
+		}
+	}()
 	dir := s.entryPath(h)
 	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -270,34 +282,61 @@ func (s *Store) makeDurable(h, gen string) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(s.dir, tmpDir, fmt.Sprintf("%s.m%d", s.owner, s.nextID.Add(1)))
+	// The new manifest is on disk beside the old one until the rename: its bytes are reserved
+	// first, as a builder's, so the cap holds at every moment (evicting as a builder would).
+	id := s.nextID.Add(1)
+	err = s.writeTx(func(c *sql.Conn) error {
+		if err := s.makeRoom(c, int64(len(data))); err != nil {
+			return err
+		}
+		_, err := c.ExecContext(context.Background(), "INSERT INTO reservations(owner, id, bytes) VALUES(?, ?, ?)",
+			s.owner, id, len(data))
+		return wrapErr("reserve cache space", err)
+	})
+	if err != nil {
+		s.log.Debug("cache: no room to sync an entry; it stays unsynced", "err", err)
+		return nil // served during this boot, rebuilt after a restart
+	}
+	held = id
+	tmp := filepath.Join(s.dir, tmpDir, fmt.Sprintf("%s.m%d", s.owner, held))
 	if err := writeSync(tmp, data, true); err != nil {
 		os.Remove(tmp)
-		return err
+		return err // the deferred release follows the removal
 	}
+	// The file leaves tmp/ (renamed or removed) before its reservation is released, in the
+	// same transaction.
 	renamed := false
 	err = s.writeTx(func(c *sql.Conn) error {
 		var cur string
 		err := c.QueryRowContext(context.Background(), "SELECT gen FROM entries WHERE hash = ? AND kind = ?",
 			h, kindEntry).Scan(&cur)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && cur != gen) {
-			return nil // removed or replaced
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return wrapErr("read cache index", err)
 		}
-		if on, _, err := readManifest(filepath.Join(dir, manifestName)); err != nil || on.Gen != gen {
-			return nil
+		current := err == nil && cur == gen // else removed or replaced
+		if current {
+			on, _, err := readManifest(filepath.Join(dir, manifestName))
+			current = err == nil && on.Gen == gen
+		}
+		if !current {
+			os.Remove(tmp)
+			return release(c)
 		}
 		if err := os.Rename(tmp, filepath.Join(dir, manifestName)); err != nil {
 			return wrapErr("write durable manifest", err)
 		}
 		renamed = true
-		return nil
+		return release(c)
 	})
+	if err != nil {
+		if !renamed {
+			os.Remove(tmp)
+		}
+		return err // the deferred release: its transaction failed
+	}
+	held = 0
 	if !renamed {
-		os.Remove(tmp)
-		return err
+		return nil
 	}
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("sync cache entry dir %s: %w", dir, err)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // bootOf returns a bootID option of a fixed id: a new id is a restart of the machine.
@@ -336,5 +337,49 @@ func TestKilledBeforeSync(t *testing.T) {
 		if d := builderDirs(t, dir); len(d) != 0 {
 			t.Fatalf("builder dirs of the dead process left: %v", d)
 		}
+	}
+}
+
+// The durable manifest is written beside the old one before it replaces it, in room reserved
+// first: under a cap that the entries and that room fill, the background syncs never take the
+// directory over the cap, nor evict anything.
+func TestSyncKeepsTheCap(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]int{"a": 3000, "b": 1000}
+	probe := openStore(t, Options{Dir: t.TempDir()})
+	pe := mustBuild(t, probe, "k0", files)
+	mi, err := os.Stat(filepath.Join(pe.dir, manifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	max := n*pe.Size() + mi.Size() // the entries, and room for one durable manifest
+	s := openStore(t, Options{Dir: dir, MaxBytes: max, bootID: bootOf(1)})
+	stop := make(chan struct{})
+	peak := watchCap(t, dir, stop)
+	for k := range n {
+		mustBuild(t, s, fmt.Sprintf("k%d", k), files)
+	}
+	time.Sleep(2 * syncDelay) // the syncs run
+	if st := s.Stats(); st.Evictions != 0 {
+		t.Fatalf("%d evictions", st.Evictions)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	if p := <-peak; p > max {
+		t.Fatalf("peak %d bytes over the cap %d", p, max)
+	}
+	s2 := openStore(t, Options{Dir: dir, MaxBytes: max, bootID: bootOf(2)})
+	for k := range n {
+		e, err := s2.Lookup(fmt.Sprintf("k%d", k))
+		if err != nil {
+			t.Fatalf("k%d not synced under the cap: %v", k, err)
+		}
+		checkEntry(t, e, files)
+	}
+	if st := s2.Stats(); diskUsage(dir) != st.Bytes || st.Reserved != 0 {
+		t.Fatalf("disk %d, index %+v", diskUsage(dir), st)
 	}
 }
