@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -251,20 +250,5 @@ func statPaths(paths []string) []found {
 // parallel calls fn(0..n-1) from one goroutine per core (stats are syscalls: more goroutines
 // than cores gain nothing).
 func parallel(n int, fn func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), (n+255)/256)
-	if workers <= 1 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < n; i += workers {
-				fn(i)
-			}
-		})
-	}
-	wg.Wait()
+	parallelN(min(runtime.GOMAXPROCS(0), (n+255)/256), n, fn)
 }
