@@ -427,19 +427,9 @@ func (f *Filler) ReadInto(ctx context.Context, res *catalog.Resource, datumID st
 		return err
 	}
 	if ir, ok := oh.h.(IntoReader); ok {
-		err = f.retry(ctx, func() error {
-			return f.call(ctx, "read", func(ctx context.Context) error {
-				return ir.ReadInto(ctx, kwargs, dst, dt.Descr, shape)
-			}, nil)
-		})
-		if !errors.Is(err, ErrNotDirect) {
-			if err != nil {
-				err = &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
-					Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, f.timedOut(res, oh, err))}
-				if !errors.Is(err, ErrShape) && !errors.Is(err, ErrChanged) { // reopened on the next read
-					f.remember(key, err)
-				}
-			}
+		if done, err := f.readDirect(ctx, key, res, oh, datumID, kwargs, func(ctx context.Context) error {
+			return ir.ReadInto(ctx, kwargs, dst, dt.Descr, shape)
+		}); done {
 			return err
 		}
 	}
@@ -511,19 +501,9 @@ func (f *Filler) ReadRange(ctx context.Context, res *catalog.Resource, datumID s
 		return err
 	}
 	if rr, ok := oh.h.(RangeReader); ok && len(dst) > 0 {
-		err = f.retry(ctx, func() error {
-			return f.call(ctx, "read", func(ctx context.Context) error {
-				return rr.ReadRange(ctx, kwargs, dst, off, dt.Descr, shape)
-			}, nil)
-		})
-		if !errors.Is(err, ErrNotDirect) {
-			if err != nil {
-				err = &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
-					Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, f.timedOut(res, oh, err))}
-				if !errors.Is(err, ErrShape) && !errors.Is(err, ErrChanged) { // reopened on the next read
-					f.remember(key, err)
-				}
-			}
+		if done, err := f.readDirect(ctx, key, res, oh, datumID, kwargs, func(ctx context.Context) error {
+			return rr.ReadRange(ctx, kwargs, dst, off, dt.Descr, shape)
+		}); done {
 			return err
 		}
 	}
@@ -536,6 +516,26 @@ func (f *Filler) ReadRange(ctx context.Context, res *catalog.Resource, datumID s
 	}
 	copy(dst, buf[off:])
 	return nil
+}
+
+// readDirect runs a handler's own read into the caller's buffer (ReadInto, ReadRange) with the
+// Filler's retries and deadline. done is false when the handler answered ErrNotDirect: the
+// caller decodes the datum instead. Otherwise err, if any, names the resource and is
+// remembered, except for failures after which the handler is reopened on the next read
+// (ErrShape, ErrChanged).
+func (f *Filler) readDirect(ctx context.Context, key string, res *catalog.Resource, oh *openHandler, datumID string, kwargs map[string]any, read func(context.Context) error) (done bool, err error) {
+	err = f.retry(ctx, func() error { return f.call(ctx, "read", read, nil) })
+	if errors.Is(err, ErrNotDirect) {
+		return false, nil
+	}
+	if err != nil {
+		err = &ResourceError{Resource: res.UID, Spec: res.Spec, Path: oh.path, Mapped: oh.mapped,
+			Err: fmt.Errorf("datum %s %v: %w", datumID, kwargs, f.timedOut(res, oh, err))}
+		if !errors.Is(err, ErrShape) && !errors.Is(err, ErrChanged) { // reopened on the next read
+			f.remember(key, err)
+		}
+	}
+	return true, err
 }
 
 // convertInto converts a into dst, of dtype dt and the given shape.
