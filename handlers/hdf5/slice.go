@@ -179,6 +179,19 @@ func (s *slice) rows(kw map[string]any, d *dataset, dims []int) (start, stop int
 	return start, min(stop, dims[0]), nil
 }
 
+// datum is the hyperslab a datum's kwargs select in d: its rows [start, stop), its shape and
+// the shape's size in bytes.
+func (s *slice) datum(kw map[string]any, d *dataset, dims []int) (start, stop int, shape []int, n int, err error) {
+	if start, stop, err = s.rows(kw, d, dims); err != nil {
+		return 0, 0, nil, 0, err
+	}
+	shape = append([]int{stop - start}, dims[1:]...)
+	if n, err = handlers.ArrayBytes(shape, d.elem); err != nil {
+		return 0, 0, nil, 0, fmt.Errorf("dataset %s in %s: %w", d.name, d.file, err)
+	}
+	return start, stop, shape, n, nil
+}
+
 func (s *slice) Describe(ctx context.Context, kw map[string]any) (dtype string, shape []int, err error) {
 	err = s.use(ctx, func(d *dataset, dims []int) error {
 		start, stop, err := s.rows(kw, d, dims)
@@ -193,14 +206,9 @@ func (s *slice) Describe(ctx context.Context, kw map[string]any) (dtype string, 
 
 func (s *slice) Read(ctx context.Context, kw map[string]any) (a *catalog.NDArray, err error) {
 	err = s.use(ctx, func(d *dataset, dims []int) error {
-		start, stop, err := s.rows(kw, d, dims)
+		start, _, shape, n, err := s.datum(kw, d, dims)
 		if err != nil {
 			return err
-		}
-		shape := append([]int{stop - start}, dims[1:]...)
-		n, err := handlers.ArrayBytes(shape, d.elem)
-		if err != nil {
-			return fmt.Errorf("dataset %s in %s: %w", d.name, d.file, err)
 		}
 		buf := make([]byte, n)
 		off := make([]int, len(dims))
@@ -237,14 +245,9 @@ func (s *slice) ReadInto(ctx context.Context, kw map[string]any, dst []byte, des
 // handlers.ErrNotDirect (see handlers.RangeReader).
 func (s *slice) ReadRange(ctx context.Context, kw map[string]any, dst []byte, off int64, descr string, want []int) error {
 	return s.use(ctx, func(d *dataset, dims []int) error {
-		start, stop, err := s.rows(kw, d, dims)
+		start, stop, shape, n, err := s.datum(kw, d, dims)
 		if err != nil {
 			return err
-		}
-		shape := append([]int{stop - start}, dims[1:]...)
-		n, err := handlers.ArrayBytes(shape, d.elem)
-		if err != nil {
-			return fmt.Errorf("dataset %s in %s: %w", d.name, d.file, err)
 		}
 		if err := intoCheck(d, shape, descr, want, n); err != nil {
 			return err
@@ -269,12 +272,7 @@ func (s *slice) ReadRange(ctx context.Context, kw map[string]any, dst []byte, of
 // Stored reports whether the datum's frames are stored in the file as ReadInto gives them.
 func (s *slice) Stored(ctx context.Context, kw map[string]any, descr string, want []int) bool {
 	err := s.use(ctx, func(d *dataset, dims []int) error {
-		start, stop, err := s.rows(kw, d, dims)
-		if err != nil {
-			return err
-		}
-		shape := append([]int{stop - start}, dims[1:]...)
-		n, err := handlers.ArrayBytes(shape, d.elem)
+		_, _, shape, n, err := s.datum(kw, d, dims)
 		if err != nil {
 			return err
 		}
