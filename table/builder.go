@@ -368,14 +368,24 @@ const writebackMin = 256 << 10
 // reserveChunk is how much cache space a column asks for at a time.
 const reserveChunk = 8 << 20
 
+// reserve makes sure the cache has room for n more bytes of the column, asking in slices of
+// up to reserveChunk.
+func (s *fileSink) reserve(n int) error {
+	if s.n+int64(n) <= s.reserved {
+		return nil
+	}
+	need := s.n + int64(n) - s.reserved
+	ask := max(need, min(reserveChunk, s.reserved+int64(n)))
+	if err := s.st.Reserve(ask); err != nil {
+		return fmt.Errorf("%w: %w", errSpill, err)
+	}
+	s.reserved += ask
+	return nil
+}
+
 func (s *fileSink) append(p []byte) error {
-	if s.n+int64(len(p)) > s.reserved {
-		need := s.n + int64(len(p)) - s.reserved
-		ask := max(need, min(reserveChunk, s.reserved+int64(len(p))))
-		if err := s.st.Reserve(ask); err != nil {
-			return fmt.Errorf("%w: %w", errSpill, err)
-		}
-		s.reserved += ask
+	if err := s.reserve(len(p)); err != nil {
+		return err
 	}
 	if len(s.buf)+len(p) > sinkBuffer {
 		if err := s.flush(); err != nil {
@@ -441,13 +451,8 @@ func (s *fileSink) appendAsync(p []byte) error {
 	if err := s.wait(); err != nil {
 		return err
 	}
-	if s.n+int64(len(p)) > s.reserved {
-		need := s.n + int64(len(p)) - s.reserved
-		ask := max(need, min(reserveChunk, s.reserved+int64(len(p))))
-		if err := s.st.Reserve(ask); err != nil {
-			return fmt.Errorf("%w: %w", errSpill, err)
-		}
-		s.reserved += ask
+	if err := s.reserve(len(p)); err != nil {
+		return err
 	}
 	if err := s.flush(); err != nil {
 		return err
