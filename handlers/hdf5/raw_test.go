@@ -42,6 +42,17 @@ func genStored(t *testing.T) (string, map[string]storedCase) {
 	return dir, m
 }
 
+// expectedFrames reads gen_stored.py's NAME.npy in dir, h5py's reading of NAME.h5: the frames,
+// the bytes of one and the shape of a one-frame datum.
+func expectedFrames(t *testing.T, dir, name string) (want *catalog.NDArray, frame int, shape []int) {
+	t.Helper()
+	want, err := npy.ReadFile(context.Background(), filepath.Join(dir, name+".npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return want, len(want.Data) / want.Shape[0], append([]int{1}, want.Shape[1:]...)
+}
+
 // TestStoredReads: frames of datasets stored as they are (chunked without filters,
 // contiguous; little-endian or one-byte) are read by pread, and every read (Read, ReadInto and
 // ReadRange of any byte range) gives h5py's bytes; big-endian, filtered, part-frame chunks and
@@ -136,13 +147,8 @@ func TestStoredReads(t *testing.T) {
 func TestStoredTruncated(t *testing.T) {
 	dir, cases := genStored(t)
 	ctx := context.Background()
-	want, err := npy.ReadFile(ctx, filepath.Join(dir, "truncated.npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	want, frame, shape := expectedFrames(t, dir, "truncated")
 	ok := cases["truncated"].FramesOK
-	frame := len(want.Data) / want.Shape[0]
-	shape := append([]int{1}, want.Shape[1:]...)
 	h, err := NewAD(Options{})(ctx, filepath.Join(dir, "truncated.h5"), map[string]any{"frame_per_point": int64(1)})
 	if err != nil {
 		t.Fatal(err)
@@ -174,12 +180,7 @@ func TestStoredTruncated(t *testing.T) {
 func TestStoredChanged(t *testing.T) {
 	dir, _ := genStored(t)
 	ctx := context.Background()
-	want, err := npy.ReadFile(ctx, filepath.Join(dir, "raw_frames.npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	frame := len(want.Data) / want.Shape[0]
-	shape := append([]int{1}, want.Shape[1:]...)
+	want, frame, shape := expectedFrames(t, dir, "raw_frames")
 	for _, change := range []string{"rewrite", "truncate"} {
 		t.Run(change, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "f.h5")
@@ -241,12 +242,7 @@ func TestStoredChanged(t *testing.T) {
 func TestStoredChangedReopens(t *testing.T) {
 	dir, _ := genStored(t)
 	ctx := context.Background()
-	want, err := npy.ReadFile(ctx, filepath.Join(dir, "raw_frames.npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	frame := len(want.Data) / want.Shape[0]
-	shape := append([]int{1}, want.Shape[1:]...)
+	want, frame, shape := expectedFrames(t, dir, "raw_frames")
 	reg := handlers.NewRegistry()
 	if err := reg.Register(SpecAD, NewAD(Options{})); err != nil {
 		t.Fatal(err)
