@@ -901,6 +901,26 @@ func BenchmarkIndexListing(b *testing.B) {
 	}
 }
 
+// writeOddEntries puts into dir what is named like a run file but is not one, or not there:
+// a FIFO fifo.msgpack, a directory sub.msgpack, and link.msgpack, a symlink to a run (uid
+// "linked", scan_id scanID) in other.
+func writeOddEntries(t *testing.T, dir, other string, scanID int64) {
+	t.Helper()
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.msgpack"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub.msgpack"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(other, "target.msgpack")
+	if err := msgpack.WriteRun(target, run("linked", scanID, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "link.msgpack")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestFirstListingFromOpenFiles: a first listing reads each regular file once (open, fstat,
 // pread) without a stat by path: the versions are those of the files; a FIFO named like a run
 // file does not block the listing, a directory is not a run, a symlink to a run file is; a
@@ -909,19 +929,7 @@ func BenchmarkIndexListing(b *testing.B) {
 func TestFirstListingFromOpenFiles(t *testing.T) {
 	dir, other := t.TempDir(), t.TempDir()
 	writeMany(t, dir, 4)
-	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.msgpack"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(dir, "sub.msgpack"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	target := filepath.Join(other, "target.msgpack")
-	if err := msgpack.WriteRun(target, run("linked", 9, 2)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(target, filepath.Join(dir, "link.msgpack")); err != nil {
-		t.Fatal(err)
-	}
+	writeOddEntries(t, dir, other, 9)
 	var parsed atomic.Int64
 	log := slog.New(slog.DiscardHandler)
 	c, err := filestore.Open([]string{dir}, []*filestore.Format{parsedCounted(msgpack.NewFormat(log), &parsed), jsonl.NewFormat(log)},
@@ -1036,19 +1044,7 @@ func TestFirstListingRing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.msgpack"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(dir, "sub.msgpack"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	target := filepath.Join(other, "target.msgpack")
-	if err := msgpack.WriteRun(target, run("linked", 999, 2)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(target, filepath.Join(dir, "link.msgpack")); err != nil {
-		t.Fatal(err)
-	}
+	writeOddEntries(t, dir, other, 999)
 	want = append(want, "linked 999 count")
 	slices.Sort(want)
 
