@@ -318,7 +318,14 @@ func (st *state) load(ctx context.Context, uid string) (*runState, error) {
 			}
 		}
 	}
-	run, err := st.cfg.Catalog.Run(ctx, uid)
+	openCtx := ctx
+	var pre *prescan
+	if st.tables.Store != nil {
+		pre = &prescan{st: st, uid: uid, done: make(chan struct{})}
+		defer pre.finish()
+		openCtx = catalog.WithEarlyRun(ctx, pre.early)
+	}
+	run, err := st.cfg.Catalog.Run(openCtx, uid)
 	if err != nil {
 		return nil, fmt.Errorf("open run %s: %w", uid, err)
 	}
@@ -343,8 +350,66 @@ func (st *state) load(ctx context.Context, uid string) (*runState, error) {
 	r.version = version
 	st.buildStreams(r, run, version)
 	st.saveSkeleton(version, r)
+	if pre != nil {
+		pre.r = r
+	}
 	return r, nil
 }
+
+// prescan decodes the stream of a run's big events behind the run's index pass, while it runs
+// (catalog.EarlyRun, table.Stream.Prescan): the first read of a big field then costs about
+// one read of the run file, not the index pass and then the decode. What it decodes is
+// committed only if the run, once open, has a stream of the same cache key.
+type prescan struct {
+	st   *state
+	uid  string
+	done chan struct{} // closed when load has ended
+	r    *runState     // the run load made, nil when it failed; set before done is closed
+}
+
+// early is the catalog.EarlyRun of one load: it prescans the stream of desc, from the
+// descriptors indexed so far.
+func (p *prescan) early(run catalog.Run, desc string) {
+	ctx := context.Background()
+	v, ok := run.(catalog.Versioner)
+	if !ok || run.Start() == nil || run.Start().UID != p.uid {
+		return
+	}
+	version, err := v.Version(ctx)
+	if err != nil || version == "" {
+		return
+	}
+	descs, err := run.Descriptors(ctx)
+	if err != nil {
+		return
+	}
+	name := ""
+	for _, d := range descs {
+		if d.UID == desc {
+			name = d.Name
+		}
+	}
+	var mine []*catalog.Descriptor
+	for _, d := range descs {
+		if d.Name == name {
+			mine = append(mine, d)
+		}
+	}
+	if mine == nil {
+		return
+	}
+	s := table.NewStream(p.st.tables, run, nil, name, mine, p.st.cfg.IncludeField, version)
+	s.Prescan(func() *table.Stream {
+		<-p.done
+		if p.r == nil || p.r.live() || p.r.version == "" {
+			return nil
+		}
+		return p.r.streams[name]
+	})
+}
+
+// finish ends the load: p.r is the run it made, nil when it failed.
+func (p *prescan) finish() { close(p.done) }
 
 // buildStreams groups a run's descriptors into streams.
 func (st *state) buildStreams(r *runState, run catalog.Run, version string) {

@@ -167,4 +167,8 @@ type Stats struct {
 	CSVFormatted atomic.Int64 // CSV files formatted into the cache
 	// ParquetWritten counts Parquet tables written into the cache.
 	ParquetWritten atomic.Int64
+	// Prescans counts scans started behind a run's index pass (Stream.Prescan), and
+	// PrescansStored those whose entry was committed.
+	Prescans       atomic.Int64
+	PrescansStored atomic.Int64
 }

@@ -31,7 +31,8 @@ type scanState struct {
 	rows   int
 	spares int64 // what the file sinks' spare buffers may still take (spareBudget)
 	descs  []descRange
-	order  []int32 // merged row -> stored row; nil when stored order is time order
+	order  []int32     // merged row -> stored row; nil when stored order is time order
+	gate   func() bool // a prescan's: whether to commit (Stream.Prescan)
 }
 
 type descRange struct {
@@ -390,6 +391,9 @@ func (sc *scanState) table(ctx context.Context) (*Table, error) {
 	raw, err := json.Marshal(meta)
 	if err != nil {
 		return nil, err
+	}
+	if sc.gate != nil && !sc.gate() {
+		return nil, errMoot
 	}
 	e, err := sc.b.Commit(raw)
 	if err != nil {

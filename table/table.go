@@ -47,7 +47,8 @@ type Config struct {
 	MemBudget int64
 	Stats     *Stats
 
-	warned sync.Map // storage failures already logged, by error text
+	warned   sync.Map // storage failures already logged, by error text
+	prescans sync.Map // prescans under way, by entry key: chan struct{} closed when done
 }
 
 func (c *Config) logger() *slog.Logger {
@@ -161,6 +162,9 @@ func (t *Table) opener(e *cache.Entry, name string) func() (*os.File, error) {
 func (s *Stream) load(ctx context.Context) (*Table, error) {
 	st := s.cfg.Store
 	if s.key != "" && st != nil {
+		if done, ok := s.cfg.prescans.Load(s.key); ok {
+			<-done.(chan struct{}) // its entry, once committed, is the table
+		}
 		if e, err := st.Lookup(s.key); err == nil {
 			t, err := s.fromEntry(e)
 			if err == nil {
@@ -191,6 +195,68 @@ func (s *Stream) load(ctx context.Context) (*Table, error) {
 	}
 	s.warmExternals()
 	return s.scan(ctx, nil)
+}
+
+// errMoot: a prescan's run turned out other than the one scanned; its entry is dropped.
+var errMoot = errors.New("the finished run is not the run scanned")
+
+// Prescan decodes the stream into its cache entry in the background, ahead of Table, from a
+// run whose index pass is under way (catalog.EarlyRun): its EventPages follows the pass,
+// so the decode runs while the disk reads. The stream must have been made from that run, with
+// the version and descriptors known so far. A Table call of a stream of the same key waits
+// for the prescan, then finds its entry. Streams with external fields are not prescanned
+// (their datums are the finished run's), nor are streams not persisted.
+//
+// gate, called once the pass has ended, returns the finished run's stream of this name (nil
+// when there is none, or the run is live): the entry is committed only when its key is this
+// stream's (the same version, descriptors and fields).
+func (s *Stream) Prescan(gate func() *Stream) {
+	st := s.cfg.Store
+	if s.key == "" || st == nil {
+		return
+	}
+	for _, f := range s.Fields {
+		if s.Keys[f].External {
+			return
+		}
+	}
+	done := make(chan struct{})
+	if _, busy := s.cfg.prescans.LoadOrStore(s.key, done); busy {
+		return
+	}
+	s.cfg.stats().Prescans.Add(1)
+	go func() {
+		defer func() {
+			s.cfg.prescans.Delete(s.key)
+			close(done)
+		}()
+		if _, err := st.Lookup(s.key); err == nil {
+			return
+		}
+		b, err := st.Build(s.key)
+		if err != nil {
+			return
+		}
+		budget := s.cfg.budget()
+		sc := &scanState{s: s, b: b, budget: &budget, spares: spareBudget, gate: func() bool {
+			fs := gate()
+			return fs != nil && fs.key == s.key
+		}}
+		ctx := context.Background()
+		err = sc.run(ctx)
+		if err == nil {
+			_, err = sc.table(ctx)
+		}
+		if err != nil {
+			b.Abort()
+			if !errors.Is(err, errMoot) {
+				// The Table call after it scans again, and reports what fails.
+				s.cfg.logger().Debug("prescan failed", "stream", s.Name, "err", err)
+			}
+			return
+		}
+		s.cfg.stats().PrescansStored.Add(1)
+	}()
 }
 
 // warmExternals starts the run's Externals warming up when the stream has external fields:

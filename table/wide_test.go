@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/brokerfs/brokerfs/cache"
+	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/catalog/msgpack"
 )
 
@@ -151,5 +153,127 @@ func TestSpareBudget(t *testing.T) {
 	var none *fileSink
 	if none.spare(4<<20) != nil {
 		t.Errorf("a nil sink has a spare")
+	}
+}
+
+// TestWideOnePass: the first read of a big run file as one pass (Stream.Prescan behind the
+// index pass, catalog.EarlyRun): the stream is decoded while the run is being indexed, its
+// entry committed once the finished run is found to have the same stream, and the Table of
+// the finished run comes from that entry, byte for byte numpy's reading of the documents
+// (testdata/widecases.py). Cases: the field's and other dtypes, lying pages skipped, a file
+// cut in the middle of its last page, two descriptors of the stream merged in time, and a
+// descriptor that comes after the first big page (the prescan's stream is then not the run's:
+// nothing of it is committed, and the Table scans as before). A row that cannot be read fails
+// the field with the same message.
+func TestWideOnePass(t *testing.T) {
+	const py = "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import numpy, msgpack").Run(); err != nil {
+		t.Skipf("%s lacks numpy or msgpack: %v", py, err)
+	}
+	dir := t.TempDir()
+	const width = 1536 // a page of 100 rows is 1.2 MB: more than bigDocument
+	if out, err := exec.Command(py, "testdata/widecases.py", dir, "1536").CombinedOutput(); err != nil {
+		t.Fatalf("widecases.py: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		name   string
+		uid    int
+		stored bool // the prescan's entry is the table
+	}{
+		{"equal", 1, true}, {"unequal", 2, true}, {"lying", 3, true}, {"truncated", 4, true},
+		{"lyingrow", 5, true}, {"several", 6, true}, {"late", 7, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := &bytes.Buffer{}
+			log := slog.New(slog.NewTextHandler(logs, nil))
+			cat, err := msgpack.Open([]string{filepath.Join(dir, tc.name)}, msgpack.Options{Logger: log, EarlyMin: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := cache.Open(cache.Options{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			cfg := &Config{Logger: log, Stats: &Stats{}, Store: st}
+			bg := context.Background()
+			// As package nodes does: the stream as indexed so far, prescanned, gated by the
+			// stream of the finished run. The cut file has no stop (nodes would not persist
+			// it): the gate takes it anyway, to check what the pass read behind the index.
+			done := make(chan struct{})
+			var final *Stream
+			early := 0
+			ctx := catalog.WithEarlyRun(bg, func(run catalog.Run, desc string) {
+				early++
+				v, err := run.(catalog.Versioner).Version(bg)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				descs, _ := run.Descriptors(bg)
+				if desc != "d1" || len(descs) == 0 {
+					t.Errorf("early run at descriptor %q with %d descriptors", desc, len(descs))
+				}
+				NewStream(cfg, run, nil, "primary", descs, nil, v).Prescan(func() *Stream { <-done; return final })
+			})
+			run, err := cat.Run(ctx, fmt.Sprintf("f0000000-0000-4000-8000-%012d", tc.uid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if early != 1 {
+				t.Fatalf("early run offered %d times", early)
+			}
+			v, err := run.(catalog.Versioner).Version(bg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			descs, _ := run.Descriptors(bg)
+			final = NewStream(cfg, run, NewExternals(run, nil), "primary", descs, nil, v)
+			close(done)
+			tb, err := final.Table(bg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored := int64(0)
+			if tc.stored {
+				stored = 1
+			}
+			if s := cfg.Stats; s.Prescans.Load() != 1 || s.PrescansStored.Load() != stored || s.CacheHits.Load() != stored || s.Scans.Load() != 1-stored {
+				t.Errorf("prescans %d, stored %d, cache hits %d, scans %d; want 1, %d, %d, %d\n%s", s.Prescans.Load(),
+					s.PrescansStored.Load(), s.CacheHits.Load(), s.Scans.Load(), stored, stored, 1-stored, logs)
+			}
+			if tc.name == "lyingrow" {
+				_, err := tb.Fields["spec"].NPY(bg)
+				if err == nil || !strings.Contains(err.Error(), "row 107") || len(err.Error()) > 300 {
+					t.Errorf("field with a short row: %.500v", err)
+				}
+				return
+			}
+			want, err := os.ReadFile(filepath.Join(dir, tc.name+".expect.npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantHdr, wantData := npyParts(t, want)
+			hdr, data := npyOf(t, tb.Fields["spec"])
+			if !sameHeader(hdr, wantHdr) {
+				t.Errorf("header %s, numpy's %s", hdr, wantHdr)
+			}
+			if !bytes.Equal(data, wantData) {
+				t.Errorf("%d data bytes differ from numpy's %d (first difference at byte %d)", len(data), len(wantData), firstDiff(data, wantData))
+			}
+			if rows := len(wantData) / (8 * width); tb.Rows != rows {
+				t.Errorf("%d rows, numpy has %d", tb.Rows, rows)
+			}
+			switch tc.name {
+			case "lying":
+				if n := strings.Count(logs.String(), "skipping bad document"); n != 2 {
+					t.Errorf("%d documents skipped, want 2:\n%s", n, logs)
+				}
+			case "truncated":
+				if n := strings.Count(logs.String(), "incomplete last document"); n != 1 {
+					t.Errorf("the cut page was logged %d times, want once:\n%s", n, logs)
+				}
+			}
+		})
 	}
 }

@@ -119,6 +119,12 @@ type indexer struct {
 	dec  *pageDecoder // scratch for event headers
 	h    evHeader
 	logs int
+
+	// A pass that offers an early run (follow.go): prog tells its followers how far it is,
+	// from pub on; early is called at the first big event document, then set to nil.
+	prog  *progress
+	pub   int64
+	early func(desc string)
 }
 
 // buildIndex indexes the file r of the given size, extending prev when it is a prefix of the
@@ -237,8 +243,24 @@ func (x *indexer) scan() error {
 		pos += int64(n)
 		ix.end = pos
 		last = n
+		if x.prog != nil && pos-x.pub >= publishEvery {
+			x.pub = pos
+			x.prog.publish(ix)
+		}
 	}
 	return nil
+}
+
+// big notes an event document of n bytes of descriptor desc: the first one larger than
+// bigDocument starts the early run, if the pass offers one.
+func (x *indexer) big(desc []byte, n int) {
+	if x.early == nil || n <= bigDocument || x.ix.start == nil {
+		return
+	}
+	early := x.early
+	x.early = nil
+	x.prog.publish(x.ix)
+	early(string(desc))
 }
 
 // gap records the stretch [off, end) as passed over and logs it once (each pass indexes a
@@ -348,6 +370,7 @@ func (x *indexer) named(b []byte, p int, name string, off int64) (int, error) {
 	if name == "event" || name == "event_page" {
 		if l := x.dec.fast(b); l != nil {
 			ix.events[string(l.desc)].add(off, off+int64(l.n), l.rows)
+			x.big(l.desc, l.n)
 			return l.n, nil
 		}
 		err := x.dec.scanEvent(b, p, name == "event", &x.h, 0)
@@ -370,6 +393,7 @@ func (x *indexer) named(b []byte, p int, name string, off int64) (int, error) {
 			}
 			s.add(off, off+int64(x.h.end), x.h.rows)
 			x.dec.learnFrom(b, x.h.end, &x.h, docEvent)
+			x.big(x.h.desc, x.h.end)
 		}
 		return x.h.end, nil
 	}

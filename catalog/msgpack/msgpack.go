@@ -33,6 +33,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Index is the listing index file (see filestore.Options); "" means none.
 	Index string
+	// EarlyMin is the size from which a run file's first index pass offers an early run to
+	// callers that ask (catalog.WithEarlyRun); 0 means 64 MiB.
+	EarlyMin int64
 }
 
 // cachedIndexes is how many run indexes a Format keeps, for the runs used last.
@@ -44,7 +47,7 @@ type Catalog = filestore.Catalog
 // Open returns a catalog of the run files matched by patterns: each a directory (its
 // *.msgpack files), a glob, or a file path. Patterns are matched afresh by every Runs call.
 func Open(patterns []string, opts Options) (*Catalog, error) {
-	c, err := filestore.Open(patterns, []*filestore.Format{NewFormat(opts.Logger)}, filestore.Options{Logger: opts.Logger, Index: opts.Index})
+	c, err := filestore.Open(patterns, []*filestore.Format{newFormat(opts.Logger, opts.EarlyMin)}, filestore.Options{Logger: opts.Logger, Index: opts.Index})
 	if err != nil {
 		return nil, fmt.Errorf("open msgpack catalog: %w", err)
 	}
@@ -53,11 +56,16 @@ func Open(patterns []string, opts Options) (*Catalog, error) {
 
 // NewFormat returns the msgpack file format for a filestore.Catalog. It keeps the indexes of
 // the runs opened last; use one per catalog.
-func NewFormat(log *slog.Logger) *filestore.Format {
+func NewFormat(log *slog.Logger) *filestore.Format { return newFormat(log, 0) }
+
+func newFormat(log *slog.Logger, earlyMin int64) *filestore.Format {
 	if log == nil {
 		log = slog.Default()
 	}
-	ic := &indexCache{log: log, entries: map[string]*entry{}}
+	if earlyMin <= 0 {
+		earlyMin = defaultEarlyMin
+	}
+	ic := &indexCache{log: log, entries: map[string]*entry{}, earlyMin: earlyMin}
 	return &filestore.Format{
 		Name:      "msgpack",
 		Ext:       ".msgpack",
@@ -70,7 +78,8 @@ func NewFormat(log *slog.Logger) *filestore.Format {
 
 // indexCache holds the indexes of the run files opened last, by path.
 type indexCache struct {
-	log *slog.Logger
+	log      *slog.Logger
+	earlyMin int64 // see Options.EarlyMin
 
 	mu      sync.Mutex
 	entries map[string]*entry // guarded by mu
@@ -128,7 +137,7 @@ func (c *indexCache) index(ctx context.Context, e *entry) (*index, error) {
 	if f == nil {
 		f = &flight{done: make(chan struct{})}
 		e.flight = f
-		go c.build(e, e.idx, f)
+		go c.build(e, e.idx, f, catalog.EarlyRunOf(ctx))
 	}
 	e.mu.Unlock()
 	select {
@@ -140,7 +149,8 @@ func (c *indexCache) index(ctx context.Context, e *entry) (*index, error) {
 }
 
 // build indexes e's file (extending prev when the file only grew) and publishes the result.
-func (c *indexCache) build(e *entry, prev *index, f *flight) {
+// A first pass over a big file calls early, when not nil, as catalog.EarlyRun says.
+func (c *indexCache) build(e *entry, prev *index, f *flight, early catalog.EarlyRun) {
 	ix, err := func() (*index, error) {
 		file, err := os.Open(e.path)
 		if err != nil {
@@ -151,9 +161,18 @@ func (c *indexCache) build(e *entry, prev *index, f *flight) {
 		if err != nil {
 			return nil, err
 		}
-		ix, err := buildIndex(e.path, file, fi.Size(), fi.ModTime(), prev, c.log)
+		x := newIndexer(e.path, file, fi.Size(), fi.ModTime(), prev, c.log)
+		if early != nil && prev == nil && fi.Size() >= c.earlyMin {
+			prog := newProgress()
+			x.prog = prog
+			x.early = func(desc string) { early(newEarlyRun(e.path, fi, x.ix.start, prog), desc) }
+		}
+		ix, err := x.build()
 		if err == nil {
 			ix.ino, ix.dev = filestore.StatIDs(fi)
+		}
+		if x.prog != nil {
+			x.prog.finish(ix, err)
 		}
 		return ix, err
 	}()

@@ -99,83 +99,116 @@ func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields 
 	defer f.Close()
 	w := newWindow(f, s.end, scanWindow)
 	defer w.release()
-	d := newPageDecoder(desc, fields)
-	d.noLayouts = r.noLayouts
-	defer func() { r.fastDocs.Add(int64(d.fasts)) }()
-	db := newDropBehind(f, catalog.KeptReads(ctx))
-	defer db.flush()
-	var h evHeader
-	docs, last := 0, 0 // last: the length of the last document
+	ew := newEventWalk(ctx, r, w, f, desc, fields, from, to, fn)
+	defer ew.close()
 	for i := s.find(int64(from)); i < len(s.cps); i++ {
-		pos, row, segEnd := s.cps[i].off, s.cps[i].row, s.end
+		pos, segEnd := s.cps[i].off, s.end
+		ew.row = s.cps[i].row
 		if i+1 < len(s.cps) {
 			segEnd = s.cps[i+1].off
 		}
 		for pos < segEnd {
-			if to >= 0 && row >= int64(to) {
-				return nil
-			}
 			if end, ok := r.ix.gaps[pos]; ok {
 				pos = end // passed over by the index, and logged
 				continue
 			}
-			if docs++; docs&1023 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
+			n, done, err := ew.step(ctx, pos)
+			if err != nil || done {
+				return err
 			}
-			b, err := w.atLeast(pos, max(d.longest, w.hint(last)))
-			if err != nil {
-				return fmt.Errorf("read %s: %w", r.path, err)
-			}
-			if l := d.fast(b); l != nil {
-				if l.events {
-					if row+int64(l.rows) > int64(from) {
-						l.apply(b, &d.page)
-						d.page.FirstRow = int(row)
-						if err := fn(&d.page); err != nil {
-							return err
-						}
-					}
-					row += int64(l.rows)
-				}
-				pos += int64(l.n)
-				continue
-			}
-			skipRows := int(min(max(int64(from)-row, -1), 1<<31))
-			n, status, err := d.next(b, &h, skipRows)
-			for errors.Is(err, errShort) {
-				if b, err = w.more(pos, len(b), n); err == nil {
-					n, status, err = d.next(b, &h, skipRows)
-				}
-			}
-			if err == nil && n <= 0 {
-				err = corrupt(0, "document of no length") // cannot happen; must not loop
-			}
-			if err != nil {
-				return r.docError(pos, "", r.why(err))
-			}
-			d.learnFrom(b, n, &h, status)
-			if status == docEvent {
-				db.read(pos, n)
-			}
-			last = n
-			if status == docEvent && h.rows > 0 {
-				if h.bodyErr != nil {
-					return r.docError(pos, docName(h.single), h.bodyErr)
-				}
-				if h.body {
-					d.page.FirstRow = int(row)
-					if err := fn(&d.page); err != nil {
-						return err
-					}
-				}
-				row += int64(h.rows)
-			}
-			pos += int64(n)
+			pos += n
 		}
 	}
 	return nil
+}
+
+// eventWalk is one EventPages call's walk over documents: the page decoder, its window and
+// the row count. step reads one document.
+type eventWalk struct {
+	r    *run
+	w    *window
+	d    *pageDecoder
+	db   *dropBehind
+	h    evHeader
+	from int64
+	to   int64 // < 0: to the end
+	row  int64 // the row of the next event document of the descriptor
+	fn   func(*catalog.EventPage) error
+	docs int
+	last int // the length of the last document
+}
+
+func newEventWalk(ctx context.Context, r *run, w *window, f any, desc string, fields []string, from, to int, fn func(*catalog.EventPage) error) *eventWalk {
+	d := newPageDecoder(desc, fields)
+	d.noLayouts = r.noLayouts
+	return &eventWalk{r: r, w: w, d: d, db: newDropBehind(f, catalog.KeptReads(ctx)), from: int64(from), to: int64(to), fn: fn}
+}
+
+func (ew *eventWalk) close() {
+	ew.r.fastDocs.Add(int64(ew.d.fasts))
+	ew.db.flush()
+}
+
+// step reads the document at pos, calling fn with its page when it is an event document of
+// the descriptor with rows wanted, and returns its length; done when the rows wanted are read.
+func (ew *eventWalk) step(ctx context.Context, pos int64) (n int64, done bool, err error) {
+	r, w, d, h := ew.r, ew.w, ew.d, &ew.h
+	if ew.to >= 0 && ew.row >= ew.to {
+		return 0, true, nil
+	}
+	if ew.docs++; ew.docs&1023 == 0 {
+		if err := ctx.Err(); err != nil {
+			return 0, false, err
+		}
+	}
+	b, err := w.atLeast(pos, max(d.longest, w.hint(ew.last)))
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", r.path, err)
+	}
+	if l := d.fast(b); l != nil {
+		if l.events {
+			if ew.row+int64(l.rows) > ew.from {
+				l.apply(b, &d.page)
+				d.page.FirstRow = int(ew.row)
+				if err := ew.fn(&d.page); err != nil {
+					return 0, false, err
+				}
+			}
+			ew.row += int64(l.rows)
+		}
+		return int64(l.n), false, nil
+	}
+	skipRows := int(min(max(ew.from-ew.row, -1), 1<<31))
+	m, status, err := d.next(b, h, skipRows)
+	for errors.Is(err, errShort) {
+		if b, err = w.more(pos, len(b), m); err == nil {
+			m, status, err = d.next(b, h, skipRows)
+		}
+	}
+	if err == nil && m <= 0 {
+		err = corrupt(0, "document of no length") // cannot happen; must not loop
+	}
+	if err != nil {
+		return 0, false, r.docError(pos, "", r.why(err))
+	}
+	d.learnFrom(b, m, h, status)
+	if status == docEvent {
+		ew.db.read(pos, m)
+	}
+	ew.last = m
+	if status == docEvent && h.rows > 0 {
+		if h.bodyErr != nil {
+			return 0, false, r.docError(pos, docName(h.single), h.bodyErr)
+		}
+		if h.body {
+			d.page.FirstRow = int(ew.row)
+			if err := ew.fn(&d.page); err != nil {
+				return 0, false, err
+			}
+		}
+		ew.row += int64(h.rows)
+	}
+	return int64(m), false, nil
 }
 
 // why explains a document that the index read and a read now cannot: the file changed since

@@ -116,7 +116,8 @@ func (c *Catalog) Runs(ctx context.Context) ([]*catalog.Start, error) { return c
 
 // Run opens the run uid with its documents transformed.
 func (c *Catalog) Run(ctx context.Context, uid string) (catalog.Run, error) {
-	r, err := c.inner.Run(ctx, uid)
+	// An early run would be the inner run's, untransformed: the caller gets none.
+	r, err := c.inner.Run(catalog.WithEarlyRun(ctx, nil), uid)
 	if err != nil {
 		return nil, err
 	}

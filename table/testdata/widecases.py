@@ -27,26 +27,33 @@ def row(k):
     return k + np.arange(W, dtype=np.float64) / 1024  # exact in float32 too for small k
 
 
-def page(first, rows, col, note):
+def page(first, rows, col, note, desc="d1", t0=100.0):
     """An event_page of rows events; col(k) gives row k's value (or the whole column)."""
     n = len(rows)
-    return {"time": [100.0 + k for k in rows], "uid": ["e%d" % k for k in rows],
-            "seq_num": [k + 1 for k in rows], "descriptor": "d1",
+    return {"time": [t0 + k for k in rows], "uid": ["e%d" % k for k in rows],
+            "seq_num": [k + 1 for k in rows], "descriptor": desc,
             # an odd-length string first: the payloads sit at odd file offsets
             "data": {"note": [note] * n, "spec": col},
             "timestamps": {"note": [1.0] * n, "spec": [2.0] * n}, "filled": {}}
 
 
-def write(name, i, pages, cut=0):
-    """pages: list of (page document, rows it contributes or None when brokerfs skips it)."""
+def descriptor(uid, d="d1"):
+    return ["descriptor", {"uid": d, "run_start": uid, "time": 1.0, "name": "primary",
+                           "data_keys": {"spec": {"dtype": "array", "shape": [W], "source": "s", "dtype_numpy": "<f8"},
+                                         "note": {"dtype": "string", "shape": [], "source": "s"}}}]
+
+
+def write(name, i, pages, cut=0, descs=("d1",), late=()):
+    """pages: list of (page document, rows it contributes or None when brokerfs skips it).
+    descs are written before the pages, late after the first page; with several descriptors
+    the expected rows are in time order (a stable sort of the rows of each descriptor in
+    turn, as databroker merges them)."""
     d = os.path.join(out, name)
     os.makedirs(d, exist_ok=True)
     uid = UID % i
-    docs = [["start", {"uid": uid, "time": 1.0}],
-            ["descriptor", {"uid": "d1", "run_start": uid, "time": 1.0, "name": "primary",
-                            "data_keys": {"spec": {"dtype": "array", "shape": [W], "source": "s", "dtype_numpy": "<f8"},
-                                          "note": {"dtype": "string", "shape": [], "source": "s"}}}]]
-    docs += [["event_page", p] for p, _ in pages]
+    docs = [["start", {"uid": uid, "time": 1.0}]] + [descriptor(uid, x) for x in descs]
+    evs = [["event_page", p] for p, _ in pages]
+    docs += evs[:1] + [descriptor(uid, x) for x in late] + evs[1:]
     if not cut:
         docs.append(["stop", {"uid": "s", "run_start": uid, "time": 9.0, "exit_status": "success"}])
     raw = b"".join(msgpack.packb(x, use_bin_type=True) for x in docs)
@@ -55,7 +62,13 @@ def write(name, i, pages, cut=0):
     with open(os.path.join(d, "run.msgpack"), "wb") as f:
         f.write(raw)
     # numpy's reading of what is valid: every row that a kept page holds, astype '<f8'.
-    rows = [r for _, rs in pages if rs is not None for r in rs]
+    kept = [(p, rs) for p, rs in pages if rs is not None]
+    order = list(descs) + list(late)
+    kept.sort(key=lambda x: order.index(x[0]["descriptor"]))  # stable: stored order per descriptor
+    rows = [r for _, rs in kept for r in rs]
+    times = [t for p, _ in kept for t in p["time"]]
+    if len(order) > 1:  # one descriptor's rows stay in stored order
+        rows = [rows[j] for j in np.argsort(np.array(times), kind="stable")]
     np.save(os.path.join(out, name + ".expect.npy"), np.stack(rows).astype("<f8"))
 
 
@@ -96,3 +109,15 @@ write("lyingrow", 5, [per_row(p[0], "<f8"), (short, None)])
 os.remove(os.path.join(out, "lyingrow.expect.npy"))
 # A file cut in the middle of its last page's payload: the complete pages read.
 write("truncated", 4, [per_row(p[0], "<f8"), whole(p[1], "<f8"), (per_row(p[2], "<f8")[0], None)], cut=W * 8 * 30)
+# Two descriptors of the stream before any event, their pages interleaved in time (rows of
+# d2 fall between rows of d1), and a second descriptor that comes after the first page.
+def in_desc(ks, desc, t0):
+    a = np.stack([row(k) for k in ks])
+    return page(ks[0], ks, nd(a), "ab", desc, t0), list(a)
+
+
+write("several", 6, [in_desc(p[0], "d1", 100.0), in_desc(list(range(500, 600)), "d2", -399.5),
+                     in_desc(p[1], "d1", 100.0), in_desc(list(range(600, 700)), "d2", -399.5)],
+      descs=("d1", "d2"))
+write("late", 7, [in_desc(p[0], "d1", 100.0), in_desc(list(range(500, 600)), "d2", -399.5),
+                  in_desc(p[1], "d1", 100.0)], late=("d2",))

@@ -1,0 +1,201 @@
+package msgpack
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/brokerfs/brokerfs/catalog"
+	"github.com/brokerfs/brokerfs/catalog/filestore"
+)
+
+// gatedReader holds reads past off until open is closed (or a deadline passes: the test then
+// fails instead of hanging).
+type gatedReader struct {
+	r     io.ReaderAt
+	off   int64
+	open  chan struct{}
+	t     *testing.T
+	timed bool
+}
+
+func (g *gatedReader) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > g.off {
+		select {
+		case <-g.open:
+		case <-time.After(10 * time.Second):
+			if !g.timed {
+				g.timed = true
+				g.t.Error("the follower read nothing while the pass waited for it")
+			}
+		}
+	}
+	return g.r.ReadAt(p, off)
+}
+
+// seenPage is what a test keeps of a page.
+type seenPage struct {
+	first int
+	seq   []int64
+	img   []float64 // element 0 of each row
+}
+
+func keepPage(p *catalog.EventPage) seenPage {
+	s := seenPage{first: p.FirstRow, seq: append([]int64(nil), p.SeqNum...)}
+	for i := range p.Len() {
+		a := p.Data["img"].At(i).(*catalog.NDArray)
+		s.img = append(s.img, math.Float64frombits(binary.LittleEndian.Uint64(a.Data)))
+	}
+	return s
+}
+
+// TestEarlyRunFollowsThePass: an index pass that offers an early run (a big event page) has
+// its EventPages read pages while the pass is still reading: the pass's reads past the middle
+// of the file wait until the follower has had its first page. What the follower reads is what
+// the finished run's EventPages reads: a stretch of corrupt bytes the pass passed over is
+// jumped, a page of another descriptor is left out, and the rows counted agree.
+func TestEarlyRunFollowsThePass(t *testing.T) {
+	const width, rows, pages = 40_000, 4, 8 // a page is 1.28 MB: more than bigDocument
+	path := filepath.Join(t.TempDir(), "run.msgpack")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw := bufio.NewWriter(f)
+	w := NewWriter(bw)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(w.Write("start", m{"uid": "u", "time": 1.0}))
+	for _, d := range []string{"d", "other"} {
+		must(w.Write("descriptor", m{"uid": d, "run_start": "u", "time": 1.0, "name": d, "data_keys": m{
+			"img": m{"dtype": "array", "shape": []any{int64(width)}, "source": "s"}}}))
+	}
+	row := 0
+	for i := range pages {
+		desc := "d"
+		if i == 5 {
+			desc = "other"
+		}
+		if i == 3 {
+			must(bw.Flush())
+			if _, err := bw.Write(bytes.Repeat([]byte{0xc1}, 100)); err != nil { // corrupt bytes
+				t.Fatal(err)
+			}
+		}
+		arr := &catalog.NDArray{Dtype: "<f8", Shape: []int{rows, width}, Data: make([]byte, 8*rows*width)}
+		var times, seqs []any
+		for k := range rows {
+			binary.LittleEndian.PutUint64(arr.Data[8*width*k:], math.Float64bits(float64(row)))
+			times, seqs = append(times, float64(row)), append(seqs, int64(row+1))
+			row++
+		}
+		must(w.Write("event_page", m{"descriptor": desc, "time": times, "seq_num": seqs, "data": m{"img": arr},
+			"timestamps": m{"img": times}}))
+	}
+	must(w.Write("stop", m{"uid": "s", "run_start": "u", "time": 2.0, "exit_status": "success"}))
+	must(bw.Flush())
+	must(f.Close())
+
+	file, err := os.Open(path)
+	must(err)
+	defer file.Close()
+	fi, err := file.Stat()
+	must(err)
+	log, logs := testLogger()
+	g := &gatedReader{r: file, off: fi.Size() / 2, open: make(chan struct{}), t: t}
+	x := newIndexer(path, g, fi.Size(), fi.ModTime(), nil, log)
+	prog := newProgress()
+	x.prog = prog
+	var followed []seenPage
+	var ferr error
+	var wg sync.WaitGroup
+	calls := 0
+	x.early = func(desc string) {
+		calls++
+		if desc != "d" {
+			t.Errorf("early run at descriptor %q", desc)
+		}
+		er := newEarlyRun(path, fi, x.ix.start, prog)
+		descs, _ := er.Descriptors(context.Background())
+		if len(descs) != 2 {
+			t.Errorf("%d descriptors known early, want 2", len(descs))
+		}
+		if _, err := er.Stop(context.Background()); err == nil {
+			t.Errorf("a stop before the pass ended")
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var once sync.Once
+			ferr = er.EventPages(context.Background(), desc, 0, -1, []string{"img"}, func(p *catalog.EventPage) error {
+				followed = append(followed, keepPage(p))
+				once.Do(func() { close(g.open) })
+				return nil
+			})
+		}()
+	}
+	ix, err := x.build()
+	if err == nil {
+		ix.ino, ix.dev = filestore.StatIDs(fi)
+	}
+	prog.finish(ix, err)
+	must(err)
+	wg.Wait()
+	must(ferr)
+	if calls != 1 {
+		t.Fatalf("early run offered %d times", calls)
+	}
+	if len(ix.gaps) != 1 || !strings.Contains(strings.Join(logs.lines(), "\n"), "skipping bad document") {
+		t.Errorf("gaps %v; log: %q", ix.gaps, logs.lines())
+	}
+	var read []seenPage
+	must(newRun(path, ix).EventPages(context.Background(), "d", 0, -1, []string{"img"}, func(p *catalog.EventPage) error {
+		read = append(read, keepPage(p))
+		return nil
+	}))
+	if len(read) != pages-1 || len(followed) != len(read) {
+		t.Fatalf("followed %d pages, the run reads %d, want %d", len(followed), len(read), pages-1)
+	}
+	for i := range read {
+		if followed[i].first != read[i].first || !equalInts(followed[i].seq, read[i].seq) || !equalFloats(followed[i].img, read[i].img) {
+			t.Errorf("page %d: followed %+v, read %+v", i, followed[i], read[i])
+		}
+	}
+}
+
+func equalInts(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func equalFloats(a, b []float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
