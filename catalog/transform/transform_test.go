@@ -324,3 +324,40 @@ func TestVersionAfterResources(t *testing.T) {
 		t.Errorf("log: %s", logs.String())
 	}
 }
+
+// earlyProbe is a catalog that records whether Run was asked for an early run.
+type earlyProbe struct {
+	catalog.Catalog
+	asked bool
+}
+
+func (c *earlyProbe) Run(ctx context.Context, uid string) (catalog.Run, error) {
+	c.asked = catalog.EarlyRunOf(ctx) != nil
+	return c.Catalog.Run(ctx, uid)
+}
+
+// TestNoEarlyRun: an early run (catalog.EarlyRun) would be the inner catalog's run,
+// untransformed: a transformed catalog passes no request for one to it.
+func TestNoEarlyRun(t *testing.T) {
+	rules, err := ParseRules([]byte(rulesYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := &earlyProbe{Catalog: fixture(t)}
+	cat := Wrap(probe, Options{Rules: rules})
+	defer cat.Close()
+	starts, err := probe.Runs(context.Background())
+	if err != nil || len(starts) == 0 {
+		t.Fatalf("runs: %v", err)
+	}
+	ctx := catalog.WithEarlyRun(context.Background(), func(catalog.Run, string) {})
+	if _, err := probe.Run(ctx, starts[0].UID); err != nil || !probe.asked {
+		t.Fatalf("the probe does not see the request: %v", err)
+	}
+	if _, err := cat.Run(ctx, starts[0].UID); err != nil {
+		t.Fatal(err)
+	}
+	if probe.asked {
+		t.Errorf("the inner catalog was asked for an early run")
+	}
+}
