@@ -352,6 +352,11 @@ type fileSink struct {
 	next        int        // index in spares of the buffer spare returned last
 	done        chan error // the write in flight, nil when none
 	err         error      // a failed write: the sink is unusable
+
+	// deferWriteback: the scan reads a file that is being read from the disk (a prescan
+	// behind an index pass): the writeback of what the sink writes would share the disk
+	// with that read, so it is left to the entry's sync after the commit.
+	deferWriteback bool
 }
 
 // sinkBuffer is how much a fileSink gathers before it writes; sinkStart the buffer it starts
@@ -396,7 +401,7 @@ func (s *fileSink) append(p []byte) error {
 		if _, err := s.f.WriteAt(p, s.hdr+s.n); err != nil {
 			return fmt.Errorf("%w: %w", errSpill, err)
 		}
-		startWriteback(s.f, s.hdr+s.n, int64(len(p)))
+		s.writeback(s.f, s.hdr+s.n, int64(len(p)))
 	} else {
 		if s.buf == nil {
 			// Grown by append up to about sinkBuffer: most columns of a stream are a few
@@ -462,7 +467,7 @@ func (s *fileSink) appendAsync(p []byte) error {
 	go func(f *os.File, p []byte, off int64) {
 		_, err := f.WriteAt(p, off)
 		if err == nil {
-			startWriteback(f, off, int64(len(p)))
+			s.writeback(f, off, int64(len(p)))
 		}
 		done <- err
 	}(s.f, p, s.hdr+s.n)
@@ -502,10 +507,17 @@ func (s *fileSink) flush() error {
 		return fmt.Errorf("%w: %w", errSpill, err)
 	}
 	if len(s.buf) >= writebackMin {
-		startWriteback(s.f, off, int64(len(s.buf)))
+		s.writeback(s.f, off, int64(len(s.buf)))
 	}
 	s.buf = s.buf[:0]
 	return nil
+}
+
+// writeback starts the writeback of [off, off+n) of f unless the sink defers it.
+func (s *fileSink) writeback(f *os.File, off, n int64) {
+	if !s.deferWriteback {
+		startWriteback(f, off, n)
+	}
 }
 
 // startWriteback asks the kernel to start writing [off, off+n) of f to the disk now, without

@@ -58,7 +58,7 @@ func (sc *scanState) newBuilder(name string, dk catalog.DataKey) *builder {
 			return nil, fmt.Errorf("%w: %w", errSpill, err)
 		}
 		hdr := encode.NPYHeader(bl.dt, append([]int{0}, bl.rowShape...))
-		return &fileSink{st: sc.b, f: f, hdr: int64(len(hdr)), writing: -1, spareBudget: &sc.spares}, nil
+		return &fileSink{st: sc.b, f: f, hdr: int64(len(hdr)), writing: -1, spareBudget: &sc.spares, deferWriteback: sc.gate != nil}, nil
 	}
 	return bl
 }
