@@ -355,7 +355,8 @@ type fileSink struct {
 
 	// deferWriteback: the scan reads a file that is being read from the disk (a prescan
 	// behind an index pass): the writeback of what the sink writes would share the disk
-	// with that read, so it is left to the entry's sync after the commit.
+	// with that read, so it is left to the entry's sync after the commit (and to the
+	// kernel's own dirty limits, which write back and throttle when a field is big).
 	deferWriteback bool
 }
 
