@@ -122,13 +122,14 @@ func TestEarlyRunFollowsThePass(t *testing.T) {
 	var followed []seenPage
 	var ferr error
 	var wg sync.WaitGroup
+	var er *earlyRun
 	calls := 0
 	x.early = func(desc string) {
 		calls++
 		if desc != "d" {
 			t.Errorf("early run at descriptor %q", desc)
 		}
-		er := newEarlyRun(path, fi, x.ix.start, prog)
+		er = newEarlyRun(path, fi, x.ix.start, prog)
 		descs, _ := er.Descriptors(context.Background())
 		if len(descs) != 2 {
 			t.Errorf("%d descriptors known early, want 2", len(descs))
@@ -173,6 +174,27 @@ func TestEarlyRunFollowsThePass(t *testing.T) {
 		if followed[i].first != read[i].first || !equalInts(followed[i].seq, read[i].seq) || !equalFloats(followed[i].img, read[i].img) {
 			t.Errorf("page %d: followed %+v, read %+v", i, followed[i], read[i])
 		}
+	}
+	// Rows [6, 14) once the pass has ended: the pages the run gives for them.
+	var part, runPart []seenPage
+	must(er.EventPages(context.Background(), "d", 6, 14, []string{"img"}, func(p *catalog.EventPage) error {
+		part = append(part, keepPage(p))
+		return nil
+	}))
+	must(newRun(path, ix).EventPages(context.Background(), "d", 6, 14, []string{"img"}, func(p *catalog.EventPage) error {
+		runPart = append(runPart, keepPage(p))
+		return nil
+	}))
+	if len(part) == 0 || len(part) != len(runPart) {
+		t.Fatalf("rows 6-14: %d pages, the run gives %d", len(part), len(runPart))
+	}
+	for i := range part {
+		if part[i].first != runPart[i].first || !equalInts(part[i].seq, runPart[i].seq) || !equalFloats(part[i].img, runPart[i].img) {
+			t.Errorf("rows 6-14, page %d: %+v, the run's %+v", i, part[i], runPart[i])
+		}
+	}
+	if stop, err := er.Stop(context.Background()); err != nil || stop == nil {
+		t.Errorf("no stop once the pass ended: %v", err)
 	}
 }
 
