@@ -8,8 +8,10 @@ package msgpack
 // each document the pass has just read (from the page cache) while the pass reads on.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"slices"
@@ -25,7 +27,31 @@ const (
 	defaultEarlyMin = 64 << 20
 	// publishEvery is how far the pass reads between telling its followers.
 	publishEvery = 1 << 20
+	// stopTail is how much of a file's end endsWithStop reads.
+	stopTail = 64 << 10
 )
+
+// stopPair is how a ["stop", {...}] document begins: a list of two, the name as a fixstr.
+var stopPair = []byte("\x92\xa4stop")
+
+// endsWithStop reports whether the file r of size bytes ends with a stop document (within its
+// last stopTail bytes): a run that is finished, most likely. Only such a file's pass offers an
+// early run: a live run's (no stop yet) would be decoded into a cache entry for nothing, the
+// run not being persisted. A stop-like run of bytes inside other data would only cost that.
+func endsWithStop(r io.ReaderAt, size int64) bool {
+	n := min(size, stopTail)
+	b := make([]byte, n)
+	if _, err := r.ReadAt(b, size-n); err != nil {
+		return false
+	}
+	for i := bytes.LastIndex(b, stopPair); i >= 0; i = bytes.LastIndex(b[:i], stopPair) {
+		p := i + len(stopPair)
+		if end, err := skip(b, i); err == nil && end == len(b) && p < len(b) && isMap(b[p]) {
+			return true
+		}
+	}
+	return false
+}
 
 // progress is an index pass under way, as its followers see it.
 type progress struct {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -62,8 +63,16 @@ func keepPage(p *catalog.EventPage) seenPage {
 // its EventPages read pages while the pass is still reading: the pass's reads past the middle
 // of the file wait until the follower has had its first page. What the follower reads is what
 // the finished run's EventPages reads: a stretch of corrupt bytes the pass passed over is
-// jumped, a page of another descriptor is left out, and the rows counted agree.
+// jumped, a page of another descriptor is left out, and the rows counted agree; in a file cut
+// in the middle of its last page (no stop), that page is left out and logged once, by the pass.
+// Only the finished file ends with a stop (endsWithStop).
 func TestEarlyRunFollowsThePass(t *testing.T) {
+	for _, cut := range []bool{false, true} {
+		t.Run(fmt.Sprint("cut=", cut), func(t *testing.T) { testFollow(t, cut) })
+	}
+}
+
+func testFollow(t *testing.T, cut bool) {
 	const width, rows, pages = 40_000, 4, 8 // a page is 1.28 MB: more than bigDocument
 	path := filepath.Join(t.TempDir(), "run.msgpack")
 	f, err := os.Create(path)
@@ -105,8 +114,15 @@ func TestEarlyRunFollowsThePass(t *testing.T) {
 		must(w.Write("event_page", m{"descriptor": desc, "time": times, "seq_num": seqs, "data": m{"img": arr},
 			"timestamps": m{"img": times}}))
 	}
-	must(w.Write("stop", m{"uid": "s", "run_start": "u", "time": 2.0, "exit_status": "success"}))
+	if !cut {
+		must(w.Write("stop", m{"uid": "s", "run_start": "u", "time": 2.0, "exit_status": "success"}))
+	}
 	must(bw.Flush())
+	if cut {
+		fi, err := f.Stat()
+		must(err)
+		must(f.Truncate(fi.Size() - 100_000))
+	}
 	must(f.Close())
 
 	file, err := os.Open(path)
@@ -114,6 +130,9 @@ func TestEarlyRunFollowsThePass(t *testing.T) {
 	defer file.Close()
 	fi, err := file.Stat()
 	must(err)
+	if endsWithStop(file, fi.Size()) == cut {
+		t.Errorf("endsWithStop %v for a file cut %v", !cut, cut)
+	}
 	log, logs := testLogger()
 	g := &gatedReader{r: file, off: fi.Size() / 2, open: make(chan struct{}), t: t}
 	x := newIndexer(path, g, fi.Size(), fi.ModTime(), nil, log)
@@ -167,8 +186,15 @@ func TestEarlyRunFollowsThePass(t *testing.T) {
 		read = append(read, keepPage(p))
 		return nil
 	}))
-	if len(read) != pages-1 || len(followed) != len(read) {
-		t.Fatalf("followed %d pages, the run reads %d, want %d", len(followed), len(read), pages-1)
+	want := pages - 1 // the other descriptor's page
+	if cut {
+		want--
+		if n := strings.Count(strings.Join(logs.lines(), "\n"), "incomplete last document"); n != 1 {
+			t.Errorf("the cut page logged %d times: %q", n, logs.lines())
+		}
+	}
+	if len(read) != want || len(followed) != len(read) {
+		t.Fatalf("followed %d pages, the run reads %d, want %d", len(followed), len(read), want)
 	}
 	for i := range read {
 		if followed[i].first != read[i].first || !equalInts(followed[i].seq, read[i].seq) || !equalFloats(followed[i].img, read[i].img) {
@@ -193,8 +219,8 @@ func TestEarlyRunFollowsThePass(t *testing.T) {
 			t.Errorf("rows 6-14, page %d: %+v, the run's %+v", i, part[i], runPart[i])
 		}
 	}
-	if stop, err := er.Stop(context.Background()); err != nil || stop == nil {
-		t.Errorf("no stop once the pass ended: %v", err)
+	if stop, err := er.Stop(context.Background()); (err == nil) == cut || (stop == nil) != cut {
+		t.Errorf("stop once the pass ended: %v, %v", stop, err)
 	}
 }
 
@@ -220,4 +246,32 @@ func equalFloats(a, b []float64) bool {
 		}
 	}
 	return true
+}
+
+// TestEndsWithStop: a file whose last document is a stop, and files whose end is not one.
+func TestEndsWithStop(t *testing.T) {
+	var b bytes.Buffer
+	w := NewWriter(&b)
+	if err := w.Write("start", m{"uid": "u", "time": 1.0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write("stop", m{"uid": "s", "run_start": "u", "time": 2.0, "exit_status": "success"}); err != nil {
+		t.Fatal(err)
+	}
+	stopped := b.Bytes()
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want bool
+	}{
+		{"stop last", stopped, true},
+		{"a byte after the stop", append(bytes.Clone(stopped), 0xc0), false},
+		{"stop cut", stopped[:len(stopped)-1], false},
+		{"no stop", stopped[:bytes.LastIndex(stopped, stopPair)], false},
+		{"empty", nil, false},
+	} {
+		if got := endsWithStop(bytes.NewReader(tc.data), int64(len(tc.data))); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

@@ -34,7 +34,8 @@ type Options struct {
 	// Index is the listing index file (see filestore.Options); "" means none.
 	Index string
 	// EarlyMin is the size from which a run file's first index pass offers an early run to
-	// callers that ask (catalog.WithEarlyRun); 0 means 64 MiB.
+	// callers that ask (catalog.WithEarlyRun), if the file ends with a stop document; 0
+	// means 64 MiB.
 	EarlyMin int64
 }
 
@@ -149,7 +150,8 @@ func (c *indexCache) index(ctx context.Context, e *entry) (*index, error) {
 }
 
 // build indexes e's file (extending prev when the file only grew) and publishes the result.
-// A first pass over a big file calls early, when not nil, as catalog.EarlyRun says.
+// A first pass over a big file that ends with a stop document calls early, when not nil, as
+// catalog.EarlyRun says.
 func (c *indexCache) build(e *entry, prev *index, f *flight, early catalog.EarlyRun) {
 	ix, err := func() (*index, error) {
 		file, err := os.Open(e.path)
@@ -162,7 +164,7 @@ func (c *indexCache) build(e *entry, prev *index, f *flight, early catalog.Early
 			return nil, err
 		}
 		x := newIndexer(e.path, file, fi.Size(), fi.ModTime(), prev, c.log)
-		if early != nil && prev == nil && fi.Size() >= c.earlyMin {
+		if early != nil && prev == nil && fi.Size() >= c.earlyMin && endsWithStop(file, fi.Size()) {
 			prog := newProgress()
 			x.prog = prog
 			x.early = func(desc string) { early(newEarlyRun(e.path, fi, x.ix.start, prog), desc) }

@@ -43,11 +43,12 @@ def descriptor(uid, d="d1"):
                                          "note": {"dtype": "string", "shape": [], "source": "s"}}}]
 
 
-def write(name, i, pages, cut=0, descs=("d1",), late=()):
+def write(name, i, pages, cut=0, descs=("d1",), late=(), cutmid=0):
     """pages: list of (page document, rows it contributes or None when brokerfs skips it).
     descs are written before the pages, late after the first page; with several descriptors
     the expected rows are in time order (a stable sort of the rows of each descriptor in
-    turn, as databroker merges them)."""
+    turn, as databroker merges them). cut cuts the file's end (no stop); cutmid cuts the last
+    page by as many bytes, the stop following it."""
     d = os.path.join(out, name)
     os.makedirs(d, exist_ok=True)
     uid = UID % i
@@ -56,7 +57,11 @@ def write(name, i, pages, cut=0, descs=("d1",), late=()):
     docs += evs[:1] + [descriptor(uid, x) for x in late] + evs[1:]
     if not cut:
         docs.append(["stop", {"uid": "s", "run_start": uid, "time": 9.0, "exit_status": "success"}])
-    raw = b"".join(msgpack.packb(x, use_bin_type=True) for x in docs)
+    raws = [msgpack.packb(x, use_bin_type=True) for x in docs]
+    if cutmid:
+        last = max(j for j, x in enumerate(docs) if x[0] == "event_page")
+        raws[last] = raws[last][:-cutmid]
+    raw = b"".join(raws)
     if cut:
         raw = raw[:-cut]
     with open(os.path.join(d, "run.msgpack"), "wb") as f:
@@ -121,3 +126,6 @@ write("several", 6, [in_desc(p[0], "d1", 100.0), in_desc(list(range(500, 600)), 
       descs=("d1", "d2"))
 write("late", 7, [in_desc(p[0], "d1", 100.0), in_desc(list(range(500, 600)), "d2", -399.5),
                   in_desc(p[1], "d1", 100.0)], late=("d2",))
+# A page cut in the middle of its payload, the stop right after it: the page's length runs into
+# the stop, a stretch the index passes over (one log line); the complete pages read.
+write("cutmid", 8, [per_row(p[0], "<f8"), whole(p[1], "<f8"), (per_row(p[2], "<f8")[0], None)], cutmid=W * 8 * 30)
