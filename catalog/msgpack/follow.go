@@ -32,7 +32,7 @@ const (
 )
 
 // stopPair is how a ["stop", {...}] document begins: a list of two, the name as a fixstr.
-var stopPair = []byte("\x92\xa4stop")
+const stopPair = "\x92\xa4stop"
 
 // endsWithStop reports whether the file r of size bytes ends with a stop document (within its
 // last stopTail bytes): a run that is finished, most likely. Only such a file's pass offers an
@@ -44,7 +44,8 @@ func endsWithStop(r io.ReaderAt, size int64) bool {
 	if _, err := r.ReadAt(b, size-n); err != nil {
 		return false
 	}
-	for i := bytes.LastIndex(b, stopPair); i >= 0; i = bytes.LastIndex(b[:i], stopPair) {
+	pair := []byte(stopPair)
+	for i := bytes.LastIndex(b, pair); i >= 0; i = bytes.LastIndex(b[:i], pair) {
 		p := i + len(stopPair)
 		if end, err := skip(b, i); err == nil && end == len(b) && p < len(b) && isMap(b[p]) {
 			return true

@@ -267,7 +267,7 @@ func TestEndsWithStop(t *testing.T) {
 		{"stop last", stopped, true},
 		{"a byte after the stop", append(bytes.Clone(stopped), 0xc0), false},
 		{"stop cut", stopped[:len(stopped)-1], false},
-		{"no stop", stopped[:bytes.LastIndex(stopped, stopPair)], false},
+		{"no stop", stopped[:bytes.LastIndex(stopped, []byte(stopPair))], false},
 		{"empty", nil, false},
 	} {
 		if got := endsWithStop(bytes.NewReader(tc.data), int64(len(tc.data))); got != tc.want {
