@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brokerfs/brokerfs/cache"
+	"github.com/brokerfs/brokerfs/catalog/catalogtest"
 	"github.com/brokerfs/brokerfs/catalog/memory"
 	"github.com/brokerfs/brokerfs/handlers"
 )
@@ -159,5 +161,31 @@ func TestStreamDirLookupWarmsMissingFile(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
+	}
+}
+
+// When an external field's sparse cache file cannot be made (here the cache is closed after
+// the stream's table was stored), the header and every row still read as the handler gives
+// them, and one log line names the field served without the cache.
+func TestExternalSparseUnavailable(t *testing.T) {
+	if withoutCache {
+		t.Skip("needs a cache")
+	}
+	var store *cache.Store
+	tr, _, _ := externalTree(t, false, func(c *Config) { store = c.Cache })
+	tr.mustRead(catalogtest.UIDAssets + "/primary/time.npy") // the stream's table, stored
+	store.Close()
+	descr, shape, data := parseNPY(t, tr.mustRead(catalogtest.UIDAssets+"/primary/img.npy"))
+	if descr != "<u2" || shape != "3, 1, 2, 3" {
+		t.Fatalf("img: %s (%s)", descr, shape)
+	}
+	for i := 0; i < 18; i++ {
+		// fakeFrames: element i of point n is 100*n + i; row r is point r.
+		if got, want := binary.LittleEndian.Uint16(data[2*i:]), uint16(100*(i/6)+i%6); got != want {
+			t.Errorf("img flat[%d] = %d, want %d", i, got, want)
+		}
+	}
+	if n := strings.Count(tr.logString(), "serving without it"); n != 1 || !tr.logged("field=img") {
+		t.Errorf("%d log lines say the cache is not used, want 1 naming the field:\n%s", n, tr.logString())
 	}
 }

@@ -481,7 +481,7 @@ func (lc *lazyColumn) sparse() (*cache.Sparse, error) {
 	sp, err := st.OpenSparse(key, lc.hdr, lc.rows, int64(lc.rb))
 	if err != nil {
 		if _, logged := s.cfg.warned.LoadOrStore(rootCause(err), true); !logged {
-			s.cfg.logger().Error("cannot keep external data in the cache; serving without it", "dir", st.Dir(), "err", err)
+			s.cfg.logger().Error("cannot keep external data in the cache; serving without it", "dir", st.Dir(), "field", lc.field, "err", err)
 		}
 	}
 	lc.sp, lc.spDone = sp, true
