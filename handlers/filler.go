@@ -197,6 +197,14 @@ func (f *Filler) handler(ctx context.Context, res *catalog.Resource) (*openHandl
 	return v.(*openHandler), nil
 }
 
+// Open opens res's handler now, when it is not open yet, so that the first Describe or read
+// of one of its datums does not wait for the open (an HDF5 file's metadata, read from disk).
+// A failure is not kept: the calls that need the handler open it again and report it.
+func (f *Filler) Open(ctx context.Context, res *catalog.Resource) error {
+	_, err := f.handler(ctx, res)
+	return err
+}
+
 // call runs fn with the Filler's Guard in its context and a deadline of CallTimeout. When
 // fn does not return in time, call returns ErrTimeout at once and leaves fn to finish on its
 // own goroutine (a blocked open(2) or libhdf5 call cannot be interrupted); late, if not nil,

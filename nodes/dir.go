@@ -156,7 +156,14 @@ func (d *runDir) list0(ctx context.Context, r *runState) ([]entry, error) {
 	files := streamDirNames(r.names)
 	for _, name := range r.names {
 		name := name
-		es = append(es, entry{name: files[name], dir: func() gofs.InodeEmbedder { return newStreamDir(d.st, d.uid, name) }})
+		es = append(es, entry{name: files[name], dir: func() gofs.InodeEmbedder {
+			// A stream's directory is looked up on the way to its files: its external files
+			// are opened meanwhile (table.Stream.Warm), not when the first one is looked up.
+			if s := r.streams[name]; s != nil {
+				s.Warm()
+			}
+			return newStreamDir(d.st, d.uid, name)
+		}})
 	}
 	return append(es, streamTableEntries(r, files)...), nil
 }

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/brokerfs/brokerfs/cache"
@@ -28,10 +31,11 @@ type Externals struct {
 	resources []*catalog.Resource         // guarded by mu
 	datums    map[string]datumRef         // datum id -> ref; guarded by mu
 	byRes     map[string][]map[string]any // resource uid -> datum kwargs; guarded by mu
-	warming   bool                        // guarded by mu; warm was called
 
 	// first is the run's first datum, described by warm while the rest load; nil before warm.
-	first *firstDatum
+	// Not under mu, which a load holds throughout: warm and the lookups waiting for the first
+	// datum must not wait for every datum to load.
+	first atomic.Pointer[firstDatum]
 }
 
 // firstDatum is the first datum of the run's first resource that has any, and what its
@@ -40,6 +44,8 @@ type Externals struct {
 type firstDatum struct {
 	done  chan struct{} // closed once the fields below are set
 	id    string        // "" when there is none
+	res   *catalog.Resource
+	kw    map[string]any
 	descr string
 	shape []int
 	err   error
@@ -55,7 +61,12 @@ func NewExternals(run catalog.Run, filler *handlers.Filler) *Externals {
 	return &Externals{run: run, filler: filler}
 }
 
-func (x *Externals) load(ctx context.Context) error {
+func (x *Externals) load(ctx context.Context) error { return x.loadFirst(ctx, nil) }
+
+// loadFirst is load, calling first (when not nil) with the run's first datum as soon as it is
+// decoded: the first datum of the first resource that has any, as firstDatum finds it. first
+// is not called when the datums were loaded already or fail before the first one.
+func (x *Externals) loadFirst(ctx context.Context, first func(res *catalog.Resource, id string, kw map[string]any)) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.loaded {
@@ -77,6 +88,11 @@ func (x *Externals) load(ctx context.Context) error {
 					}
 				}
 				id = strings.Clone(id)
+				if first != nil {
+					// A map of its own: the handler reads it while the load goes on.
+					first(r, id, maps.Clone(kw))
+					first = nil
+				}
 				if _, dup := datums[id]; !dup {
 					// The first document with an id names it (as firstDatum does).
 					datums[id] = datumRef{res: r, kwargs: kw}
@@ -96,39 +112,56 @@ func (x *Externals) load(ctx context.Context) error {
 // warm loads the datums and describes the first one through its handler, once, in the
 // background: sizing an external field's .npy needs both, and doing it while the stream is
 // scanned hides the first file's open (an HDF5 file's metadata, read from disk on a fresh
-// mount) behind the scan. The handler stays open for the reads that follow; a failure is
-// left to them, which report it.
+// mount) behind the scan. The first datum is described as soon as the load has decoded it,
+// while the load goes on: one pass over the datum documents, not a pass for the first datum
+// and another for all (a datum_page holds them all: decoding it is most of the load). The
+// handler stays open for the reads that follow; a failure is left to them, which report it.
 func (x *Externals) warm() {
 	if x.filler == nil {
 		return
 	}
-	x.mu.Lock()
-	started := x.warming
-	x.warming = true
-	x.mu.Unlock()
-	if started {
+	fd := &firstDatum{done: make(chan struct{})}
+	if !x.first.CompareAndSwap(nil, fd) {
 		return
 	}
-	fd := &firstDatum{done: make(chan struct{})}
-	x.mu.Lock()
-	x.first = fd
-	x.mu.Unlock()
+	describe := func(res *catalog.Resource, id string, kw map[string]any) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			fd.descr, fd.shape, fd.err = x.filler.Describe(ctx, res, kw)
+			fd.id, fd.res, fd.kw = id, res, kw
+			close(fd.done)
+		}()
+	}
+	go func() {
+		// The first resource's file is opened while its datums are decoded: the open needs
+		// only the resource document, and reads the file's metadata from disk.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if res, err := x.run.Resources(ctx); err == nil && len(res) > 0 {
+			x.filler.Open(ctx, res[0])
+		}
+	}()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		res, id, kw := x.firstDatum(ctx)
-		if res == nil {
-			close(fd.done)
-		} else {
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				fd.descr, fd.shape, fd.err = x.filler.Describe(ctx, res, kw)
-				fd.id = id
-				close(fd.done)
-			}()
+		found := false
+		x.loadFirst(ctx, func(res *catalog.Resource, id string, kw map[string]any) {
+			found = true
+			describe(res, id, kw)
+			// The description is what a lookup waits for, the rest of the load only the
+			// reads that follow: let it start before this goroutine goes on decoding.
+			runtime.Gosched()
+		})
+		if found {
+			return
 		}
-		x.load(ctx)
+		// Loaded before (files.txt read first), or failed before the first datum: read it alone.
+		if res, id, kw := x.firstDatum(ctx); res != nil {
+			describe(res, id, kw)
+		} else {
+			close(fd.done)
+		}
 	}()
 }
 
@@ -167,9 +200,7 @@ func (x *Externals) firstDatum(ctx context.Context) (*catalog.Resource, string, 
 // describedFirst returns what warm's handler said of datum id, when id is the run's first
 // datum; it waits for that description (warm started it when the stream's scan began).
 func (x *Externals) describedFirst(ctx context.Context, id string) (string, []int, bool) {
-	x.mu.Lock()
-	fd := x.first
-	x.mu.Unlock()
+	fd := x.first.Load()
 	if fd == nil {
 		return "", nil, false
 	}
@@ -182,6 +213,22 @@ func (x *Externals) describedFirst(ctx context.Context, id string) (string, []in
 		return "", nil, false
 	}
 	return fd.descr, append([]int{}, fd.shape...), true
+}
+
+// firstOr returns datum id: the run's first datum as warm found it, when id is that one,
+// without waiting for the other datums to load; else as datum does.
+func (x *Externals) firstOr(ctx context.Context, id string) (datumRef, error) {
+	if fd := x.first.Load(); fd != nil {
+		select {
+		case <-fd.done:
+			if fd.id != "" && fd.id == id {
+				return datumRef{res: fd.res, kwargs: fd.kw}, nil
+			}
+		case <-ctx.Done():
+			return datumRef{}, ctx.Err()
+		}
+	}
+	return x.datum(ctx, id)
 }
 
 // keepValue copies a value out of a backend's reused buffers.
@@ -434,7 +481,7 @@ func (lc *lazyColumn) sparse() (*cache.Sparse, error) {
 	sp, err := st.OpenSparse(key, lc.hdr, lc.rows, int64(lc.rb))
 	if err != nil {
 		if _, logged := s.cfg.warned.LoadOrStore(rootCause(err), true); !logged {
-			s.cfg.logger().Error("cannot keep external data in the cache; serving without it", "dir", st.Dir(), "err", err)
+			s.cfg.logger().Error("cannot keep external data in the cache; serving without it", "dir", st.Dir(), "field", lc.field, "err", err)
 		}
 	}
 	lc.sp, lc.spDone = sp, true

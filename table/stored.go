@@ -34,7 +34,7 @@ func (lc *lazyColumn) storedProbe(ctx context.Context) bool {
 		lc.storedDone = true
 		return false
 	}
-	ref, err := lc.s.ext.datum(ctx, lc.ids[0])
+	ref, err := lc.s.ext.firstOr(ctx, lc.ids[0])
 	if err != nil {
 		return false // not remembered: the next open asks again
 	}

@@ -259,6 +259,14 @@ func (s *Stream) Prescan(gate func() *Stream) {
 	}()
 }
 
+// Warm starts, in the background, what reading the stream's external fields will need first:
+// the run's datums, and the first datum's file opened and described by its handler (an HDF5
+// file's metadata, read from disk on a fresh mount). Called when the stream's directory is
+// looked up, the way to its files, so that the open overlaps the kernel's next lookup and the
+// stream's scan instead of following them; the scan calls it too. Once per run; nothing for a
+// stream without external fields. A failure is left to the reads, which report it.
+func (s *Stream) Warm() { s.warmExternals() }
+
 // warmExternals starts the run's Externals warming up when the stream has external fields:
 // they are described right after the scan.
 func (s *Stream) warmExternals() {
