@@ -130,10 +130,15 @@ type stored struct {
 }
 
 const (
-	// prefetchBytes is how far ahead of a sequential reader the file's pages are asked for
+	// aheadBytes is how far ahead of a sequential reader the file's pages are asked for
 	// (POSIX_FADV_WILLNEED): the disk reads them while the frames before are served. The
-	// kernel's own readahead of the descriptor (128 KiB here) does not cover one frame.
-	prefetchBytes = 4 << 20
+	// kernel's own readahead of the descriptor (128 KiB on many disks) may not cover one
+	// frame, and the reader's requests come one at a time (a FUSE read(2) of a
+	// FOPEN_DIRECT_IO file is sent a request after the other, whatever ASYNC_DIO says).
+	aheadBytes = 16 << 20
+	// aheadBatch is the least that is asked for at a time: the kernel then sends the disk
+	// large reads (up to its max_sectors_kb), not one a chunk.
+	aheadBatch = 4 << 20
 	// seqSlack is how far before or after the furthest read a read may start and count as
 	// sequential (the kernel serves a large read's requests in any order).
 	seqSlack = 2 << 20
@@ -274,15 +279,20 @@ func (d *dataset) readStored(s *stored, pos int64, dst []byte) error {
 }
 
 // readAhead notes a read of [start, end) and, when it continues the furthest read so far (a
-// sequential reader: np.load, cp), asks the kernel for the file's pages of the next
-// prefetchBytes of the dataset (POSIX_FADV_WILLNEED starts the reads and returns). A read of
-// one frame (mmap) asks for nothing. Called within the handler's use of d, like the read.
+// sequential reader: np.load, cp), asks the kernel for the file's pages up to aheadBytes of
+// the dataset past it (POSIX_FADV_WILLNEED starts the reads), aheadBatch at a time: the disk
+// reads them while the frames before are served. A read of one frame (mmap) asks for nothing.
+//
+// The file ranges are worked out here, within the handler's use of d (chunk addresses come
+// from libhdf5), and merged where chunks lie end to end; the fadvise calls, which block while
+// the kernel queues the reads, are made by a goroutine, not in the READ: a reader's requests
+// arrive one after the other, and each waited for the last batch's queueing.
 func (d *dataset) readAhead(s *stored, start, end int64) {
 	s.mu.Lock()
 	seq := s.readEnd > 0 && end > s.readEnd && start >= s.readEnd-seqSlack && start <= s.readEnd+seqSlack
 	s.readEnd = max(s.readEnd, end)
-	from, to := max(end, s.aheadEnd), min(end+prefetchBytes, s.total)
-	ask := seq && !s.prefetching && to-from >= prefetchBytes/4
+	from, to := max(end, s.aheadEnd), min(end+aheadBytes, s.total)
+	ask := seq && !s.prefetching && to > from && (to-from >= aheadBatch || to == s.total)
 	if ask {
 		s.prefetching, s.aheadEnd = true, to
 	}
@@ -290,23 +300,53 @@ func (d *dataset) readAhead(s *stored, start, end int64) {
 	if !ask {
 		return
 	}
-	defer func() {
+	var runs []fileRange
+	if s.contig {
+		runs = append(runs, fileRange{s.addr + from, to - from})
+	} else {
+		for j := from / s.chunkBytes; j*s.chunkBytes < to; j++ {
+			a, err := d.chunkAddr(s, j)
+			if err != nil {
+				break
+			}
+			lo, hi := max(from, j*s.chunkBytes), min(to, (j+1)*s.chunkBytes)
+			off := a + lo - j*s.chunkBytes
+			if n := len(runs); n > 0 && runs[n-1].off+runs[n-1].n == off {
+				runs[n-1].n += hi - lo
+			} else {
+				runs = append(runs, fileRange{off, hi - lo})
+			}
+		}
+	}
+	if len(runs) == 0 {
+		s.mu.Lock()
+		s.prefetching = false
+		s.mu.Unlock()
+		return
+	}
+	go func() {
+		s.rf.advise(runs, unix.FADV_WILLNEED)
 		s.mu.Lock()
 		s.prefetching = false
 		s.mu.Unlock()
 	}()
-	fd := int(s.rf.f.Fd())
-	if s.contig {
-		unix.Fadvise(fd, s.addr+from, to-from, unix.FADV_WILLNEED)
+}
+
+// fileRange is a byte range of a file.
+type fileRange struct{ off, n int64 }
+
+// advise calls posix_fadvise on the ranges, unless the file was closed meanwhile (the
+// descriptor is held open for the calls).
+func (r *rawFile) advise(runs []fileRange, advice int) {
+	rc, err := r.f.SyscallConn()
+	if err != nil {
 		return
 	}
-	for j := from / s.chunkBytes; j*s.chunkBytes < to; j++ {
-		a, err := d.chunkAddr(s, j)
-		if err != nil {
-			return
+	rc.Control(func(fd uintptr) {
+		for _, x := range runs {
+			unix.Fadvise(int(fd), x.off, x.n, advice)
 		}
-		unix.Fadvise(fd, a, s.chunkBytes, unix.FADV_WILLNEED)
-	}
+	})
 }
 
 // wholeFrames reports whether the slab at offset of the given count is whole frames
