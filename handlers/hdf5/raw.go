@@ -86,12 +86,20 @@ func (r *rawFile) changed() bool {
 	return st.Dev != r.dev || st.Ino != r.ino || st.Size != r.size || st.Mtim != r.mtime
 }
 
+// within checks that n bytes at off lie within the file's size at the open.
+func (r *rawFile) within(off, n int64) error {
+	if off < 0 || n < 0 || off > r.size || n > r.size-off {
+		return fmt.Errorf("stored data at %d (%d bytes) ends past the end of the file (%d bytes): %w",
+			off, n, r.size, ErrTruncated)
+	}
+	return nil
+}
+
 // pread fills dst from the file at off, which with len(dst) must lie within the file's size
 // at the open.
 func (r *rawFile) pread(dst []byte, off int64) error {
-	if off < 0 || off > r.size || int64(len(dst)) > r.size-off {
-		return fmt.Errorf("stored data at %d (%d bytes) ends past the end of the file (%d bytes): %w",
-			off, len(dst), r.size, ErrTruncated)
+	if err := r.within(off, int64(len(dst))); err != nil {
+		return err
 	}
 	for len(dst) > 0 {
 		n, err := r.f.ReadAt(dst, off)
@@ -105,6 +113,28 @@ func (r *rawFile) pread(dst []byte, off int64) error {
 			return fmt.Errorf("read stored data at %d: %w", off, err)
 		}
 		dst, off = dst[n:], off+int64(n)
+	}
+	return nil
+}
+
+// splice moves the file's bytes [off, off+n), which must lie within the file's size at the
+// open, into sink.
+func (r *rawFile) splice(sink handlers.SpliceSink, off, n int64) error {
+	if err := r.within(off, n); err != nil {
+		return err
+	}
+	for n > 0 {
+		m, err := sink.LoadFromAt(r.f.Fd(), int(min(n, 1<<30)), off)
+		if m <= 0 || err != nil {
+			if r.changed() {
+				return ErrChanged
+			}
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("splice stored data at %d: %w", off, err)
+		}
+		n, off = n-int64(m), off+int64(m)
 	}
 	return nil
 }
@@ -247,11 +277,30 @@ func (d *dataset) chunkAddr(s *stored, j int64) (int64, error) {
 // readStored fills dst with the dataset's bytes (C order, as stored) from byte pos on, or
 // returns errFallBack (dst may then be partly written).
 func (d *dataset) readStored(s *stored, pos int64, dst []byte) error {
-	if pos < 0 || pos > s.total || int64(len(dst)) > s.total-pos {
-		return fmt.Errorf("bytes %d to %d of a dataset of %d: %w", pos, pos+int64(len(dst)), s.total, ErrOutOfRange)
+	return d.storedPieces(s, pos, int64(len(dst)), func(off, at, n int64) error {
+		return s.rf.pread(dst[at:at+n], off)
+	})
+}
+
+// spliceStored moves the dataset's bytes [pos, pos+n) from the file into sink (splice(2):
+// the pipe takes the file's pages, no copy), or returns errFallBack (sink may then hold part
+// of them).
+func (d *dataset) spliceStored(s *stored, pos, n int64, sink handlers.SpliceSink) error {
+	return d.storedPieces(s, pos, n, func(off, _, n int64) error {
+		return s.rf.splice(sink, off, n)
+	})
+}
+
+// storedPieces calls piece for the dataset's bytes [pos, pos+n) in order, one call per run of
+// them that lies in the file in one piece (a chunk, or the contiguous data): off is its
+// address in the file, at its position in [0, n), len its length. Then it checks that the
+// file did not change meanwhile and notes the read for readahead.
+func (d *dataset) storedPieces(s *stored, pos, n int64, piece func(off, at, len int64) error) error {
+	if pos < 0 || n < 0 || pos > s.total || n > s.total-pos {
+		return fmt.Errorf("bytes %d to %d of a dataset of %d: %w", pos, pos+n, s.total, ErrOutOfRange)
 	}
-	start := pos
-	for len(dst) > 0 {
+	start, end := pos, pos+n
+	for pos < end {
 		var off, avail int64
 		if s.contig {
 			off, avail = s.addr+pos, s.total-pos
@@ -264,17 +313,17 @@ func (d *dataset) readStored(s *stored, pos int64, dst []byte) error {
 			in := pos - j*s.chunkBytes
 			off, avail = a+in, s.chunkBytes-in
 		}
-		n := int(min(avail, int64(len(dst))))
-		if err := s.rf.pread(dst[:n], off); err != nil {
+		k := min(avail, end-pos)
+		if err := piece(off, pos-start, k); err != nil {
 			return err
 		}
-		dst, pos = dst[n:], pos+int64(n)
+		pos += k
 	}
 	// The bytes are those of the file libhdf5 described only if it did not change meanwhile.
 	if s.rf.changed() {
 		return ErrChanged
 	}
-	d.readAhead(s, start, pos)
+	d.readAhead(s, start, end)
 	return nil
 }
 
