@@ -17,6 +17,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/hanwen/go-fuse/v2/splice"
 )
 
 // Options configure a mount.
@@ -140,24 +141,26 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 		Debug:         o.Debug,
 		DirectMount:   os.Geteuid() == 0,
 		DisableXAttrs: true, // no xattrs to serve; saves a round trip per file in ls -l
-		MaxWrite:      1 << 20,
+		MaxWrite:      maxRead,
 		// Kernel readahead of 128 KiB (its default) where brokerfs cannot set the mount's
 		// own (see setReadahead).
 		MaxReadAhead: 128 << 10,
-		// Reads of cache files come back as fuse.ReadResultFd where passthrough is refused.
-		// Splicing them fails for 1 MiB reads (the pipe cannot grow past
-		// /proc/sys/fs/pipe-max-size) and go-fuse logs each failure before it falls back to
-		// pread, which is what it does here from the start, quietly.
-		DisableSplice: true,
+		// Reads of cache files come back as fuse.ReadResultFd where passthrough is refused,
+		// and reads of stored external fields as a pipe that holds their bytes (nodes'
+		// spliceRead): go-fuse splices both into /dev/fuse. Requests are then a little under
+		// 1 MiB (maxRead), since a reply that does not fit a pipe is not spliced (go-fuse logs
+		// each such failure before it falls back to a copy).
+		DisableSplice: !spliceReplies,
 		// Live runs' files are opened with FOPEN_DIRECT_IO (one snapshot per open); this lets
 		// numpy still map them (MAP_SHARED), as it maps every other file (Linux >= 6.6).
 		// READDIRPLUS_AUTO: the kernel asks for a directory's entries with their attributes
 		// (READDIRPLUS, a Lookup each) only while the reader also stats them (ls -l), not for
 		// every entry of a plain ls: 10,000 runs cost 10,000 Lookups and inodes otherwise.
-		// ASYNC_DIO: a large read() of a FOPEN_DIRECT_IO file (a lazily filled or stored
-		// external field, a live run's file) goes to brokerfs as its 1 MiB requests all at
-		// once (up to MaxBackground), served in parallel, instead of one after the other: the
-		// source file's reads then overlap each other and the replies.
+		// ASYNC_DIO: an O_DIRECT or asynchronous (AIO, io_uring) read of a FOPEN_DIRECT_IO
+		// file (a lazily filled or stored external field, a live run's file) goes to brokerfs
+		// as its requests all at once (up to MaxBackground), served in parallel. A plain
+		// read(2) still sends them one after the other (the kernel's FUSE_IO_PRIV_SYNC path),
+		// whatever this says.
 		ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP | fuse.CAP_READDIRPLUS_AUTO | fuse.CAP_ASYNC_DIO,
 		Options:           append([]string{"ro", "default_permissions"}, o.Extra...),
 		Logger:            log.New(slogWriter{o.Logger}, "", 0),
@@ -178,6 +181,30 @@ func Mount(dir string, root gofs.InodeEmbedder, o Options) (*Server, error) {
 	}
 	return &Server{srv: srv, dir: dir}, nil
 }
+
+// maxRead is the largest request the kernel sends (max_read, max_pages), and spliceReplies
+// whether replies are spliced: the largest that lets a reply be spliced into /dev/fuse, a
+// little under 1 MiB. go-fuse splices a reply through a pipe that holds its header and its
+// bytes plus a page, within /proc/sys/fs/pipe-max-size (1 MiB by default), and a pipe's size is
+// a power of two pages; spliced bytes take a page of it for every page of a file they come
+// from, one more for each piece of a file that does not start on a page, so a stored field's
+// request, from up to spliceSlack pieces of the source file (chunks not page-aligned), keeps
+// that many pages spare. Where pipes are smaller than 256 KiB, requests are 1 MiB and replies
+// copied.
+var maxRead, spliceReplies = func() (int, bool) {
+	const page = 4096
+	slots := 1
+	for (slots*2)*page <= splice.MaxPipeSize() {
+		slots *= 2
+	}
+	if !splice.Resizable() || slots < 64 {
+		return 1 << 20, false
+	}
+	return min(1<<20, (slots-2*spliceSlack)*page), true
+}()
+
+// spliceSlack is how many pieces of a source file a spliced request is sized for (see maxRead).
+const spliceSlack = 4
 
 // readaheadKB is the mount's kernel readahead, one page. Finished fields are read by the
 // kernel from the cache file itself (passthrough), with that file system's readahead; what

@@ -526,6 +526,56 @@ func (f *Filler) ReadRange(ctx context.Context, res *catalog.Resource, datumID s
 	return nil
 }
 
+// SpliceSink takes bytes of a file by splice(2) without copying them: a pipe (go-fuse's
+// splice.Pair). LoadFromAt moves up to sz bytes of the file at fd from off on into it and
+// returns how many it moved.
+type SpliceSink interface {
+	LoadFromAt(fd uintptr, sz int, off int64) (int, error)
+}
+
+// RangeSplicer is implemented by RangeReaders that can move a stored datum's bytes from their
+// file into a pipe (splice(2)) instead of copying them into a buffer. SpliceRange moves bytes
+// [off, off+n) of what ReadInto would give for descr and shape into sink, in order, or fails:
+// with an error wrapping ErrNotDirect when they are not stored so. After a failure the sink
+// may hold part of them.
+type RangeSplicer interface {
+	SpliceRange(ctx context.Context, datumKwargs map[string]any, sink SpliceSink, off int64, n int, descr string, shape []int) error
+}
+
+// SpliceRange moves bytes [off, off+n) of the datum's array as ReadInto gives it from its
+// file into sink (see RangeSplicer). It is a fast path with no fallback and no retries: on any
+// error (ErrNotDirect when the handler cannot splice the datum) the sink may hold part of the
+// bytes and must be thrown away, and the caller reads the range with ReadRange instead, which
+// retries, decodes, and reports failures as usual. The sink may still be written after a
+// timeout (the handler's call is abandoned, not stopped): close it, do not reuse it.
+func (f *Filler) SpliceRange(ctx context.Context, res *catalog.Resource, datumID string, kwargs map[string]any, sink SpliceSink, off int64, n int, descr string, shape []int) error {
+	dt, err := encode.ParseDtype(descr)
+	if err != nil {
+		return fmt.Errorf("read datum %s into %s: %w", datumID, descr, err)
+	}
+	size, err := ArrayBytes(shape, dt.Size)
+	if err != nil {
+		return fmt.Errorf("read datum %s into %s %v: %w", datumID, descr, shape, err)
+	}
+	if off < 0 || n < 0 || off > int64(size) || int64(n) > int64(size)-off {
+		return fmt.Errorf("read datum %s: bytes %d to %d of %d", datumID, off, off+int64(n), size)
+	}
+	if err := f.recentFailure(res.UID + "\x00" + datumID); err != nil {
+		return err
+	}
+	oh, err := f.handler(ctx, res)
+	if err != nil {
+		return err
+	}
+	rs, ok := oh.h.(RangeSplicer)
+	if !ok {
+		return fmt.Errorf("datum %s: handler cannot splice: %w", datumID, ErrNotDirect)
+	}
+	return f.call(ctx, "read", func(ctx context.Context) error {
+		return rs.SpliceRange(ctx, kwargs, sink, off, n, dt.Descr, shape)
+	}, nil)
+}
+
 // readDirect runs a handler's own read into the caller's buffer (ReadInto, ReadRange) with the
 // Filler's retries and deadline. done is false when the handler answered ErrNotDirect: the
 // caller decodes the datum instead. Otherwise err, if any, names the resource and is

@@ -481,6 +481,27 @@ func TestExternalHDF5Stored(t *testing.T) {
 	if !bytes.Equal(b[h.dataOffset:], exp[he.dataOffset:]) {
 		t.Errorf("det.npy's data (%d bytes) differs from stored_expected.npy's (%d bytes)", len(b)-h.dataOffset, len(exp)-he.dataOffset)
 	}
+	// Reads past the header, each one request (FOPEN_DIRECT_IO), served by splice from the
+	// stored frames (points 0-2, a chunk a frame) or read (reaching the gzip points, or from
+	// more pieces of the file than the reply's pipe has slots for): the bytes of the frames
+	// whatever the path, across frames and points. ([row-1, +row+2) is spliced: a wrong
+	// offset in the splice path fails it.)
+	want := exp[he.dataOffset:]
+	row := len(want) / 6
+	f, err := os.Open(det)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, r := range [][2]int{{0, 3 * row}, {5000, 20000}, {row - 1, row + 2}, {2*row + 100, 20000}, {0, len(want)}, {len(want) - 9000, 9000}} {
+		got := make([]byte, r[1])
+		if n, err := f.ReadAt(got, int64(h.dataOffset+r[0])); err != nil || n != r[1] {
+			t.Fatalf("det.npy data [%d +%d): %d bytes, %v", r[0], r[1], n, err)
+		}
+		if !bytes.Equal(got, want[r[0]:r[0]+r[1]]) {
+			t.Errorf("det.npy data [%d +%d) differs from stored_expected.npy's", r[0], r[1])
+		}
+	}
 	var sparse []string
 	filepath.WalkDir(filepath.Join(cacheDir, "sparse"), func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {

@@ -12,6 +12,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/hanwen/go-fuse/v2/splice"
 
 	"github.com/brokerfs/brokerfs/table"
 )
@@ -218,9 +219,9 @@ func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	}
 	if !r.live() && h.backing == nil && table.Lazy(c) {
 		// A lazily filled field not yet complete: read(2) goes straight to this process in
-		// requests of up to 1 MiB instead of through the inode's page cache in 128 KiB ones
-		// (the kernel's io_pages for FUSE, whatever the readahead): a quarter of the requests
-		// and one copy less for a whole-field read, which this process serves from the
+		// requests of up to about 1 MiB (fs's maxRead, 992 KiB) instead of through the inode's
+		// page cache in 128 KiB ones (the kernel's io_pages for FUSE, whatever the readahead):
+		// a quarter of the requests and one copy less for a whole-field read, which this process serves from the
 		// sparse cache file anyway. mmap still goes through the page cache
 		// (CAP_DIRECT_IO_ALLOW_MMAP), where page faults hand over whole rows (storeRow).
 		fl |= fuse.FOPEN_DIRECT_IO
@@ -267,6 +268,11 @@ func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 		n := min(int64(len(dest)), size-off)
 		return fuse.ReadResultFd(b.Fd(), off, int(n)), 0
 	}
+	if sp, ok := h.h.(table.Splicer); ok && h.storeRows && len(dest) > pageSize {
+		if rr, ok := spliceRead(ctx, sp, h.c.Size(), off, len(dest)); ok {
+			return rr, 0
+		}
+	}
 	rr, rows := h.h.(table.RowReader)
 	if !rows || !h.storeRows {
 		n, err := h.h.ReadAt(ctx, dest, off)
@@ -292,6 +298,80 @@ func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
+
+// spliceRead serves a read of a stored external field by splice(2): the bytes go from the
+// source file's page cache into a pipe, and from it into the reply (go-fuse splices a pipe
+// result into /dev/fuse), never through this process's memory: the one copy left is the
+// kernel's, into the reader's buffer, as a read(2) of the source file would make. A read(2)
+// of a FOPEN_DIRECT_IO file sends its requests one after the other, so each request's copy
+// out of the page cache was time the reader waited for. ok is false when the read is not
+// served so (the header, a page fault, a pipe too small, any failure): the caller reads it
+// the ordinary way, which reports errors.
+func spliceRead(ctx context.Context, sp table.Splicer, size, off int64, n int) (_ fuse.ReadResult, ok bool) {
+	if off >= size {
+		return nil, false
+	}
+	n = int(min(int64(n), size-off))
+	// go-fuse's pipe for the reply holds the reply's header and then these bytes: it grows to
+	// header + bytes + a page (splice.Pair.Grow, within pipe-max-size), and the kernel rounds a
+	// pipe's size up to a power of two pages. The bytes take a pipe slot per page they span in
+	// each piece of a file they come from (a piece not page-aligned spans one more).
+	want := replyHeader + n + pageSize
+	if !splice.Resizable() || pipeSlots(want)*pageSize > splice.MaxPipeSize() {
+		return nil, false
+	}
+	pair, err := splice.Get()
+	if err != nil {
+		return nil, false
+	}
+	if err := pair.Grow(want); err != nil {
+		splice.Done(pair)
+		return nil, false
+	}
+	sink := &slotSink{pair: pair, free: pipeSlots(want) - 1}
+	if err := sp.SpliceAt(ctx, sink, off, n); err != nil {
+		// Part of the bytes may be in the pipe, and a call abandoned at its deadline may still
+		// write to it: it is closed, never handed to another read.
+		splice.Drop(pair)
+		return nil, false
+	}
+	return fuse.ReadResultPipe(pair, n), true
+}
+
+// replyHeader is the size of a FUSE reply's header (fuse_out_header).
+const replyHeader = 16
+
+// pipeSlots is how many pages a pipe grown to want bytes holds: the kernel rounds a pipe's
+// size up to a power of two pages.
+func pipeSlots(want int) int {
+	s := 1
+	for s*pageSize < want {
+		s *= 2
+	}
+	return s
+}
+
+// slotSink is the pipe of a spliced read, which refuses bytes that would not fit in the
+// reply's pipe: free is how many slots (pages) are left for them there, the header's taken.
+type slotSink struct {
+	pair *splice.Pair
+	free int
+}
+
+func (s *slotSink) LoadFromAt(fd uintptr, sz int, off int64) (int, error) {
+	// The pages [off, off+n) spans, a slot each, however few bytes of one the pipe takes.
+	slots := func(n int) int { return int((off+int64(n)-1)/pageSize - off/pageSize + 1) }
+	if sz <= 0 || off < 0 || slots(sz) > s.free {
+		return 0, errSpliceFull
+	}
+	m, err := s.pair.LoadFromAt(fd, sz, off)
+	if m > 0 {
+		s.free -= slots(m)
+	}
+	return m, err
+}
+
+var errSpliceFull = errors.New("spliced read does not fit the reply's pipe")
 
 // handOver starts storeRow, unless enough are under way (then the range is faulted in page by
 // page). It runs after the reply: the kernel holds the pages of the request locked until then.

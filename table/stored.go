@@ -2,12 +2,14 @@ package table
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync"
 
 	"github.com/brokerfs/brokerfs/encode"
+	"github.com/brokerfs/brokerfs/handlers"
 )
 
 // Stored external fields: when a field's first datum is kept in its file as the very bytes of
@@ -139,6 +141,58 @@ func (h *storedHandle) ReadAtRow(ctx context.Context, p []byte, off int64) (n in
 		err = io.EOF
 	}
 	return n, rowOff, rowLen, err
+}
+
+// Splicer is implemented by handles whose bytes past a header can be moved from their source
+// files into a pipe (splice(2)) instead of copied into a buffer: stored external fields.
+type Splicer interface {
+	// SpliceAt moves the n bytes at off into sink, or fails; then sink may hold part of them
+	// and the caller reads the range with ReadAt instead. It takes reads larger than a page
+	// that lie past the header and within the file.
+	SpliceAt(ctx context.Context, sink handlers.SpliceSink, off int64, n int) error
+}
+
+// errNoSplice: a read SpliceAt does not take.
+var errNoSplice = errors.New("read not served by splice")
+
+// SpliceAt implements Splicer, row by row through the Filler (handlers.Filler.SpliceRange).
+// It counts as a read of the range for ReadAtRow's telling page faults from a large read(2).
+func (h *storedHandle) SpliceAt(ctx context.Context, sink handlers.SpliceSink, off int64, n int) error {
+	f, lc := h.f, h.f.lc
+	hdr, rb := int64(len(f.hdr)), int64(lc.rb)
+	if n <= rowPage || off < hdr || rb <= 0 || off > f.size || int64(n) > f.size-off {
+		return errNoSplice
+	}
+	end := off + int64(n)
+	h.mu.Lock()
+	h.next = end
+	h.mu.Unlock()
+	for pos := off - hdr; pos < end-hdr; {
+		r := pos / rb
+		in := pos - r*rb
+		k := min(rb-in, end-hdr-pos)
+		if err := lc.spliceRange(ctx, int(r), in, int(k), sink); err != nil {
+			return err
+		}
+		pos += k
+	}
+	return nil
+}
+
+// spliceRange moves bytes [in, in+n) of row r from its datum's file into sink.
+func (lc *lazyColumn) spliceRange(ctx context.Context, r int, in int64, n int, sink handlers.SpliceSink) error {
+	id := lc.ids[r]
+	ref, err := lc.s.ext.datum(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := lc.s.cfg.Filler.SpliceRange(ctx, ref.res, id, ref.kwargs, sink, in, n, lc.dt.Descr, lc.rowShape); err != nil {
+		return fmt.Errorf("field %s row %d (datum %s): %w", lc.field, r, id, err)
+	}
+	if in == 0 {
+		lc.s.cfg.stats().FramesFilled.Add(1)
+	}
+	return nil
 }
 
 // readRange reads bytes [in, in+len(dst)) of row r from its datum's file.

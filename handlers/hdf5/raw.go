@@ -86,12 +86,20 @@ func (r *rawFile) changed() bool {
 	return st.Dev != r.dev || st.Ino != r.ino || st.Size != r.size || st.Mtim != r.mtime
 }
 
+// within checks that n bytes at off lie within the file's size at the open.
+func (r *rawFile) within(off, n int64) error {
+	if off < 0 || n < 0 || off > r.size || n > r.size-off {
+		return fmt.Errorf("stored data at %d (%d bytes) ends past the end of the file (%d bytes): %w",
+			off, n, r.size, ErrTruncated)
+	}
+	return nil
+}
+
 // pread fills dst from the file at off, which with len(dst) must lie within the file's size
 // at the open.
 func (r *rawFile) pread(dst []byte, off int64) error {
-	if off < 0 || off > r.size || int64(len(dst)) > r.size-off {
-		return fmt.Errorf("stored data at %d (%d bytes) ends past the end of the file (%d bytes): %w",
-			off, len(dst), r.size, ErrTruncated)
+	if err := r.within(off, int64(len(dst))); err != nil {
+		return err
 	}
 	for len(dst) > 0 {
 		n, err := r.f.ReadAt(dst, off)
@@ -105,6 +113,28 @@ func (r *rawFile) pread(dst []byte, off int64) error {
 			return fmt.Errorf("read stored data at %d: %w", off, err)
 		}
 		dst, off = dst[n:], off+int64(n)
+	}
+	return nil
+}
+
+// splice moves the file's bytes [off, off+n), which must lie within the file's size at the
+// open, into sink.
+func (r *rawFile) splice(sink handlers.SpliceSink, off, n int64) error {
+	if err := r.within(off, n); err != nil {
+		return err
+	}
+	for n > 0 {
+		m, err := sink.LoadFromAt(r.f.Fd(), int(min(n, 1<<30)), off)
+		if m <= 0 || err != nil {
+			if r.changed() {
+				return ErrChanged
+			}
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("splice stored data at %d: %w", off, err)
+		}
+		n, off = n-int64(m), off+int64(m)
 	}
 	return nil
 }
@@ -130,10 +160,15 @@ type stored struct {
 }
 
 const (
-	// prefetchBytes is how far ahead of a sequential reader the file's pages are asked for
+	// aheadBytes is how far ahead of a sequential reader the file's pages are asked for
 	// (POSIX_FADV_WILLNEED): the disk reads them while the frames before are served. The
-	// kernel's own readahead of the descriptor (128 KiB here) does not cover one frame.
-	prefetchBytes = 4 << 20
+	// kernel's own readahead of the descriptor (128 KiB on many disks) may not cover one
+	// frame, and the reader's requests come one at a time (a FUSE read(2) of a
+	// FOPEN_DIRECT_IO file is sent a request after the other, whatever ASYNC_DIO says).
+	aheadBytes = 16 << 20
+	// aheadBatch is the least that is asked for at a time: the kernel then sends the disk
+	// large reads (up to its max_sectors_kb), not one a chunk.
+	aheadBatch = 4 << 20
 	// seqSlack is how far before or after the furthest read a read may start and count as
 	// sequential (the kernel serves a large read's requests in any order).
 	seqSlack = 2 << 20
@@ -242,11 +277,30 @@ func (d *dataset) chunkAddr(s *stored, j int64) (int64, error) {
 // readStored fills dst with the dataset's bytes (C order, as stored) from byte pos on, or
 // returns errFallBack (dst may then be partly written).
 func (d *dataset) readStored(s *stored, pos int64, dst []byte) error {
-	if pos < 0 || pos > s.total || int64(len(dst)) > s.total-pos {
-		return fmt.Errorf("bytes %d to %d of a dataset of %d: %w", pos, pos+int64(len(dst)), s.total, ErrOutOfRange)
+	return d.storedPieces(s, pos, int64(len(dst)), func(off, at, n int64) error {
+		return s.rf.pread(dst[at:at+n], off)
+	})
+}
+
+// spliceStored moves the dataset's bytes [pos, pos+n) from the file into sink (splice(2):
+// the pipe takes the file's pages, no copy), or returns errFallBack (sink may then hold part
+// of them).
+func (d *dataset) spliceStored(s *stored, pos, n int64, sink handlers.SpliceSink) error {
+	return d.storedPieces(s, pos, n, func(off, _, n int64) error {
+		return s.rf.splice(sink, off, n)
+	})
+}
+
+// storedPieces calls piece for the dataset's bytes [pos, pos+n) in order, one call per run of
+// them that lies in the file in one piece (a chunk, or the contiguous data): off is its
+// address in the file, at its position in [0, n), len its length. Then it checks that the
+// file did not change meanwhile and notes the read for readahead.
+func (d *dataset) storedPieces(s *stored, pos, n int64, piece func(off, at, len int64) error) error {
+	if pos < 0 || n < 0 || pos > s.total || n > s.total-pos {
+		return fmt.Errorf("bytes %d to %d of a dataset of %d: %w", pos, pos+n, s.total, ErrOutOfRange)
 	}
-	start := pos
-	for len(dst) > 0 {
+	start, end := pos, pos+n
+	for pos < end {
 		var off, avail int64
 		if s.contig {
 			off, avail = s.addr+pos, s.total-pos
@@ -259,30 +313,35 @@ func (d *dataset) readStored(s *stored, pos int64, dst []byte) error {
 			in := pos - j*s.chunkBytes
 			off, avail = a+in, s.chunkBytes-in
 		}
-		n := int(min(avail, int64(len(dst))))
-		if err := s.rf.pread(dst[:n], off); err != nil {
+		k := min(avail, end-pos)
+		if err := piece(off, pos-start, k); err != nil {
 			return err
 		}
-		dst, pos = dst[n:], pos+int64(n)
+		pos += k
 	}
 	// The bytes are those of the file libhdf5 described only if it did not change meanwhile.
 	if s.rf.changed() {
 		return ErrChanged
 	}
-	d.readAhead(s, start, pos)
+	d.readAhead(s, start, end)
 	return nil
 }
 
 // readAhead notes a read of [start, end) and, when it continues the furthest read so far (a
-// sequential reader: np.load, cp), asks the kernel for the file's pages of the next
-// prefetchBytes of the dataset (POSIX_FADV_WILLNEED starts the reads and returns). A read of
-// one frame (mmap) asks for nothing. Called within the handler's use of d, like the read.
+// sequential reader: np.load, cp), asks the kernel for the file's pages up to aheadBytes of
+// the dataset past it (POSIX_FADV_WILLNEED starts the reads), aheadBatch at a time: the disk
+// reads them while the frames before are served. A read of one frame (mmap) asks for nothing.
+//
+// The file ranges are worked out here, within the handler's use of d (chunk addresses come
+// from libhdf5), and merged where chunks lie end to end; the fadvise calls, which block while
+// the kernel queues the reads, are made by a goroutine, not in the READ: a reader's requests
+// arrive one after the other, and each waited for the last batch's queueing.
 func (d *dataset) readAhead(s *stored, start, end int64) {
 	s.mu.Lock()
 	seq := s.readEnd > 0 && end > s.readEnd && start >= s.readEnd-seqSlack && start <= s.readEnd+seqSlack
 	s.readEnd = max(s.readEnd, end)
-	from, to := max(end, s.aheadEnd), min(end+prefetchBytes, s.total)
-	ask := seq && !s.prefetching && to-from >= prefetchBytes/4
+	from, to := max(end, s.aheadEnd), min(end+aheadBytes, s.total)
+	ask := seq && !s.prefetching && to > from && (to-from >= aheadBatch || to == s.total)
 	if ask {
 		s.prefetching, s.aheadEnd = true, to
 	}
@@ -290,23 +349,53 @@ func (d *dataset) readAhead(s *stored, start, end int64) {
 	if !ask {
 		return
 	}
-	defer func() {
+	var runs []fileRange
+	if s.contig {
+		runs = append(runs, fileRange{s.addr + from, to - from})
+	} else {
+		for j := from / s.chunkBytes; j*s.chunkBytes < to; j++ {
+			a, err := d.chunkAddr(s, j)
+			if err != nil {
+				break
+			}
+			lo, hi := max(from, j*s.chunkBytes), min(to, (j+1)*s.chunkBytes)
+			off := a + lo - j*s.chunkBytes
+			if n := len(runs); n > 0 && runs[n-1].off+runs[n-1].n == off {
+				runs[n-1].n += hi - lo
+			} else {
+				runs = append(runs, fileRange{off, hi - lo})
+			}
+		}
+	}
+	if len(runs) == 0 {
+		s.mu.Lock()
+		s.prefetching = false
+		s.mu.Unlock()
+		return
+	}
+	go func() {
+		s.rf.advise(runs, unix.FADV_WILLNEED)
 		s.mu.Lock()
 		s.prefetching = false
 		s.mu.Unlock()
 	}()
-	fd := int(s.rf.f.Fd())
-	if s.contig {
-		unix.Fadvise(fd, s.addr+from, to-from, unix.FADV_WILLNEED)
+}
+
+// fileRange is a byte range of a file.
+type fileRange struct{ off, n int64 }
+
+// advise calls posix_fadvise on the ranges, unless the file was closed meanwhile (the
+// descriptor is held open for the calls).
+func (r *rawFile) advise(runs []fileRange, advice int) {
+	rc, err := r.f.SyscallConn()
+	if err != nil {
 		return
 	}
-	for j := from / s.chunkBytes; j*s.chunkBytes < to; j++ {
-		a, err := d.chunkAddr(s, j)
-		if err != nil {
-			return
+	rc.Control(func(fd uintptr) {
+		for _, x := range runs {
+			unix.Fadvise(int(fd), x.off, x.n, advice)
 		}
-		unix.Fadvise(fd, a, s.chunkBytes, unix.FADV_WILLNEED)
-	}
+	})
 }
 
 // wholeFrames reports whether the slab at offset of the given count is whole frames

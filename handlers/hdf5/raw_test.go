@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/handlers"
@@ -51,6 +54,47 @@ func expectedFrames(t *testing.T, dir, name string) (want *catalog.NDArray, fram
 		t.Fatal(err)
 	}
 	return want, len(want.Data) / want.Shape[0], append([]int{1}, want.Shape[1:]...)
+}
+
+// pipeSink is a handlers.SpliceSink: a pipe that splice(2) fills (of 1 MiB: the tests' ranges
+// fit, and a splice into a full pipe would block).
+type pipeSink struct{ r, w *os.File }
+
+func newPipeSink(t *testing.T) *pipeSink {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	return &pipeSink{r: r, w: w}
+}
+
+func (p *pipeSink) LoadFromAt(fd uintptr, sz int, off int64) (int, error) {
+	n, err := unix.Splice(int(fd), &off, int(p.w.Fd()), nil, sz, 0)
+	return int(n), err
+}
+
+// drain closes the pipe's write end and returns all the pipe holds.
+func (p *pipeSink) drain(t *testing.T) []byte {
+	t.Helper()
+	p.w.Close()
+	b, err := io.ReadAll(p.r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// spliced is SpliceRange of [from, to) into a new pipe, and what the pipe then holds.
+func spliced(t *testing.T, h handlers.Handler, p int, from, to int, dtype string, shape []int) ([]byte, error) {
+	t.Helper()
+	sink := newPipeSink(t)
+	err := h.(handlers.RangeSplicer).SpliceRange(context.Background(), pn(p), sink, int64(from), to-from, dtype, shape)
+	return sink.drain(t), err
 }
 
 // TestStoredReads: frames of datasets stored as they are (chunked without filters,
@@ -104,9 +148,13 @@ func TestStoredReads(t *testing.T) {
 					}
 					part := make([]byte, to-from)
 					err := rr.ReadRange(ctx, pn(p), part, int64(from), want.Dtype, shape)
+					pipe, serr := spliced(t, h, p, from, to, want.Dtype, shape)
 					if !c.Stored {
 						if !errors.Is(err, handlers.ErrNotDirect) {
 							t.Errorf("%s point %d: ReadRange of a dataset not stored as read: %v, want ErrNotDirect", name, p, err)
+						}
+						if !errors.Is(serr, handlers.ErrNotDirect) {
+							t.Errorf("%s point %d: SpliceRange of a dataset not stored as read: %v, want ErrNotDirect", name, p, serr)
 						}
 						continue
 					}
@@ -121,6 +169,9 @@ func TestStoredReads(t *testing.T) {
 						if any != errors.Is(err, handlers.ErrNotDirect) {
 							t.Errorf("%s point %d: ReadRange [%d, %d): %v (range over unwritten chunks: %v)", name, p, from, to, err, any)
 						}
+						if any != errors.Is(serr, handlers.ErrNotDirect) {
+							t.Errorf("%s point %d: SpliceRange [%d, %d): %v (range over unwritten chunks: %v)", name, p, from, to, serr, any)
+						}
 						if any {
 							continue
 						}
@@ -130,6 +181,12 @@ func TestStoredReads(t *testing.T) {
 					}
 					if string(part) != string(exp[from:to]) {
 						t.Errorf("%s fpp %d point %d: ReadRange [%d, %d) differs from h5py", name, fpp, p, from, to)
+					}
+					if serr != nil {
+						t.Fatalf("%s fpp %d point %d: SpliceRange [%d, %d): %v", name, fpp, p, from, to, serr)
+					}
+					if string(pipe) != string(exp[from:to]) {
+						t.Errorf("%s fpp %d point %d: SpliceRange [%d, %d): %d bytes in the pipe differ from h5py's %d", name, fpp, p, from, to, len(pipe), to-from)
 					}
 				}
 			}
@@ -169,6 +226,12 @@ func TestStoredTruncated(t *testing.T) {
 	}
 	if err := h.(handlers.RangeReader).ReadRange(ctx, pn(ok), dst[:10], 0, want.Dtype, shape); !errors.Is(err, ErrTruncated) {
 		t.Errorf("ReadRange of the frame past the end: %v, want ErrTruncated", err)
+	}
+	if _, err := spliced(t, h, ok, 0, 10, want.Dtype, shape); !errors.Is(err, ErrTruncated) {
+		t.Errorf("SpliceRange of the frame past the end: %v, want ErrTruncated", err)
+	}
+	if b, err := spliced(t, h, ok-1, 0, frame, want.Dtype, shape); err != nil || string(b) != string(want.Data[(ok-1)*frame:ok*frame]) {
+		t.Errorf("SpliceRange of the last whole frame: %v", err)
 	}
 	if _, err := h.Read(ctx, pn(ok)); err == nil {
 		t.Errorf("Read of the frame past the end: no error")
@@ -231,6 +294,10 @@ func TestStoredChanged(t *testing.T) {
 				if !errors.Is(err, ErrChanged) && !errors.Is(err, ErrTruncated) {
 					t.Errorf("ReadRange of frame %d after the file changed (%s): %v, want ErrChanged", p, change, err)
 				}
+				_, err = spliced(t, h, p, 7, 107, want.Dtype, shape)
+				if !errors.Is(err, ErrChanged) && !errors.Is(err, ErrTruncated) {
+					t.Errorf("SpliceRange of frame %d after the file changed (%s): %v, want ErrChanged", p, change, err)
+				}
 			}
 		})
 	}
@@ -268,5 +335,45 @@ func TestStoredChangedReopens(t *testing.T) {
 	}
 	if b, err := read(2); err != nil || string(b) != string(want.Data[2*frame:3*frame]) {
 		t.Errorf("frame 2 read again: %v (want the file opened again and read)", err)
+	}
+}
+
+// TestFillerSpliceRange: through the Filler, SpliceRange moves a datum's bytes into a pipe
+// (h5py's bytes, from chunks that lie in the file in reverse order), and says ErrNotDirect for
+// a datum not stored as read, which the caller then reads with ReadRange.
+func TestFillerSpliceRange(t *testing.T) {
+	dir, _ := genStored(t)
+	ctx := context.Background()
+	reg := handlers.NewRegistry()
+	if err := reg.Register(SpecAD, NewAD(Options{})); err != nil {
+		t.Fatal(err)
+	}
+	f := handlers.NewFiller(handlers.FillerOptions{Registry: reg, NegativeTTL: time.Minute})
+	defer f.Close()
+	for _, name := range []string{"reversed", "gzip"} {
+		want, frame, _ := expectedFrames(t, dir, name)
+		res := &catalog.Resource{UID: name, Spec: SpecAD, ResourcePath: filepath.Join(dir, name+".h5"),
+			ResourceKwargs: map[string]any{"frame_per_point": int64(2)}}
+		shape := append([]int{2}, want.Shape[1:]...)
+		// Point 1: frames 2 and 3, from the middle of frame 2 to a third into frame 3.
+		from, to := frame/2, frame+frame/3
+		sink := newPipeSink(t)
+		err := f.SpliceRange(ctx, res, name+"/1", pn(1), sink, int64(from), to-from, want.Dtype, shape)
+		got := sink.drain(t)
+		if name == "gzip" {
+			if !errors.Is(err, handlers.ErrNotDirect) {
+				t.Errorf("gzip: SpliceRange: %v, want ErrNotDirect", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: SpliceRange: %v", name, err)
+		}
+		if exp := want.Data[2*frame+from : 2*frame+to]; string(got) != string(exp) {
+			t.Errorf("%s: SpliceRange gave %d bytes, not h5py's %d", name, len(got), len(exp))
+		}
+		if err := f.SpliceRange(ctx, res, name+"/1", pn(1), newPipeSink(t), int64(to), 2*frame, want.Dtype, shape); err == nil {
+			t.Errorf("%s: SpliceRange past the datum's end: no error", name)
+		}
 	}
 }

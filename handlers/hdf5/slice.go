@@ -269,6 +269,34 @@ func (s *slice) ReadRange(ctx context.Context, kw map[string]any, dst []byte, of
 	})
 }
 
+// SpliceRange moves bytes [off, off+n) of the datum's frames from the file into sink when the
+// dataset stores them as they are (see handlers.RangeSplicer), with ReadRange's checks.
+func (s *slice) SpliceRange(ctx context.Context, kw map[string]any, sink handlers.SpliceSink, off int64, n int, descr string, want []int) error {
+	return s.use(ctx, func(d *dataset, dims []int) error {
+		start, stop, shape, size, err := s.datum(kw, d, dims)
+		if err != nil {
+			return err
+		}
+		if err := intoCheck(d, shape, descr, want, size); err != nil {
+			return err
+		}
+		if off < 0 || n < 0 || off > int64(size) || int64(n) > int64(size)-off {
+			return fmt.Errorf("dataset %s in %s: bytes %d to %d of a datum of %d: %w", d.name, d.file, off, off+int64(n), size, ErrOutOfRange)
+		}
+		if d.st == nil {
+			return fmt.Errorf("dataset %s in %s is not stored as read: %w", d.name, d.file, handlers.ErrNotDirect)
+		}
+		err = d.spliceStored(d.st, int64(start)*d.st.frameBytes+off, int64(n), sink)
+		if errors.Is(err, errFallBack) {
+			return fmt.Errorf("dataset %s in %s: frames %d to %d are not stored as read: %w", d.name, d.file, start, stop, handlers.ErrNotDirect)
+		}
+		if err != nil {
+			return fmt.Errorf("splice %s frames %d to %d in %s: %w", d.name, start, stop, d.file, err)
+		}
+		return nil
+	})
+}
+
 // Stored reports whether the datum's frames are stored in the file as ReadInto gives them.
 func (s *slice) Stored(ctx context.Context, kw map[string]any, descr string, want []int) bool {
 	err := s.use(ctx, func(d *dataset, dims []int) error {

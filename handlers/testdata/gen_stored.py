@@ -46,6 +46,19 @@ for name, (shape, dtype, kw, stored) in cases.items():
     with h5py.File(os.path.join(d, name + ".h5"), "r") as f:
         save(name, f["/entry/data/data"][...], stored)
 
+# Chunks written last frame first: they lie in the file in the reverse order of the frames, so
+# a range across frames is pieces of the file that are not end to end.
+a = rng.integers(0, 60000, size=(6, 9, 7)).astype("<u2")
+with h5py.File(os.path.join(d, "reversed.h5"), "w") as f:
+    ds = f.create_dataset("/entry/data/data", shape=a.shape, dtype=a.dtype, chunks=(1, 9, 7))
+    for k in reversed(range(a.shape[0])):
+        ds[k] = a[k]
+with h5py.File(os.path.join(d, "reversed.h5"), "r") as f:
+    ds = f["/entry/data/data"]
+    offs = [ds.id.get_chunk_info_by_coord((k, 0, 0)).byte_offset for k in range(a.shape[0])]
+    assert all(offs[k] > offs[k + 1] for k in range(len(offs) - 1)), offs
+    save("reversed", ds[...], True)
+
 # A user block before the HDF5 data: addresses are relative to its end (H5Dread then).
 a = rng.integers(0, 60000, size=(4, 6, 5)).astype("<u2")
 with h5py.File(os.path.join(d, "userblock.h5"), "w", userblock_size=512) as f:
