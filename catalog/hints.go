@@ -23,13 +23,13 @@ func KeptReads(ctx context.Context) bool {
 type earlyKey struct{}
 
 // EarlyRun is called by a catalog that opens a run in one long pass over its documents (a
-// big run file indexed on first use) once the pass has met a descriptor whose events are
-// big, so that the caller can start reading them behind the pass instead of after it. run
+// big run file indexed on first use) once the pass has met the first event document, so
+// that the caller can start reading them behind the pass instead of after it. run
 // is the run as indexed so far: Start, the descriptors and resources met so far and, when
 // the run has one, the Version the finished pass will give; its EventPages follows the pass
 // (it waits for documents not yet indexed) and ends with the pass, reading exactly what the
 // finished run's EventPages reads, or fails. Stop reports ErrNotFound until the pass ends.
-// desc is the descriptor of the big events. The callback runs on the pass's goroutine: it
+// desc is that event's descriptor. The callback runs on the pass's goroutine: it
 // must return at once. What the caller builds from run is speculative: it must be checked
 // against the run that Catalog.Run returns (its stop, descriptors and version).
 type EarlyRun func(run Run, desc string)

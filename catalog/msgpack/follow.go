@@ -4,7 +4,7 @@ package msgpack
 // file (index.go) before Catalog.Run returns; a caller that then decodes a stream reads the
 // file a second time. For a big file read cold, the pass takes what the disk takes, and the
 // decode after it as long again: a caller that asks (catalog.WithEarlyRun) gets the run as
-// indexed so far once the pass meets big events, and its EventPages follows the pass, reading
+// indexed so far once the pass meets the first event, and its EventPages follows the pass, reading
 // each document the pass has just read (from the page cache) while the pass reads on.
 
 import (
@@ -96,16 +96,16 @@ func (p *progress) finish(ix *index, err error) {
 }
 
 // snapshot returns what followers may read now.
-func (p *progress) snapshot() (end int64, gaps map[int64]int64, done bool, ix *index, err error, wake chan struct{}) {
+func (p *progress) snapshot() (end int64, gaps map[int64]int64, done bool, ix *index, wake chan struct{}, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.end, p.gaps, p.done, p.ix, p.err, p.wake
+	return p.end, p.gaps, p.done, p.ix, p.wake, p.err
 }
 
 // final waits for the pass to end.
 func (p *progress) final(ctx context.Context) (*index, error) {
 	for {
-		_, _, done, ix, err, wake := p.snapshot()
+		_, _, done, ix, wake, err := p.snapshot()
 		if done {
 			return ix, err
 		}
@@ -212,7 +212,7 @@ func (r *earlyRun) EventPages(ctx context.Context, desc string, from, to int, fi
 		return err
 	}
 	defer f.Close()
-	end, gaps, done, ix, perr, wake := r.prog.snapshot()
+	end, gaps, done, ix, wake, perr := r.prog.snapshot()
 	w := newWindow(f, end, scanWindow)
 	defer w.release()
 	// Errors name the file as the run does; why sees the file as the pass does.
@@ -230,7 +230,7 @@ func (r *earlyRun) EventPages(ctx context.Context, desc string, from, to int, fi
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			end, gaps, done, ix, perr, wake = r.prog.snapshot()
+			end, gaps, done, ix, wake, perr = r.prog.snapshot()
 			w.limit = end
 			continue
 		}

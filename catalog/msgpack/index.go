@@ -121,18 +121,14 @@ type indexer struct {
 	logs int
 
 	// A pass that offers an early run (follow.go): prog tells its followers how far it is,
-	// from pub on; early is called at the first big event document, then set to nil.
+	// from pub on; early is called at the first event document, then set to nil.
 	prog  *progress
 	pub   int64
 	early func(desc string)
 }
 
-// buildIndex indexes the file r of the given size, extending prev when it is a prefix of the
-// file (the file grew), from scratch otherwise.
-func buildIndex(path string, r io.ReaderAt, size int64, mtime time.Time, prev *index, log *slog.Logger) (*index, error) {
-	return newIndexer(path, r, size, mtime, prev, log).build()
-}
-
+// newIndexer makes the indexer of the file r of the given size, extending prev when it is a
+// prefix of the file (the file grew), from scratch otherwise.
 func newIndexer(path string, r io.ReaderAt, size int64, mtime time.Time, prev *index, log *slog.Logger) *indexer {
 	var ix *index
 	if prev != nil && !prev.halt && size >= prev.end && sameBytes(r, 0, prev.head) && sameBytes(r, prev.end-int64(len(prev.tail)), prev.tail) {
@@ -251,10 +247,13 @@ func (x *indexer) scan() error {
 	return nil
 }
 
-// big notes an event document of n bytes of descriptor desc: the first one larger than
-// bigDocument starts the early run, if the pass offers one.
-func (x *indexer) big(desc []byte, n int) {
-	if x.early == nil || n <= bigDocument || x.ix.start == nil {
+// firstEvent notes an event document of descriptor desc: the first one starts the early
+// run, if the pass offers one. Any size: the file is big (Options.EarlyMin), and a decode that
+// follows the pass overlaps the disk whether the file holds wide rows or many narrow ones (1M
+// scalar events in 10,000-event pages, 83 MB: first np.load 136-149 → 102-117 ms, BENCHMARKS.md);
+// for one-row pages it gains nothing and loses nothing measurable.
+func (x *indexer) firstEvent(desc []byte) {
+	if x.early == nil || x.ix.start == nil {
 		return
 	}
 	early := x.early
@@ -370,7 +369,7 @@ func (x *indexer) named(b []byte, p int, name string, off int64) (int, error) {
 	if name == "event" || name == "event_page" {
 		if l := x.dec.fast(b); l != nil {
 			ix.events[string(l.desc)].add(off, off+int64(l.n), l.rows)
-			x.big(l.desc, l.n)
+			x.firstEvent(l.desc)
 			return l.n, nil
 		}
 		err := x.dec.scanEvent(b, p, name == "event", &x.h, 0)
@@ -393,7 +392,7 @@ func (x *indexer) named(b []byte, p int, name string, off int64) (int, error) {
 			}
 			s.add(off, off+int64(x.h.end), x.h.rows)
 			x.dec.learnFrom(b, x.h.end, &x.h, docEvent)
-			x.big(x.h.desc, x.h.end)
+			x.firstEvent(x.h.desc)
 		}
 		return x.h.end, nil
 	}
