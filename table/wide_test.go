@@ -71,21 +71,7 @@ func TestWideFromMsgpack(t *testing.T) {
 				}
 				return
 			}
-			want, err := os.ReadFile(filepath.Join(dir, name+".expect.npy"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantHdr, wantData := npyParts(t, want)
-			hdr, data := npyOf(t, tb.Fields["spec"])
-			if !sameHeader(hdr, wantHdr) {
-				t.Errorf("header %s, numpy's %s", hdr, wantHdr)
-			}
-			if !bytes.Equal(data, wantData) {
-				t.Errorf("%d data bytes differ from numpy's %d (first difference at byte %d)", len(data), len(wantData), firstDiff(data, wantData))
-			}
-			if rows := len(wantData) / (8 * width); tb.Rows != rows {
-				t.Errorf("%d rows, numpy has %d", tb.Rows, rows)
-			}
+			sameAsNumpy(t, tb, filepath.Join(dir, name+".expect.npy"), width)
 			switch name {
 			case "lying":
 				if n := strings.Count(logs.String(), "skipping bad document"); n != 2 {
@@ -97,6 +83,27 @@ func TestWideFromMsgpack(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// sameAsNumpy checks the spec field of tb, width float64 wide, against numpy's .npy at path:
+// the same header, data bytes and rows.
+func sameAsNumpy(t *testing.T, tb *Table, path string, width int) {
+	t.Helper()
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHdr, wantData := npyParts(t, want)
+	hdr, data := npyOf(t, tb.Fields["spec"])
+	if !sameHeader(hdr, wantHdr) {
+		t.Errorf("header %s, numpy's %s", hdr, wantHdr)
+	}
+	if !bytes.Equal(data, wantData) {
+		t.Errorf("%d data bytes differ from numpy's %d (first difference at byte %d)", len(data), len(wantData), firstDiff(data, wantData))
+	}
+	if rows := len(wantData) / (8 * width); tb.Rows != rows {
+		t.Errorf("%d rows, numpy has %d", tb.Rows, rows)
 	}
 }
 
@@ -255,21 +262,7 @@ func TestWideOnePass(t *testing.T) {
 				}
 				return
 			}
-			want, err := os.ReadFile(filepath.Join(dir, tc.name+".expect.npy"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantHdr, wantData := npyParts(t, want)
-			hdr, data := npyOf(t, tb.Fields["spec"])
-			if !sameHeader(hdr, wantHdr) {
-				t.Errorf("header %s, numpy's %s", hdr, wantHdr)
-			}
-			if !bytes.Equal(data, wantData) {
-				t.Errorf("%d data bytes differ from numpy's %d (first difference at byte %d)", len(data), len(wantData), firstDiff(data, wantData))
-			}
-			if rows := len(wantData) / (8 * width); tb.Rows != rows {
-				t.Errorf("%d rows, numpy has %d", tb.Rows, rows)
-			}
+			sameAsNumpy(t, tb, filepath.Join(dir, tc.name+".expect.npy"), width)
 			switch tc.name {
 			case "lying":
 				if n := strings.Count(logs.String(), "skipping bad document"); n != 2 {

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -197,7 +198,7 @@ func testFollow(t *testing.T, cut bool) {
 		t.Fatalf("followed %d pages, the run reads %d, want %d", len(followed), len(read), want)
 	}
 	for i := range read {
-		if followed[i].first != read[i].first || !equalInts(followed[i].seq, read[i].seq) || !equalFloats(followed[i].img, read[i].img) {
+		if followed[i].first != read[i].first || !slices.Equal(followed[i].seq, read[i].seq) || !slices.Equal(followed[i].img, read[i].img) {
 			t.Errorf("page %d: followed %+v, read %+v", i, followed[i], read[i])
 		}
 	}
@@ -215,37 +216,13 @@ func testFollow(t *testing.T, cut bool) {
 		t.Fatalf("rows 6-14: %d pages, the run gives %d", len(part), len(runPart))
 	}
 	for i := range part {
-		if part[i].first != runPart[i].first || !equalInts(part[i].seq, runPart[i].seq) || !equalFloats(part[i].img, runPart[i].img) {
+		if part[i].first != runPart[i].first || !slices.Equal(part[i].seq, runPart[i].seq) || !slices.Equal(part[i].img, runPart[i].img) {
 			t.Errorf("rows 6-14, page %d: %+v, the run's %+v", i, part[i], runPart[i])
 		}
 	}
 	if stop, err := er.Stop(context.Background()); (err == nil) == cut || (stop == nil) != cut {
 		t.Errorf("stop once the pass ended: %v, %v", stop, err)
 	}
-}
-
-func equalInts(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalFloats(a, b []float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestEndsWithStop: a file whose last document is a stop, and files whose end is not one.
