@@ -61,20 +61,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 const warmUID = "f1000000-0000-4000-8000-000000000001"
 
+// tree mounts twoResourceRun(datums, imgs) with a Filler whose handlers l records.
+func (l *openLog) tree(t *testing.T, datums [][3]any, imgs []string) *tree {
+	t.Helper()
+	cat, err := memory.New(twoResourceRun(datums, imgs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newTree(t, cat, func(cfg *Config) {
+		cfg.Filler = handlers.NewFiller(handlers.FillerOptions{Registry: l.registry(), Logger: cfg.Logger, Retry: 1})
+		t.Cleanup(func() { cfg.Filler.Close() })
+	})
+}
+
 // A lookup of a stream's directory opens and describes the first datum's file in the
 // background, before any of the stream's files is looked up, and reads no frame; the .npy
 // looked up next is sized from that description (one open, one Describe in all) and reads
 // the frames the handler gives.
 func TestStreamDirLookupWarms(t *testing.T) {
 	l := &openLog{opens: map[string]int{}}
-	cat, err := memory.New(twoResourceRun([][3]any{{"a", "a0", 0}, {"a", "a1", 1}}, []string{"a0", "a1"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := newTree(t, cat, func(cfg *Config) {
-		cfg.Filler = handlers.NewFiller(handlers.FillerOptions{Registry: l.registry(), Logger: cfg.Logger, Retry: 1})
-		t.Cleanup(func() { cfg.Filler.Close() })
-	})
+	tr := l.tree(t, [][3]any{{"a", "a0", 0}, {"a", "a1", 1}}, []string{"a0", "a1"})
 	tr.mustLookup(warmUID + "/primary")
 	waitFor(t, "the first datum described after the stream's lookup", func() bool { return l.describes.Load() == 1 })
 	if n := l.openCount("a.h5"); n != 1 {
@@ -101,14 +107,7 @@ func TestStreamDirLookupWarms(t *testing.T) {
 // the resource and its path, as when nothing was opened ahead.
 func TestStreamDirLookupWarmsMissingFile(t *testing.T) {
 	l := &openLog{opens: map[string]int{}, missing: "a.h5"}
-	cat, err := memory.New(twoResourceRun([][3]any{{"a", "a0", 0}, {"b", "b0", 0}, {"b", "b1", 1}}, []string{"a0", "b0", "b1"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := newTree(t, cat, func(cfg *Config) {
-		cfg.Filler = handlers.NewFiller(handlers.FillerOptions{Registry: l.registry(), Logger: cfg.Logger, Retry: 1})
-		t.Cleanup(func() { cfg.Filler.Close() })
-	})
+	tr := l.tree(t, [][3]any{{"a", "a0", 0}, {"b", "b0", 0}, {"b", "b1", 1}}, []string{"a0", "b0", "b1"})
 	tr.mustLookup(warmUID + "/primary")
 	waitFor(t, "the open of a.h5 after the stream's lookup", func() bool { return l.openCount("a.h5") >= 1 })
 	if s := tr.logString(); s != "" {
