@@ -488,16 +488,9 @@ func (f *Filler) Stored(ctx context.Context, res *catalog.Resource, kwargs map[s
 // (RangeReader), else decoded whole by ReadInto and copied. ReadInto's caveat after a timeout
 // holds for dst too.
 func (f *Filler) ReadRange(ctx context.Context, res *catalog.Resource, datumID string, kwargs map[string]any, dst []byte, off int64, descr string, shape []int) error {
-	dt, err := encode.ParseDtype(descr)
+	dt, n, err := datumRange(datumID, descr, shape, off, len(dst))
 	if err != nil {
-		return fmt.Errorf("read datum %s into %s: %w", datumID, descr, err)
-	}
-	n, err := ArrayBytes(shape, dt.Size)
-	if err != nil {
-		return fmt.Errorf("read datum %s into %s %v: %w", datumID, descr, shape, err)
-	}
-	if off < 0 || off > int64(n) || int64(len(dst)) > int64(n)-off {
-		return fmt.Errorf("read datum %s: bytes %d to %d of %d", datumID, off, off+int64(len(dst)), n)
+		return err
 	}
 	key := res.UID + "\x00" + datumID
 	if err := f.recentFailure(key); err != nil {
@@ -526,6 +519,23 @@ func (f *Filler) ReadRange(ctx context.Context, res *catalog.Resource, datumID s
 	return nil
 }
 
+// datumRange checks that bytes [off, off+n) lie within a datum's array of dtype descr and
+// shape, and returns the dtype and the array's size in bytes.
+func datumRange(datumID, descr string, shape []int, off int64, n int) (encode.Dtype, int, error) {
+	dt, err := encode.ParseDtype(descr)
+	if err != nil {
+		return dt, 0, fmt.Errorf("read datum %s into %s: %w", datumID, descr, err)
+	}
+	size, err := ArrayBytes(shape, dt.Size)
+	if err != nil {
+		return dt, 0, fmt.Errorf("read datum %s into %s %v: %w", datumID, descr, shape, err)
+	}
+	if off < 0 || n < 0 || off > int64(size) || int64(n) > int64(size)-off {
+		return dt, 0, fmt.Errorf("read datum %s: bytes %d to %d of %d", datumID, off, off+int64(n), size)
+	}
+	return dt, size, nil
+}
+
 // SpliceSink takes bytes of a file by splice(2) without copying them: a pipe (go-fuse's
 // splice.Pair). LoadFromAt moves up to sz bytes of the file at fd from off on into it and
 // returns how many it moved.
@@ -549,16 +559,9 @@ type RangeSplicer interface {
 // retries, decodes, and reports failures as usual. The sink may still be written after a
 // timeout (the handler's call is abandoned, not stopped): close it, do not reuse it.
 func (f *Filler) SpliceRange(ctx context.Context, res *catalog.Resource, datumID string, kwargs map[string]any, sink SpliceSink, off int64, n int, descr string, shape []int) error {
-	dt, err := encode.ParseDtype(descr)
+	dt, _, err := datumRange(datumID, descr, shape, off, n)
 	if err != nil {
-		return fmt.Errorf("read datum %s into %s: %w", datumID, descr, err)
-	}
-	size, err := ArrayBytes(shape, dt.Size)
-	if err != nil {
-		return fmt.Errorf("read datum %s into %s %v: %w", datumID, descr, shape, err)
-	}
-	if off < 0 || n < 0 || off > int64(size) || int64(n) > int64(size)-off {
-		return fmt.Errorf("read datum %s: bytes %d to %d of %d", datumID, off, off+int64(n), size)
+		return err
 	}
 	if err := f.recentFailure(res.UID + "\x00" + datumID); err != nil {
 		return err
