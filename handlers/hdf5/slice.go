@@ -240,23 +240,34 @@ func (s *slice) ReadInto(ctx context.Context, kw map[string]any, dst []byte, des
 	})
 }
 
+// storedRange checks a read of bytes [off, off+n) of the datum's frames as they are stored
+// (ReadRange, SpliceRange): the datum as ReadInto checks it, the range within it, and the
+// dataset stored as read; it returns the datum's frames [start, stop).
+func (s *slice) storedRange(kw map[string]any, d *dataset, dims []int, descr string, want []int, off int64, n int) (start, stop int, err error) {
+	start, stop, shape, size, err := s.datum(kw, d, dims)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := intoCheck(d, shape, descr, want, size); err != nil {
+		return 0, 0, err
+	}
+	if off < 0 || n < 0 || off > int64(size) || int64(n) > int64(size)-off {
+		return 0, 0, fmt.Errorf("dataset %s in %s: bytes %d to %d of a datum of %d: %w", d.name, d.file, off, off+int64(n), size, ErrOutOfRange)
+	}
+	if d.st == nil {
+		return 0, 0, fmt.Errorf("dataset %s in %s is not stored as read: %w", d.name, d.file, handlers.ErrNotDirect)
+	}
+	return start, stop, nil
+}
+
 // ReadRange reads bytes [off, off+len(dst)) of the datum's frames straight from the file
 // when the dataset stores them as they are (raw.go), else returns an error wrapping
 // handlers.ErrNotDirect (see handlers.RangeReader).
 func (s *slice) ReadRange(ctx context.Context, kw map[string]any, dst []byte, off int64, descr string, want []int) error {
 	return s.use(ctx, func(d *dataset, dims []int) error {
-		start, stop, shape, n, err := s.datum(kw, d, dims)
+		start, stop, err := s.storedRange(kw, d, dims, descr, want, off, len(dst))
 		if err != nil {
 			return err
-		}
-		if err := intoCheck(d, shape, descr, want, n); err != nil {
-			return err
-		}
-		if off < 0 || off > int64(n) || int64(len(dst)) > int64(n)-off {
-			return fmt.Errorf("dataset %s in %s: bytes %d to %d of a datum of %d: %w", d.name, d.file, off, off+int64(len(dst)), n, ErrOutOfRange)
-		}
-		if d.st == nil {
-			return fmt.Errorf("dataset %s in %s is not stored as read: %w", d.name, d.file, handlers.ErrNotDirect)
 		}
 		err = d.readStored(d.st, int64(start)*d.st.frameBytes+off, dst)
 		if errors.Is(err, errFallBack) {
@@ -273,18 +284,9 @@ func (s *slice) ReadRange(ctx context.Context, kw map[string]any, dst []byte, of
 // dataset stores them as they are (see handlers.RangeSplicer), with ReadRange's checks.
 func (s *slice) SpliceRange(ctx context.Context, kw map[string]any, sink handlers.SpliceSink, off int64, n int, descr string, want []int) error {
 	return s.use(ctx, func(d *dataset, dims []int) error {
-		start, stop, shape, size, err := s.datum(kw, d, dims)
+		start, stop, err := s.storedRange(kw, d, dims, descr, want, off, n)
 		if err != nil {
 			return err
-		}
-		if err := intoCheck(d, shape, descr, want, size); err != nil {
-			return err
-		}
-		if off < 0 || n < 0 || off > int64(size) || int64(n) > int64(size)-off {
-			return fmt.Errorf("dataset %s in %s: bytes %d to %d of a datum of %d: %w", d.name, d.file, off, off+int64(n), size, ErrOutOfRange)
-		}
-		if d.st == nil {
-			return fmt.Errorf("dataset %s in %s is not stored as read: %w", d.name, d.file, handlers.ErrNotDirect)
 		}
 		err = d.spliceStored(d.st, int64(start)*d.st.frameBytes+off, int64(n), sink)
 		if errors.Is(err, errFallBack) {
