@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -56,9 +55,12 @@ func endsWithStop(r io.ReaderAt, size int64) bool {
 
 // progress is an index pass under way, as its followers see it.
 type progress struct {
-	mu        sync.Mutex
-	end       int64           // the documents before end are indexed; guarded by mu
-	gaps      map[int64]int64 // the gaps before end (never modified once published); guarded by mu
+	mu   sync.Mutex
+	end  int64        // the documents before end are indexed; guarded by mu
+	gaps []passedSpan // the gaps before end, in file order; guarded by mu
+	// seq is every gap the pass has found, in file order: the pass's own, appended past
+	// what followers were given (gaps, a prefix of it), so that a publish copies none.
+	seq       []passedSpan
 	descs     []*catalog.Descriptor
 	resources []*catalog.Resource
 	wake      chan struct{} // closed at the next publish; guarded by mu
@@ -67,15 +69,19 @@ type progress struct {
 	err       error         // guarded by mu
 }
 
+// passedSpan is a stretch [off, end) of a file the pass passed over.
+type passedSpan struct{ off, end int64 }
+
+// addGap notes a gap the pass found; followers see it at the next publish.
+func (p *progress) addGap(off, end int64) { p.seq = append(p.seq, passedSpan{off, end}) }
+
 func newProgress() *progress { return &progress{wake: make(chan struct{})} }
 
 // publish tells followers that the documents before ix.end are indexed.
 func (p *progress) publish(ix *index) {
 	p.mu.Lock()
 	p.end = ix.end
-	if len(ix.gaps) != len(p.gaps) {
-		p.gaps = maps.Clone(ix.gaps)
-	}
+	p.gaps = slices.Clip(p.seq)
 	p.descs, p.resources = slices.Clip(ix.descs), slices.Clip(ix.resources)
 	close(p.wake)
 	p.wake = make(chan struct{})
@@ -87,7 +93,7 @@ func (p *progress) finish(ix *index, err error) {
 	p.mu.Lock()
 	p.done, p.ix, p.err = true, ix, err
 	if ix != nil {
-		p.end, p.gaps = ix.end, ix.gaps
+		p.end, p.gaps = ix.end, slices.Clip(p.seq)
 		p.descs, p.resources = ix.descs, ix.resources
 	}
 	close(p.wake)
@@ -96,7 +102,7 @@ func (p *progress) finish(ix *index, err error) {
 }
 
 // snapshot returns what followers may read now.
-func (p *progress) snapshot() (end int64, gaps map[int64]int64, done bool, ix *index, wake chan struct{}, err error) {
+func (p *progress) snapshot() (end int64, gaps []passedSpan, done bool, ix *index, wake chan struct{}, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.end, p.gaps, p.done, p.ix, p.wake, p.err
@@ -220,6 +226,7 @@ func (r *earlyRun) EventPages(ctx context.Context, desc string, from, to int, fi
 	rr.ix.ino, rr.ix.dev = filestore.StatIDs(r.fi)
 	ew := newEventWalk(ctx, rr, w, f, desc, fields, from, to, fn)
 	defer ew.close()
+	g := 0 // the first gap not passed yet
 	for pos := int64(0); ; {
 		if pos >= end {
 			if done {
@@ -234,8 +241,12 @@ func (r *earlyRun) EventPages(ctx context.Context, desc string, from, to int, fi
 			w.limit = end
 			continue
 		}
-		if e, ok := gaps[pos]; ok {
-			pos = e
+		for g < len(gaps) && gaps[g].off < pos {
+			g++
+		}
+		if g < len(gaps) && gaps[g].off == pos {
+			pos = gaps[g].end
+			g++
 			continue
 		}
 		n, stop, err := ew.step(ctx, pos)

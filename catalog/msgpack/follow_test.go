@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -63,8 +66,8 @@ func keepPage(p *catalog.EventPage) seenPage {
 // TestEarlyRunFollowsThePass: an index pass that offers an early run (a big event page) has
 // its EventPages read pages while the pass is still reading: the pass's reads past the middle
 // of the file wait until the follower has had its first page. What the follower reads is what
-// the finished run's EventPages reads: a stretch of corrupt bytes the pass passed over is
-// jumped, a page of another descriptor is left out, and the rows counted agree; in a file cut
+// the finished run's EventPages reads: two stretches of corrupt bytes the pass passed over
+// are jumped, a page of another descriptor is left out, and the rows counted agree; in a file cut
 // in the middle of its last page (no stop), that page is left out and logged once, by the pass.
 // Only the finished file ends with a stop (endsWithStop).
 func TestEarlyRunFollowsThePass(t *testing.T) {
@@ -99,7 +102,7 @@ func testFollow(t *testing.T, cut bool) {
 		if i == 5 {
 			desc = "other"
 		}
-		if i == 3 {
+		if i == 3 || i == 6 {
 			must(bw.Flush())
 			if _, err := bw.Write(bytes.Repeat([]byte{0xc1}, 100)); err != nil { // corrupt bytes
 				t.Fatal(err)
@@ -179,7 +182,7 @@ func testFollow(t *testing.T, cut bool) {
 	if calls != 1 {
 		t.Fatalf("early run offered %d times", calls)
 	}
-	if len(ix.gaps) != 1 || !strings.Contains(strings.Join(logs.lines(), "\n"), "skipping bad document") {
+	if len(ix.gaps) != 2 || !strings.Contains(strings.Join(logs.lines(), "\n"), "skipping bad document") {
 		t.Errorf("gaps %v; log: %q", ix.gaps, logs.lines())
 	}
 	var read []seenPage
@@ -250,5 +253,35 @@ func TestEndsWithStop(t *testing.T) {
 		if got := endsWithStop(bytes.NewReader(tc.data), int64(len(tc.data))); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestPublishCostIsNotTheGaps: a pass tells its followers how far it is every publishEvery
+// bytes; what a publish costs must not grow with the gaps found so far. A file's corrupt
+// stretches are untrusted input: a big file of many small ones made every publish copy them
+// all (quadratic in the file's size). Measured in bytes allocated, not time.
+func TestPublishCostIsNotTheGaps(t *testing.T) {
+	const gaps = 100_000
+	x := newIndexer("run.msgpack", bytes.NewReader(nil), 1<<40, time.Time{}, nil, slog.New(slog.DiscardHandler))
+	x.prog = newProgress()
+	for i := range int64(gaps) {
+		x.gap(10*i, 10*i+5, "event", errors.New("bad"))
+	}
+	x.ix.end = 10 * gaps
+	x.prog.publish(x.ix)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range int64(4) {
+		x.gap(10*(gaps+i), 10*(gaps+i)+5, "event", errors.New("bad"))
+		x.ix.end = 10 * (gaps + i + 1)
+		x.prog.publish(x.ix)
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 64<<10 {
+		t.Errorf("4 publishes with %d gaps allocated %d bytes", gaps, got)
+	}
+	end, gs, _, _, _, _ := x.prog.snapshot()
+	if end != 10*(gaps+4) || len(gs) != gaps+4 {
+		t.Errorf("published end %d, %d gaps; want %d, %d", end, len(gs), 10*(gaps+4), gaps+4)
 	}
 }

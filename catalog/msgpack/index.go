@@ -269,6 +269,9 @@ func (x *indexer) gap(off, end int64, name string, err error) {
 		x.ix.gaps = map[int64]int64{}
 	}
 	x.ix.gaps[off] = end
+	if x.prog != nil {
+		x.prog.addGap(off, end)
+	}
 	x.bad(off, name, err)
 }
 
