@@ -172,6 +172,11 @@ const (
 	// seqSlack is how far before or after the furthest read a read may start and count as
 	// sequential (the kernel serves a large read's requests in any order).
 	seqSlack = 2 << 20
+	// maxAheadChunks bounds the chunks one readahead asks for: their addresses are looked up
+	// in the READ that starts it, a libhdf5 call each, and a file's chunks may be tiny (one
+	// element). A dataset of chunks under 64 KiB (aheadBytes/maxAheadChunks) is read ahead
+	// less far, and one of chunks under 16 KiB (aheadBatch/maxAheadChunks) hardly at all.
+	maxAheadChunks = 256
 )
 
 // maxChunkLocs bounds the chunk addresses a dataset remembers.
@@ -341,6 +346,9 @@ func (d *dataset) readAhead(s *stored, start, end int64) {
 	seq := s.readEnd > 0 && end > s.readEnd && start >= s.readEnd-seqSlack && start <= s.readEnd+seqSlack
 	s.readEnd = max(s.readEnd, end)
 	from, to := max(end, s.aheadEnd), min(end+aheadBytes, s.total)
+	if !s.contig && to-from > maxAheadChunks*s.chunkBytes {
+		to = (from/s.chunkBytes + maxAheadChunks) * s.chunkBytes
+	}
 	ask := seq && !s.prefetching && to > from && (to-from >= aheadBatch || to == s.total)
 	if ask {
 		s.prefetching, s.aheadEnd = true, to

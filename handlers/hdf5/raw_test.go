@@ -377,3 +377,44 @@ func TestFillerSpliceRange(t *testing.T) {
 		}
 	}
 }
+
+// TestReadAheadLookups: the readahead of a sequential reader looks up the addresses of the
+// chunks it asks for in the READ that starts it (libhdf5 calls, under its global lock); a
+// dataset of tiny chunks (here one 2-byte element each, a file's choice) must not make one
+// READ look up thousands. Two one-frame reads in a row start it.
+func TestReadAheadLookups(t *testing.T) {
+	const n = 3000
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tiny.h5")
+	script := `import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "w") as f:
+    f.create_dataset("/entry/data/data", data=(np.arange(` + fmt.Sprint(n) + `) * 7 % 65536).astype("<u2"), chunks=(1,))`
+	if out, err := exec.Command(python, "-c", script, path).CombinedOutput(); err != nil {
+		t.Fatalf("h5py: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	h, err := NewAD(Options{})(ctx, path, map[string]any{"frame_per_point": int64(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.(io.Closer).Close()
+	for p := range 3 {
+		dst := make([]byte, 2)
+		if err := h.(handlers.RangeReader).ReadRange(ctx, pn(p), dst, 0, "<u2", []int{1}); err != nil {
+			t.Fatalf("point %d: %v", p, err)
+		}
+		if got, want := int(dst[0])|int(dst[1])<<8, p*7; got != want {
+			t.Errorf("point %d: %d, want %d", p, got, want)
+		}
+	}
+	d := h.(*slice).d.Load()
+	if d.st == nil || d.st.contig {
+		t.Fatalf("the dataset is not read as stored chunks")
+	}
+	d.st.mu.Lock()
+	looked := len(d.st.locs)
+	d.st.mu.Unlock()
+	if looked > maxAheadChunks+3 {
+		t.Errorf("%d chunk addresses looked up after 3 one-frame reads of a dataset of %d chunks", looked, n)
+	}
+}
