@@ -574,9 +574,12 @@ func (f *Filler) SpliceRange(ctx context.Context, res *catalog.Resource, datumID
 	if !ok {
 		return fmt.Errorf("datum %s: handler cannot splice: %w", datumID, ErrNotDirect)
 	}
-	return f.call(ctx, "read", func(ctx context.Context) error {
+	// A call abandoned at its deadline may hold the handler's locks, and a changed file
+	// makes its layout stale: the handler is dropped, as a read drops it, so that the read
+	// the caller falls back on opens the file afresh instead of waiting behind that call.
+	return f.timedOut(res, oh, f.call(ctx, "read", func(ctx context.Context) error {
 		return rs.SpliceRange(ctx, kwargs, sink, off, n, dt.Descr, shape)
-	}, nil)
+	}, nil))
 }
 
 // readDirect runs a handler's own read into the caller's buffer (ReadInto, ReadRange) with the

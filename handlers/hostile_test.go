@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -425,5 +426,60 @@ func TestFilesRefusedResource(t *testing.T) {
 	r := &catalog.Resource{UID: "out", Spec: "C", Root: "/etc", ResourcePath: "passwd"}
 	if files, err := f.Files(context.Background(), r, nil); err != nil || len(files) != 0 {
 		t.Errorf("Files of a resource outside the roots: %q, %v", files, err)
+	}
+}
+
+// stuckSplicer is a handler whose SpliceRange never returns while it holds the handler's lock
+// (a splice(2) from a hung disk, a libhdf5 call), which its ReadRange needs.
+type stuckSplicer struct {
+	counting
+	mu      sync.Mutex
+	release chan struct{}
+}
+
+func (s *stuckSplicer) SpliceRange(context.Context, map[string]any, SpliceSink, int64, int, string, []int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	<-s.release
+	return nil
+}
+
+func (s *stuckSplicer) ReadRange(_ context.Context, kw map[string]any, dst []byte, off int64, _ string, _ []int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, _ := IntKwarg(kw, "n", 0)
+	copy(dst, []byte{byte(n), 0}[off:])
+	return nil
+}
+
+func (s *stuckSplicer) Stored(context.Context, map[string]any, string, []int) bool { return true }
+
+// TestSpliceRangeTimeoutDropsHandler: a SpliceRange that times out leaves its call running,
+// maybe holding the handler's locks, as a timed-out read does: the handler is dropped, so that
+// the ReadRange its caller falls back on opens the file afresh instead of waiting for the
+// abandoned call, and timing out in turn.
+func TestSpliceRangeTimeoutDropsHandler(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var opens atomic.Int64
+	reg := NewRegistry()
+	reg.Register("S", func(context.Context, string, map[string]any) (Handler, error) {
+		opens.Add(1)
+		return &stuckSplicer{release: release}, nil
+	})
+	f := NewFiller(FillerOptions{Registry: reg, CallTimeout: 100 * time.Millisecond, Retry: time.Millisecond})
+	defer f.Close()
+	ctx := context.Background()
+	rs := &catalog.Resource{UID: "s", Spec: "S", Root: "/d", ResourcePath: "s"}
+	kw := map[string]any{"n": int64(7)}
+	if err := f.SpliceRange(ctx, rs, "s/7", kw, nil, 0, 2, "<u2", []int{1}); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("stuck SpliceRange: %v, want ErrTimeout", err)
+	}
+	dst := make([]byte, 2)
+	if err := f.ReadRange(ctx, rs, "s/7", kw, dst, 0, "<u2", []int{1}); err != nil || dst[0] != 7 {
+		t.Errorf("ReadRange after a SpliceRange timed out: %v, %v", dst, err)
+	}
+	if n := opens.Load(); n != 2 {
+		t.Errorf("%d opens, want 2 (the handler of the stuck call dropped)", n)
 	}
 }
