@@ -333,7 +333,7 @@ func (d *dataset) storedPieces(s *stored, pos, n int64, piece func(off, at, len 
 }
 
 // readAhead notes a read of [start, end) and, when it continues the furthest read so far (a
-// sequential reader: np.load, cp), asks the kernel for the file's pages up to aheadBytes of
+// sequential reader: np.load, cp; a read from further back starts the count over), asks the kernel for the file's pages up to aheadBytes of
 // the dataset past it (POSIX_FADV_WILLNEED starts the reads), aheadBatch at a time: the disk
 // reads them while the frames before are served. A read of one frame (mmap) asks for nothing.
 //
@@ -344,6 +344,11 @@ func (d *dataset) storedPieces(s *stored, pos, n int64, piece func(off, at, len 
 func (d *dataset) readAhead(s *stored, start, end int64) {
 	s.mu.Lock()
 	seq := s.readEnd > 0 && end > s.readEnd && start >= s.readEnd-seqSlack && start <= s.readEnd+seqSlack
+	if start < s.readEnd-seqSlack {
+		// A read from further back: a reader starting over (a second np.load), read ahead of
+		// as the first was once it goes on; the pages asked for before may be gone.
+		s.readEnd, s.aheadEnd = end, 0
+	}
 	s.readEnd = max(s.readEnd, end)
 	from, to := max(end, s.aheadEnd), min(end+aheadBytes, s.total)
 	if !s.contig && to-from > maxAheadChunks*s.chunkBytes {
