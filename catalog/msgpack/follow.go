@@ -30,11 +30,16 @@ const (
 	stopTail = 64 << 10
 )
 
+// maxStopTries bounds the stop-like pairs endsWithStop checks, from the last: checking one
+// costs what follows it, and a file's last stop holds none in practice.
+const maxStopTries = 16
+
 // stopPair is how a ["stop", {...}] document begins: a list of two, the name as a fixstr.
 const stopPair = "\x92\xa4stop"
 
 // endsWithStop reports whether the file r of size bytes ends with a stop document (within its
-// last stopTail bytes): a run that is finished, most likely. Only such a file's pass offers an
+// last stopTail bytes, one of its last maxStopTries stop-like pairs): a run that is finished,
+// most likely. Only such a file's pass offers an
 // early run: a live run's (no stop yet) would be decoded into a cache entry for nothing, the
 // run not being persisted. A stop-like run of bytes inside other data would only cost that.
 func endsWithStop(r io.ReaderAt, size int64) bool {
@@ -44,7 +49,9 @@ func endsWithStop(r io.ReaderAt, size int64) bool {
 		return false
 	}
 	pair := []byte(stopPair)
-	for i := bytes.LastIndex(b, pair); i >= 0; i = bytes.LastIndex(b[:i], pair) {
+	tries := 0
+	for i := bytes.LastIndex(b, pair); i >= 0 && tries < maxStopTries; i = bytes.LastIndex(b[:i], pair) {
+		tries++
 		p := i + len(stopPair)
 		if end, err := skip(b, i); err == nil && end == len(b) && p < len(b) && isMap(b[p]) {
 			return true

@@ -239,6 +239,14 @@ func TestEndsWithStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped := b.Bytes()
+	// A stop that holds stop-like pairs nested 40 deep: each ends before the file does, the
+	// outer one last. Checking each costs what follows it (quadratic in stopTail: 0.4 s for a
+	// 60 KiB tail of them): endsWithStop gives up after maxStopTries, and the file offers no
+	// early run.
+	nested := []byte("\x92\xa4stop\x80")
+	for range 40 {
+		nested = append(append([]byte("\x92\xa4stop\x82\x00"), nested...), 0x01, 0x00)
+	}
 	for _, tc := range []struct {
 		name string
 		data []byte
@@ -249,6 +257,8 @@ func TestEndsWithStop(t *testing.T) {
 		{"stop cut", stopped[:len(stopped)-1], false},
 		{"no stop", stopped[:bytes.LastIndex(stopped, []byte(stopPair))], false},
 		{"empty", nil, false},
+		{"stop-likes nested in the stop", nested, false},
+		{"stop-likes nested in the stop, within maxStopTries", nested[25*8 : len(nested)-25*2], true},
 	} {
 		if got := endsWithStop(bytes.NewReader(tc.data), int64(len(tc.data))); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
