@@ -543,6 +543,13 @@ type SpliceSink interface {
 	LoadFromAt(fd uintptr, sz int, off int64) (int, error)
 }
 
+// SpliceRoom is implemented by a SpliceSink of bounded room (a reply's pipe): Slots is how
+// many pipe slots are left, a piece of a file taking one per page it spans. A caller that
+// moves many small pieces can refuse a read that would not fit before moving any byte.
+type SpliceRoom interface {
+	Slots() int
+}
+
 // RangeSplicer is implemented by RangeReaders that can move a stored datum's bytes from their
 // file into a pipe (splice(2)) instead of copying them into a buffer. SpliceRange moves bytes
 // [off, off+n) of what ReadInto would give for descr and shape into sink, in order, or fails:

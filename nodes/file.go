@@ -371,6 +371,9 @@ func (s *slotSink) LoadFromAt(fd uintptr, sz int, off int64) (int, error) {
 	return m, err
 }
 
+// Slots implements handlers.SpliceRoom.
+func (s *slotSink) Slots() int { return s.free }
+
 var errSpliceFull = errors.New("spliced read does not fit the reply's pipe")
 
 // handOver starts storeRow, unless enough are under way (then the range is faulted in page by

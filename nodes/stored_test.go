@@ -364,3 +364,59 @@ func TestSpliceSlots(t *testing.T) {
 		t.Errorf("3 aligned pages into 3 free slots: %d, %v, %d left", m, err, sink.free)
 	}
 }
+
+// TestSpliceRefusedUpFront: a request whose rows could not all fit the reply's pipe (a piece
+// of a file per row, a slot more each when not page-aligned) is refused before any row is
+// moved, instead of failing after most of them and being read again whole; one that fits is
+// spliced.
+func TestSpliceRefusedUpFront(t *testing.T) {
+	h := newSplicedFramesHandler(t)
+	reg := handlers.NewRegistry()
+	reg.Register("AD_HDF5", func(context.Context, string, map[string]any) (handlers.Handler, error) { return h, nil })
+	cat, err := memory.New(bigFramesRun())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTree(t, cat, func(c *Config) {
+		c.Filler = handlers.NewFiller(handlers.FillerOptions{Registry: reg, Logger: c.Logger, Retry: 1})
+		t.Cleanup(func() { c.Filler.Close() })
+	})
+	f := tr.mustLookup(bigUID + "/primary/cam.npy").(*file)
+	fh, _, errno := f.Open(context.Background(), syscall.O_RDONLY)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	sp, ok := fh.(*handle).h.(table.Splicer)
+	if !ok {
+		t.Fatalf("the handle is a %T, not a table.Splicer", fh.(*handle).h)
+	}
+	// The tail of row 1 and the head of row 2: two pieces of the frames' file, not
+	// page-aligned. spans is how many slots a piece takes in fact.
+	const hdr, k1, k2 = 4096, 8092, 20000
+	spans := func(at, k int64) int { return int((at+k-1)/4096 - at/4096 + 1) }
+	need := spans(splicedAddr(1)+bigRow-k1, k1) + spans(splicedAddr(2), k2)
+	pair, err := splice.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer splice.Drop(pair)
+	if err := pair.Grow(64 << 12); err != nil {
+		t.Fatal(err)
+	}
+	// One slot fewer than the pieces take: refused before row 1's piece is moved.
+	sink := &slotSink{pair: pair, free: need - 1}
+	if err := sp.SpliceAt(context.Background(), sink, hdr+2*bigRow-k1, k1+k2); err == nil {
+		t.Fatal("the request spliced into a pipe without room for it")
+	}
+	if n := h.splices.Load(); n != 0 || sink.free != need-1 {
+		t.Errorf("the refused request moved %d rows (%d of %d slots left)", n, sink.free, need-1)
+	}
+	// With room for the pieces however they lie (a slot more each), both rows are spliced.
+	sink.free = (k1+4095)/4096 + 1 + (k2+4095)/4096 + 1
+	if err := sp.SpliceAt(context.Background(), sink, hdr+2*bigRow-k1, k1+k2); err != nil {
+		t.Fatalf("the request into a pipe with room for it: %v", err)
+	}
+	if n := h.splices.Load(); n != 2 {
+		t.Errorf("%d rows spliced, want 2", n)
+	}
+}

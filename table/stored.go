@@ -164,6 +164,12 @@ func (h *storedHandle) SpliceAt(ctx context.Context, sink handlers.SpliceSink, o
 		return errNoSplice
 	}
 	end := off + int64(n)
+	if room, ok := sink.(handlers.SpliceRoom); ok && !spliceFits(off-hdr, end-hdr, rb, room.Slots()) {
+		// Rows small next to the request (spectra of a few KiB): one piece of a file each, a
+		// slot more each when not page-aligned. Found out only after most of them were moved,
+		// the request would be read again whole.
+		return errNoSplice
+	}
 	h.mu.Lock()
 	h.next = end
 	h.mu.Unlock()
@@ -177,6 +183,26 @@ func (h *storedHandle) SpliceAt(ctx context.Context, sink handlers.SpliceSink, o
 		pos += k
 	}
 	return nil
+}
+
+// spliceFits reports whether the bytes [from, to) of rows of rb bytes, one piece of a file
+// per row, surely fit in slots pipe slots: a piece of k bytes spans at most ceil(k/page)+1
+// pages. (A row the handler keeps in several pieces can still run out of room: then the
+// read falls back as any failed splice does.)
+func spliceFits(from, to, rb int64, slots int) bool {
+	const page = 4096
+	if to-from > int64(slots)*page {
+		return false
+	}
+	for pos := from; pos < to; {
+		k := min(rb-pos%rb, to-pos)
+		slots -= int((k+page-1)/page) + 1
+		if slots < 0 {
+			return false
+		}
+		pos += k
+	}
+	return true
 }
 
 // spliceRange moves bytes [in, in+n) of row r from its datum's file into sink.
