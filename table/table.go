@@ -86,6 +86,10 @@ type Stream struct {
 	mu  sync.Mutex // held while the table is built, so concurrent callers share the work
 	t   *Table     // guarded by mu; nil until built, and again after its entry went away
 	err error      // guarded by mu; the build's failure, kept like a table
+
+	earlyMu    sync.Mutex
+	firstEv    *firstEvent           // guarded by earlyMu; see EarlyNPY
+	earlyFiles map[string]*earlyFile // guarded by earlyMu; by field
 }
 
 // NewStream prepares the stream called name of run from its descriptors (several when the
