@@ -164,6 +164,7 @@ func (s *Stream) EarlyNPY(ctx context.Context, field string) File {
 	}
 	s.earlyFiles[field] = f
 	s.cfg.stats().EarlyNPY.Add(1)
+	s.cfg.logger().Debug("external field sized before its stream's scan", "stream", s.Name, "field", field, "rows", rows, "dtype", dt.Descr, "shape", shape)
 	return f
 }
 
