@@ -268,8 +268,21 @@ func (s *Stream) Prescan(gate func() *Stream) {
 // file's metadata, read from disk on a fresh mount). Called when the stream's directory is
 // looked up, the way to its files, so that the open overlaps the kernel's next lookup and the
 // stream's scan instead of following them; the scan calls it too. Once per run; nothing for a
-// stream without external fields. A failure is left to the reads, which report it.
-func (s *Stream) Warm() { s.warmExternals() }
+// stream without external fields. A failure is left to the reads, which report it. The
+// datum ids of the stream's first event are read too when an external field's .npy may be
+// sized before the scan (EarlyNPY).
+func (s *Stream) Warm() {
+	s.warmExternals()
+	for _, f := range s.Fields {
+		if s.earlyField(f) {
+			// Its .npy may be sized before the scan: that needs the first event's datum.
+			if rows, ok := s.eventRows(context.Background()); ok && rows > 0 {
+				s.startFirstEvent()
+			}
+			return
+		}
+	}
+}
 
 // warmExternals starts the run's Externals warming up when the stream has external fields:
 // they are described right after the scan.
