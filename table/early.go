@@ -12,7 +12,6 @@ import (
 
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/encode"
-	"github.com/brokerfs/brokerfs/handlers"
 )
 
 // An external field's .npy sized before the stream's scan. Its size is the header and rows ×
@@ -285,18 +284,16 @@ func (h *earlyHandle) ReadAtRow(ctx context.Context, p []byte, off int64) (int, 
 	return n, 0, 0, err
 }
 
-// SpliceAt implements Splicer when the scanned column's handle does.
-func (h *earlyHandle) SpliceAt(ctx context.Context, sink handlers.SpliceSink, off int64, n int) error {
-	if off < int64(len(h.f.hdr)) {
-		return errNoSplice
+// SplicerOf returns h's Splicer when its reads can be spliced: for the handle of a file sized
+// before the scan, the scanned file's handle's (it waits for the scan, as a read of rows does).
+func SplicerOf(ctx context.Context, h Handle) (Splicer, bool) {
+	if eh, ok := h.(*earlyHandle); ok {
+		inner, err := eh.scanned(ctx)
+		if err != nil {
+			return nil, false // ReadAt reports it
+		}
+		h = inner
 	}
-	inner, err := h.scanned(ctx)
-	if err != nil {
-		return errNoSplice // ReadAt reports it
-	}
-	sp, ok := inner.(Splicer)
-	if !ok {
-		return errNoSplice
-	}
-	return sp.SpliceAt(ctx, sink, off, n)
+	sp, ok := h.(Splicer)
+	return sp, ok
 }
