@@ -129,6 +129,14 @@ type ArrayReader interface {
 	ReadArray(ctx context.Context, descriptor, field string, from, to int, dst []byte) error
 }
 
+// EventCounter is implemented by runs that know, without reading the events, how many rows
+// EventPages gives for a descriptor (a file store's index counts them on its pass): ok is
+// false when the count is not known exactly. A stream's external field can then be sized
+// before its scan.
+type EventCounter interface {
+	EventRows(ctx context.Context, descriptor string) (rows int, ok bool)
+}
+
 // RunVersioner is implemented by catalogs that can tell a run's version without opening it
 // (a stat of its file): the key Run(uid).Version would give. brokerfs then opens a cached
 // finished run from the cache alone and notices a changed run within its listing TTL.

@@ -230,7 +230,7 @@ func TestExternalHDF5(t *testing.T) {
 	for _, cat := range []string{"cat_msgpack", "cat_jsonl", "cat_wrongshape"} {
 		t.Run(cat, func(t *testing.T) {
 			t.Parallel()
-			mnt, logs := mount(t, filepath.Join(r.dir, cat), r.rootMap())
+			mnt, logs := mount(t, filepath.Join(r.dir, cat), r.rootMap(), "--debug")
 			run := filepath.Join(mnt, r.DetUID)
 			det := filepath.Join(run, "primary", "det.npy")
 
@@ -266,6 +266,12 @@ func TestExternalHDF5(t *testing.T) {
 			checkScalarFields(t, filepath.Join(run, "primary"), 5)
 			if strings.Contains(logs.String(), "level=ERROR") {
 				t.Errorf("errors logged:\n%s", logs)
+			}
+			// The msgpack catalog counts events in its index: det.npy was sized before the
+			// scan (table.Stream.EarlyNPY), and the bytes above are h5py's. JSONL: after it.
+			early := len(logLinesWith(logs.String(), "sized before its stream's scan", "field=det")) > 0
+			if want := cat == "cat_msgpack"; early != want {
+				t.Errorf("det.npy sized before the scan: %v, want %v\n%s", early, want, logs)
 			}
 		})
 	}
@@ -457,10 +463,13 @@ func TestExternalHDF5Stored(t *testing.T) {
 	t.Parallel()
 	r := writeExternalRuns(t)
 	cacheDir := t.TempDir()
-	mnt, logs := mount(t, filepath.Join(r.dir, "cat_stored"), r.rootMap(), "--cache-dir", cacheDir)
+	mnt, logs := mount(t, filepath.Join(r.dir, "cat_stored"), r.rootMap(), "--cache-dir", cacheDir, "--debug")
 	det := filepath.Join(mnt, r.StoredUID, "primary", "det.npy")
 	expected := filepath.Join(r.dir, "stored_expected.npy")
 	checkNPY(t, expected, det, 1, 4, 0, 5)
+	if len(logLinesWith(logs.String(), "sized before its stream's scan", "field=det")) == 0 {
+		t.Errorf("det.npy not sized before the stream's scan (table.Stream.EarlyNPY)\n%s", logs)
+	}
 	checkNPY(t, expected, det)
 	b, err := os.ReadFile(det)
 	if err != nil {

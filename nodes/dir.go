@@ -88,7 +88,12 @@ func (d *dirBase) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if i == len(es) || es[i].name != name {
 		return nil, syscall.ENOENT
 	}
-	e, path := es[i], d.path+"/"+name
+	return d.lookupEntry(ctx, r, es[i], out)
+}
+
+// lookupEntry makes the node of e, an entry of the directory in the run's state r.
+func (d *dirBase) lookupEntry(ctx context.Context, r *runState, e entry, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	path := d.path + "/" + e.name
 	ttl := d.st.ttl(r)
 	out.SetEntryTimeout(ttl)
 	out.SetAttrTimeout(ttl)

@@ -268,9 +268,11 @@ func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 		n := min(int64(len(dest)), size-off)
 		return fuse.ReadResultFd(b.Fd(), off, int(n)), 0
 	}
-	if sp, ok := h.h.(table.Splicer); ok && h.storeRows && len(dest) > pageSize {
-		if rr, ok := spliceRead(ctx, sp, h.c.Size(), off, len(dest)); ok {
-			return rr, 0
+	if h.storeRows && len(dest) > pageSize {
+		if sp, ok := table.SplicerOf(ctx, h.h); ok {
+			if rr, ok := spliceRead(ctx, sp, h.c.Size(), off, len(dest)); ok {
+				return rr, 0
+			}
 		}
 	}
 	rr, rows := h.h.(table.RowReader)

@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
+	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/brokerfs/brokerfs/catalog"
 	"github.com/brokerfs/brokerfs/table"
@@ -14,7 +18,10 @@ import (
 var errNoStop = fmt.Errorf("stop document: %w", catalog.ErrNotFound)
 
 // streamDir is <uid>/<stream>/: descriptors.json, time and field files, timestamps/, config/.
-type streamDir struct{ dirBase }
+type streamDir struct {
+	dirBase
+	name string // the stream's
+}
 
 var (
 	_ gofs.NodeLookuper  = (*streamDir)(nil)
@@ -23,7 +30,7 @@ var (
 )
 
 func newStreamDir(st *state, uid, name string) *streamDir {
-	d := &streamDir{dirBase{st: st, uid: uid, path: uid + "/" + name}}
+	d := &streamDir{dirBase: dirBase{st: st, uid: uid, path: uid + "/" + name}, name: name}
 	d.entries = func(ctx context.Context, r *runState) ([]entry, error) {
 		s, err := r.stream(name)
 		if err != nil {
@@ -32,6 +39,60 @@ func newStreamDir(st *state, uid, name string) *streamDir {
 		return streamEntries(ctx, st, s, uid), nil
 	}
 	return d
+}
+
+// Lookup finds the .npy of an external field without listing the directory, which waits for
+// the stream's scan: the file may be sized before it (table.Stream.EarlyNPY).
+func (d *streamDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	if r, e, ok := d.npyEntry(ctx, name); ok {
+		defer d.st.observe("lookup", time.Now(), &errno)
+		return d.lookupEntry(ctx, r, e, out)
+	}
+	return d.dirBase.Lookup(ctx, name, out)
+}
+
+// npyEntry returns the entry of name when it is the .npy of an external field of the stream.
+func (d *streamDir) npyEntry(ctx context.Context, name string) (*runState, entry, bool) {
+	if !strings.HasSuffix(name, ".npy") {
+		return nil, entry{}, false
+	}
+	r, err := d.st.run(ctx, d.uid)
+	if err != nil {
+		return nil, entry{}, false
+	}
+	s, err := r.stream(d.name)
+	if err != nil {
+		return nil, entry{}, false
+	}
+	names := fileNames(s.Fields, fieldReserved)
+	for _, f := range s.Fields {
+		if s.Keys[f].External && names[f]+".npy" == name {
+			return r, entry{name: name, file: fieldNPY(d.name, f)}, true
+		}
+	}
+	return nil, entry{}, false
+}
+
+// fieldNPY resolves the .npy of field f of stream name: sized before the stream's scan when
+// it can be (table.Stream.EarlyNPY), else the scanned table's.
+func fieldNPY(name, f string) resolver {
+	scanned := in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
+		c, err := column(t, f)
+		if err != nil {
+			return nil, err
+		}
+		return c.NPY(ctx)
+	})
+	return func(ctx context.Context, r *runState) (content, error) {
+		s, err := r.stream(name)
+		if err != nil {
+			return nil, err
+		}
+		if c := s.EarlyNPY(ctx, f); c != nil {
+			return c, nil
+		}
+		return scanned(ctx, r)
+	}
 }
 
 // stream returns the run's stream called name.
@@ -95,13 +156,7 @@ func streamEntries(ctx context.Context, st *state, s *table.Stream, uid string) 
 	names := fileNames(s.Fields, fieldReserved)
 	for _, f := range s.Fields {
 		f := f
-		es = append(es, entry{name: names[f] + ".npy", file: in(name, func(ctx context.Context, _ *table.Stream, t *table.Table) (content, error) {
-			c, err := column(t, f)
-			if err != nil {
-				return nil, err
-			}
-			return c.NPY(ctx)
-		})})
+		es = append(es, entry{name: names[f] + ".npy", file: fieldNPY(name, f)})
 		// External fields are images, almost always: offer a .csv only when the data key says
 		// they have at most one dimension, rather than opening a file to list a directory.
 		csvOK := len(s.Keys[f].Shape) <= 1

@@ -383,19 +383,29 @@ func (lc *lazyColumn) describe(ctx context.Context) error {
 			return err
 		}
 	}
-	dt, err := encode.ParseDtype(littleEndian(descr))
+	dt, rb, err := lazyRow(lc.field, descr, shape)
 	if err != nil {
-		return fmt.Errorf("field %s: %w", lc.field, err)
-	}
-	if len(shape) > maxDims {
-		return fmt.Errorf("field %s: %d dimensions per event: numpy reads at most %d", lc.field, len(shape), maxDims)
-	}
-	rb, err := rowBytesMax(dt, shape, maxFrameBytes)
-	if err != nil {
-		return fmt.Errorf("field %s: %w", lc.field, err)
+		return err
 	}
 	lc.dt, lc.rowShape, lc.rb, lc.described = dt, append([]int{}, shape...), rb, true
 	return nil
+}
+
+// lazyRow is the dtype and row size of a lazy field of the dtype descr and row shape its
+// handler or array metadata gave.
+func lazyRow(field, descr string, shape []int) (encode.Dtype, int, error) {
+	dt, err := encode.ParseDtype(littleEndian(descr))
+	if err != nil {
+		return encode.Dtype{}, 0, fmt.Errorf("field %s: %w", field, err)
+	}
+	if len(shape) > maxDims {
+		return encode.Dtype{}, 0, fmt.Errorf("field %s: %d dimensions per event: numpy reads at most %d", field, len(shape), maxDims)
+	}
+	rb, err := rowBytesMax(dt, shape, maxFrameBytes)
+	if err != nil {
+		return encode.Dtype{}, 0, fmt.Errorf("field %s: %w", field, err)
+	}
+	return dt, rb, nil
 }
 
 // describeDatums asks the handlers for the dtype and shape of a datum of the field: the first

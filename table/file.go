@@ -171,4 +171,7 @@ type Stats struct {
 	// PrescansStored those whose entry was committed.
 	Prescans       atomic.Int64
 	PrescansStored atomic.Int64
+	// EarlyNPY counts external fields' .npy files sized before their stream's scan
+	// (Stream.EarlyNPY).
+	EarlyNPY atomic.Int64
 }

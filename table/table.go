@@ -86,6 +86,10 @@ type Stream struct {
 	mu  sync.Mutex // held while the table is built, so concurrent callers share the work
 	t   *Table     // guarded by mu; nil until built, and again after its entry went away
 	err error      // guarded by mu; the build's failure, kept like a table
+
+	earlyMu    sync.Mutex
+	firstEv    *firstEvent           // guarded by earlyMu; see EarlyNPY
+	earlyFiles map[string]*earlyFile // guarded by earlyMu; by field
 }
 
 // NewStream prepares the stream called name of run from its descriptors (several when the
@@ -264,8 +268,21 @@ func (s *Stream) Prescan(gate func() *Stream) {
 // file's metadata, read from disk on a fresh mount). Called when the stream's directory is
 // looked up, the way to its files, so that the open overlaps the kernel's next lookup and the
 // stream's scan instead of following them; the scan calls it too. Once per run; nothing for a
-// stream without external fields. A failure is left to the reads, which report it.
-func (s *Stream) Warm() { s.warmExternals() }
+// stream without external fields. A failure is left to the reads, which report it. The
+// datum ids of the stream's first event are read too when an external field's .npy may be
+// sized before the scan (EarlyNPY).
+func (s *Stream) Warm() {
+	s.warmExternals()
+	for _, f := range s.Fields {
+		if s.earlyField(f) {
+			// Its .npy may be sized before the scan: that needs the first event's datum.
+			if rows, ok := s.eventRows(context.Background()); ok && rows > 0 {
+				s.startFirstEvent()
+			}
+			return
+		}
+	}
+}
 
 // warmExternals starts the run's Externals warming up when the stream has external fields:
 // they are described right after the scan.

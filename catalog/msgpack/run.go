@@ -30,8 +30,9 @@ type readerAt interface {
 }
 
 var (
-	_ catalog.Run       = (*run)(nil)
-	_ catalog.Versioner = (*run)(nil)
+	_ catalog.Run          = (*run)(nil)
+	_ catalog.Versioner    = (*run)(nil)
+	_ catalog.EventCounter = (*run)(nil)
 )
 
 // Version implements catalog.Versioner: the file as it was when indexed.
@@ -57,6 +58,21 @@ func openAtLeast(path string, size int64) (readerAt, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// EventRows implements catalog.EventCounter: the rows the index counted, which are the rows
+// EventPages walks (the same documents, the same decoder; a document the index passed over is
+// passed over there too).
+func (r *run) EventRows(_ context.Context, desc string) (int, bool) {
+	if s := r.ix.events[desc]; s != nil {
+		return int(s.rows), true
+	}
+	for _, d := range r.ix.descs {
+		if d.UID == desc {
+			return 0, true
+		}
+	}
+	return 0, false
 }
 
 // Start implements catalog.Run.
