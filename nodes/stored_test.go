@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/hanwen/go-fuse/v2/splice"
 
@@ -224,11 +225,10 @@ func (h *splicedFramesHandler) Stored(context.Context, map[string]any, string, [
 	return true
 }
 
-// TestStoredSplice: read(2) requests of a stored field past its header are served by splice
-// (a pipe holding the bytes of the frames' file, from pieces of it that are not page-aligned
-// and not end to end), with exactly the frames' bytes, including requests across frames and
-// the last, short one; the header's request and page-sized ones are read by ReadRange.
-func TestStoredSplice(t *testing.T) {
+// openSplicedField mounts bigFramesRun with its frames served by a splicedFramesHandler and
+// opens the field's .npy.
+func openSplicedField(t *testing.T) (*splicedFramesHandler, *file, gofs.FileHandle) {
+	t.Helper()
 	h := newSplicedFramesHandler(t)
 	reg := handlers.NewRegistry()
 	reg.Register("AD_HDF5", func(context.Context, string, map[string]any) (handlers.Handler, error) { return h, nil })
@@ -245,6 +245,15 @@ func TestStoredSplice(t *testing.T) {
 	if errno != 0 {
 		t.Fatal(errno)
 	}
+	return h, f, fh
+}
+
+// TestStoredSplice: read(2) requests of a stored field past its header are served by splice
+// (a pipe holding the bytes of the frames' file, from pieces of it that are not page-aligned
+// and not end to end), with exactly the frames' bytes, including requests across frames and
+// the last, short one; the header's request and page-sized ones are read by ReadRange.
+func TestStoredSplice(t *testing.T) {
+	h, f, fh := openSplicedField(t)
 	const hdr = 4096
 	size := int64(hdr + bigFrames*bigRow)
 	read := func(off int64, n int) []byte {
@@ -370,22 +379,7 @@ func TestSpliceSlots(t *testing.T) {
 // moved, instead of failing after most of them and being read again whole; one that fits is
 // spliced.
 func TestSpliceRefusedUpFront(t *testing.T) {
-	h := newSplicedFramesHandler(t)
-	reg := handlers.NewRegistry()
-	reg.Register("AD_HDF5", func(context.Context, string, map[string]any) (handlers.Handler, error) { return h, nil })
-	cat, err := memory.New(bigFramesRun())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := newTree(t, cat, func(c *Config) {
-		c.Filler = handlers.NewFiller(handlers.FillerOptions{Registry: reg, Logger: c.Logger, Retry: 1})
-		t.Cleanup(func() { c.Filler.Close() })
-	})
-	f := tr.mustLookup(bigUID + "/primary/cam.npy").(*file)
-	fh, _, errno := f.Open(context.Background(), syscall.O_RDONLY)
-	if errno != 0 {
-		t.Fatal(errno)
-	}
+	h, _, fh := openSplicedField(t)
 	sp, ok := fh.(*handle).h.(table.Splicer)
 	if !ok {
 		t.Fatalf("the handle is a %T, not a table.Splicer", fh.(*handle).h)
