@@ -383,20 +383,18 @@ func (p *prescan) early(run catalog.Run, desc string) {
 	if err != nil {
 		return
 	}
-	name := ""
-	for _, d := range descs {
-		if d.UID == desc {
-			name = d.Name
-		}
+	i := slices.IndexFunc(descs, func(d *catalog.Descriptor) bool { return d.UID == desc })
+	if i < 0 {
+		// Not indexed yet: the stream is not known (an unrelated one would be decoded for
+		// nothing, its key then refused at the commit).
+		return
 	}
+	name := descs[i].Name
 	var mine []*catalog.Descriptor
 	for _, d := range descs {
 		if d.Name == name {
 			mine = append(mine, d)
 		}
-	}
-	if mine == nil {
-		return
 	}
 	s := table.NewStream(p.st.tables, run, nil, name, mine, p.st.cfg.IncludeField, version)
 	s.Prescan(func() *table.Stream {
