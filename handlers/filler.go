@@ -146,6 +146,21 @@ func (e *ResourceError) Error() string {
 
 func (e *ResourceError) Unwrap() error { return e.Err }
 
+// datumHandler returns the open handler of res for a read of the datum key, unless a read of
+// that datum failed moments ago (recentFailure); a failure to open it is remembered as the
+// datum's.
+func (f *Filler) datumHandler(ctx context.Context, key string, res *catalog.Resource) (*openHandler, error) {
+	if err := f.recentFailure(key); err != nil {
+		return nil, err
+	}
+	oh, err := f.handler(ctx, res)
+	if err != nil {
+		f.remember(key, err)
+		return nil, err
+	}
+	return oh, nil
+}
+
 // handler returns the open handler of res, opening it (with retries) when needed.
 func (f *Filler) handler(ctx context.Context, res *catalog.Resource) (*openHandler, error) {
 	f.mu.Lock()
@@ -426,12 +441,8 @@ func (f *Filler) ReadInto(ctx context.Context, res *catalog.Resource, datumID st
 	if a != nil {
 		return convertInto(dst, dt, shape, a)
 	}
-	if err := f.recentFailure(key); err != nil {
-		return err
-	}
-	oh, err := f.handler(ctx, res)
+	oh, err := f.datumHandler(ctx, key, res)
 	if err != nil {
-		f.remember(key, err)
 		return err
 	}
 	if ir, ok := oh.h.(IntoReader); ok {
@@ -493,12 +504,8 @@ func (f *Filler) ReadRange(ctx context.Context, res *catalog.Resource, datumID s
 		return err
 	}
 	key := res.UID + "\x00" + datumID
-	if err := f.recentFailure(key); err != nil {
-		return err
-	}
-	oh, err := f.handler(ctx, res)
+	oh, err := f.datumHandler(ctx, key, res)
 	if err != nil {
-		f.remember(key, err)
 		return err
 	}
 	if rr, ok := oh.h.(RangeReader); ok && len(dst) > 0 {
