@@ -268,7 +268,7 @@ func (r *earlyRun) EventPages(ctx context.Context, desc string, from, to int, fi
 	var want int64
 	if s := ix.events[desc]; s != nil {
 		want = s.rows
-	} else if !slices.ContainsFunc(ix.descs, func(d *catalog.Descriptor) bool { return d.UID == desc }) {
+	} else if !ix.hasDescriptor(desc) {
 		return fmt.Errorf("descriptor %s of run %s: %w", desc, r.start.UID, catalog.ErrNotFound)
 	}
 	if ew.row != want {

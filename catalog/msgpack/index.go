@@ -87,6 +87,11 @@ type index struct {
 	gaps map[int64]int64
 }
 
+// hasDescriptor reports whether the run has the descriptor uid (with or without events).
+func (ix *index) hasDescriptor(uid string) bool {
+	return slices.ContainsFunc(ix.descs, func(d *catalog.Descriptor) bool { return d.UID == uid })
+}
+
 // clone copies the index for extension; the streams are copied, their checkpoint slices
 // clipped so that appending never writes into an array an older snapshot reads.
 func (ix *index) clone() *index {

@@ -67,12 +67,7 @@ func (r *run) EventRows(_ context.Context, desc string) (int, bool) {
 	if s := r.ix.events[desc]; s != nil {
 		return int(s.rows), true
 	}
-	for _, d := range r.ix.descs {
-		if d.UID == desc {
-			return 0, true
-		}
-	}
-	return 0, false
+	return 0, r.ix.hasDescriptor(desc)
 }
 
 // Start implements catalog.Run.
@@ -97,10 +92,8 @@ func (r *run) Resources(context.Context) ([]*catalog.Resource, error) { return r
 func (r *run) EventPages(ctx context.Context, desc string, from, to int, fields []string, fn func(*catalog.EventPage) error) error {
 	s := r.ix.events[desc]
 	if s == nil {
-		for _, d := range r.ix.descs {
-			if d.UID == desc {
-				return nil // a descriptor without events
-			}
+		if r.ix.hasDescriptor(desc) {
+			return nil // a descriptor without events
 		}
 		return fmt.Errorf("descriptor %s of run %s: %w", desc, r.ix.start.UID, catalog.ErrNotFound)
 	}
