@@ -333,9 +333,10 @@ func (d *dataset) storedPieces(s *stored, pos, n int64, piece func(off, at, len 
 }
 
 // readAhead notes a read of [start, end) and, when it continues the furthest read so far (a
-// sequential reader: np.load, cp; a read from further back starts the count over), asks the kernel for the file's pages up to aheadBytes of
-// the dataset past it (POSIX_FADV_WILLNEED starts the reads), aheadBatch at a time: the disk
-// reads them while the frames before are served. A read of one frame (mmap) asks for nothing.
+// sequential reader: np.load, cp; a read from further back starts the count over), asks the
+// kernel for the file's pages up to aheadBytes of the dataset past it (POSIX_FADV_WILLNEED
+// starts the reads), aheadBatch at a time: the disk reads them while the frames before are
+// served. A read of one frame (mmap) asks for nothing.
 //
 // The file ranges are worked out here, within the handler's use of d (chunk addresses come
 // from libhdf5), and merged where chunks lie end to end; the fadvise calls, which block while
