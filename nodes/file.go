@@ -221,8 +221,8 @@ func (f *file) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 		// A lazily filled field not yet complete: read(2) goes straight to this process in
 		// requests of up to about 1 MiB (fs's maxRead, 992 KiB) instead of through the inode's
 		// page cache in 128 KiB ones (the kernel's io_pages for FUSE, whatever the readahead):
-		// a quarter of the requests and one copy less for a whole-field read, which this process serves from the
-		// sparse cache file anyway. mmap still goes through the page cache
+		// a quarter of the requests and one copy less for a whole-field read, which this
+		// process serves from the sparse cache file anyway. mmap still goes through the page cache
 		// (CAP_DIRECT_IO_ALLOW_MMAP), where page faults hand over whole rows (storeRow).
 		fl |= fuse.FOPEN_DIRECT_IO
 	}
