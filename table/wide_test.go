@@ -47,11 +47,7 @@ func TestWideFromMsgpack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st, err := cache.Open(cache.Options{Dir: t.TempDir()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st := tempStore(t)
 			cfg := &Config{Logger: log, Stats: &Stats{}, Store: st}
 			descs, _ := run.Descriptors(context.Background())
 			s := NewStream(cfg, run, NewExternals(run, nil), "primary", descs, nil, "v1")
@@ -84,6 +80,17 @@ func TestWideFromMsgpack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tempStore opens a cache store in a temporary directory, closed when the test ends.
+func tempStore(t *testing.T) *cache.Store {
+	t.Helper()
+	st, err := cache.Open(cache.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // sameAsNumpy checks the spec field of tb, width float64 wide, against numpy's .npy at path:
@@ -200,11 +207,7 @@ func TestWideOnePass(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st, err := cache.Open(cache.Options{Dir: t.TempDir()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st := tempStore(t)
 			cfg := &Config{Logger: log, Stats: &Stats{}, Store: st}
 			bg := context.Background()
 			// As package nodes does: the stream as indexed so far, prescanned, gated by the
